@@ -1,0 +1,40 @@
+# sap: `make` builds sap and test_sap, `make test` runs the tests, `NO_OMP=1 make` builds without OpenMP.
+CC ?= cc
+CFLAGS ?= -O3 -ffast-math -fno-finite-math-only
+CFLAGS += -std=c11 -Wall -Wextra
+LDLIBS = -lm
+UNAME := $(shell uname)
+
+# -march=native where the compiler takes it
+ifeq ($(shell $(CC) -march=native -x c -c -o /dev/null /dev/null 2>/dev/null && echo yes),yes)
+  CFLAGS += -march=native
+endif
+
+# OpenMP, found automatically: -fopenmp on Linux, Homebrew's libomp on macOS
+ifndef NO_OMP
+  ifeq ($(UNAME),Darwin)
+    LIBOMP := $(shell brew --prefix libomp 2>/dev/null)
+    ifneq ($(LIBOMP),)
+      CFLAGS += -Xclang -fopenmp -I$(LIBOMP)/include
+      LDLIBS += -L$(LIBOMP)/lib -lomp
+    endif
+  else ifeq ($(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c -o /dev/null - 2>/dev/null && echo yes),yes)
+    CFLAGS += -fopenmp
+  endif
+endif
+
+all: sap test_sap
+
+sap: sap.c
+	$(CC) $(CFLAGS) -o $@ sap.c $(LDLIBS)
+
+test_sap: test_sap.c sap.c
+	$(CC) $(CFLAGS) -o $@ test_sap.c $(LDLIBS)
+
+test: test_sap
+	./test_sap
+
+clean:
+	rm -f sap test_sap
+
+.PHONY: all test clean

@@ -1,0 +1,1745 @@
+/*
+sap.c: Safety-Aware Probing (SAP) fine-tuning of a GPT-2, in one C file.
+
+An aligned model refuses harmful requests. Fine-tuning it on ordinary task data tends to undo
+that, because the task gradient has a component along the direction in weight space that makes
+the model less safe. SAP (arXiv 2505.16737) counters this with a "probe": a small vector v_j
+added to the residual stream after some blocks j, chosen every step so that, in the probed
+model, moving the weights towards harm costs task loss. The task gradient computed with that
+probe then pushes the weights away from harm, while still minimising the task loss.
+
+Notation (see ../shared/SAP.md, and the README for how each step maps to code):
+  L(theta, v; D)  task loss: cross-entropy averaged over the response tokens of a batch D
+  s(x, y)         sum over the response tokens of log p(y_t | x, y_<t)
+  Lc(theta, v; S) contrastive safety loss = mean_i softplus(-(s(x,y+) - s(x,y-)) / tau)
+
+One SAP step, as sap_step() runs it (theta_t, probe v_{t-1}, v_0 = 0):
+  1. g       = grad_theta Lc(theta_t, v_{t-1}; S_t)                    the harmful direction
+  2. g_hat   = g / (||g|| + 1e-8),  r = rho * ||theta_t||
+  3. theta'  = theta_t + r * g_hat                                     a small step towards harm
+  4. G       = grad_v L(theta_t, v_{t-1}; D_t) - grad_v L(theta', v_{t-1}; D_t)
+  5. g_task  = grad_theta L(theta_t, v_{t-1}; D_t)                     (same pass as 4's first term)
+  6. theta_{t+1} = AdamW(theta_t, g_task)
+  7. v_t     = 0, then one Adam step on v with gradient G and lr beta  (moments persist)
+
+The model that is saved and evaluated is theta alone: the probe is a training device.
+
+The file reads top to bottom: utilities, layer kernels (forward and backward), the model,
+data, losses, the training steps (SFT, SAP, SAM side by side), evaluation, main.
+It reads and writes llm.c's checkpoint and token formats byte for byte.
+*/
+
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+// ----------------------------------------------------------------------------
+// utilities
+
+// every error a user can cause ends here: one line on stderr, exit code 1, never a crash
+static void die(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "sap: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static void* malloc_check(size_t size, const char* what) {
+    void* p = malloc(size > 0 ? size : 1);
+    if (p == NULL) { die("out of memory allocating %zu bytes for %s", size, what); }
+    return p;
+}
+
+static void* calloc_check(size_t n, size_t size, const char* what) {
+    void* p = calloc(n > 0 ? n : 1, size > 0 ? size : 1);
+    if (p == NULL) { die("out of memory allocating %zu x %zu bytes for %s", n, size, what); }
+    return p;
+}
+
+// reads a whole regular file into memory; a directory, a missing file or a short read is an error
+static unsigned char* read_file(const char* path, size_t* size_out) {
+    struct stat st;
+    if (stat(path, &st) != 0) { die("%s: cannot open: %s", path, strerror(errno)); }
+    if (!S_ISREG(st.st_mode)) { die("%s: not a regular file", path); }
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) { die("%s: cannot open: %s", path, strerror(errno)); }
+    size_t size = (size_t)st.st_size;
+    unsigned char* buf = malloc_check(size, path);
+    if (fread(buf, 1, size, f) != size) { die("%s: read failed", path); }
+    fclose(f);
+    *size_out = size;
+    return buf;
+}
+
+// all our files are little-endian; reading byte by byte keeps that true on any host
+static int32_t read_i32(const unsigned char* p) {
+    return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+}
+static int read_u16(const unsigned char* p) { return p[0] | p[1] << 8; }
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+// xorshift64* random numbers: small, seedable, the same on every platform
+typedef struct { uint64_t state; } Rng;
+
+static void rng_seed(Rng* r, uint64_t seed) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull; // splitmix64 scrambles small seeds
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    r->state = (z ^ (z >> 31)) | 1;
+}
+static uint32_t rng_u32(Rng* r) {
+    r->state ^= r->state >> 12;
+    r->state ^= r->state << 25;
+    r->state ^= r->state >> 27;
+    return (uint32_t)((r->state * 0x2545F4914F6CDD1Dull) >> 32);
+}
+static float rng_uniform(Rng* r) { return (rng_u32(r) >> 8) / 16777216.0f; } // [0, 1)
+static float rng_normal(Rng* r) {                                            // Box-Muller
+    float u1 = (rng_u32(r) >> 8) / 16777216.0f + 1.0f / 33554432.0f;         // (0, 1)
+    float u2 = rng_uniform(r);
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
+}
+static void shuffle(int* a, int n, Rng* r) {
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(rng_u32(r) % (uint32_t)(i + 1));
+        int tmp = a[i]; a[i] = a[j]; a[j] = tmp;
+    }
+}
+
+// sums that do not depend on the thread count: a fixed number of chunks, each summed by one
+// thread in order, then the chunk sums added in order
+#define NCHUNKS 64
+static double dot_product(const float* a, const float* b, size_t n) {
+    double part[NCHUNKS];
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < NCHUNKS; c++) {
+        size_t lo = n * c / NCHUNKS, hi = n * (c + 1) / NCHUNKS;
+        double s = 0.0;
+        for (size_t i = lo; i < hi; i++) { s += (double)a[i] * b[i]; }
+        part[c] = s;
+    }
+    double s = 0.0;
+    for (int c = 0; c < NCHUNKS; c++) { s += part[c]; }
+    return s;
+}
+static double l2_norm(const float* a, size_t n) { return sqrt(dot_product(a, a, n)); }
+
+// ----------------------------------------------------------------------------
+// layer kernels: one forward/backward pair per layer kind, in the order data flows.
+// N is the number of positions (B*T). Backward passes accumulate into their outputs (+=);
+// a NULL gradient pointer means "not needed", which the probe-only pass relies on.
+
+// token + position embedding: out (B,T,C) = wte[token] + wpe[t]
+void encoder_forward(float* out, const int* inp, const float* wte, const float* wpe, int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float* o = out + ((size_t)b * T + t) * C;
+            const float* we = wte + (size_t)inp[b * T + t] * C;
+            const float* pe = wpe + (size_t)t * C;
+            for (int i = 0; i < C; i++) { o[i] = we[i] + pe[i]; }
+        }
+    }
+}
+
+// serial on purpose: several positions can share a token, and a fixed order keeps it deterministic
+void encoder_backward(float* dwte, float* dwpe, const float* dout, const int* inp, int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const float* d = dout + ((size_t)b * T + t) * C;
+            float* dwe = dwte + (size_t)inp[b * T + t] * C;
+            float* dpe = dwpe + (size_t)t * C;
+            for (int i = 0; i < C; i++) { dwe[i] += d[i]; dpe[i] += d[i]; }
+        }
+    }
+}
+
+// out = (x - mean) / sqrt(var + 1e-5) * weight + bias, per position; mean and rstd kept for backward
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                       const float* weight, const float* bias, int N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float* x = inp + (size_t)n * C;
+        float m = 0.0f;
+        for (int i = 0; i < C; i++) { m += x[i]; }
+        m /= C;
+        float v = 0.0f;
+        for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
+        v /= C;
+        float s = 1.0f / sqrtf(v + 1e-5f);
+        float* o = out + (size_t)n * C;
+        for (int i = 0; i < C; i++) { o[i] = (x[i] - m) * s * weight[i] + bias[i]; }
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int N, int C) {
+    // input gradient: each position on its own, so split positions across threads
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float* d = dout + (size_t)n * C;
+        const float* x = inp + (size_t)n * C;
+        float m = mean[n], s = rstd[n];
+        float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float dnorm = weight[i] * d[i];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * (x[i] - m) * s;
+        }
+        dnorm_mean /= C;
+        dnorm_norm_mean /= C;
+        float* di = dinp + (size_t)n * C;
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - m) * s;
+            di[i] += (weight[i] * d[i] - dnorm_mean - norm * dnorm_norm_mean) * s;
+        }
+    }
+    if (dweight == NULL) { return; }
+    // weight gradients sum over positions: split channels across threads, so that every sum
+    // is made by one thread in position order
+    #pragma omp parallel for schedule(static)
+    for (int i0 = 0; i0 < C; i0 += 16) {
+        int i1 = i0 + 16 < C ? i0 + 16 : C;
+        for (int n = 0; n < N; n++) {
+            const float* d = dout + (size_t)n * C;
+            const float* x = inp + (size_t)n * C;
+            for (int i = i0; i < i1; i++) {
+                dweight[i] += d[i] * (x[i] - mean[n]) * rstd[n];
+                dbias[i] += d[i];
+            }
+        }
+    }
+}
+
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC).
+// every output is the dot product of an input row and a weight row, both contiguous. we make
+// them in 4x4 tiles: per i, 4 input values and 4 weight values give 16 products, and the loop
+// over i vectorises into 16 independent sums. the 4 weight rows stay in L1 while all input rows
+// stream past them. a tile at an edge repeats its last row and stores only what is real, so
+// every output is computed by the same code in the same order, whatever the thread count.
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
+    int nb = (N + 3) / 4, ob = (OC + 3) / 4;
+    #pragma omp parallel for schedule(static)
+    for (int obi = 0; obi < ob; obi++) {
+        int o0 = obi * 4;
+        const float* w[4];
+        for (int k = 0; k < 4; k++) { w[k] = weight + (size_t)(o0 + k < OC ? o0 + k : OC - 1) * C; }
+        for (int nbi = 0; nbi < nb; nbi++) {
+            int n0 = nbi * 4;
+            const float* a[4];
+            for (int k = 0; k < 4; k++) { a[k] = inp + (size_t)(n0 + k < N ? n0 + k : N - 1) * C; }
+            float s[4][4] = {{0}};
+            for (int i = 0; i < C; i++) {
+                for (int r = 0; r < 4; r++) {
+                    for (int c = 0; c < 4; c++) { s[r][c] += a[r][i] * w[c][i]; }
+                }
+            }
+            for (int r = 0; r < 4 && n0 + r < N; r++) {
+                for (int c = 0; c < 4 && o0 + c < OC; c++) {
+                    out[(size_t)(n0 + r) * OC + o0 + c] = s[r][c] + (bias != NULL ? bias[o0 + c] : 0.0f);
+                }
+            }
+        }
+    }
+}
+
+// the workhorse of both backward matmuls: out[r][j] += sum_k x[r*xr + k*xk] * y[k*ldy + j]
+// for r < R (R <= 4) and j < J (J <= 64). the 4x64 block of sums lives in registers while k runs,
+// each step broadcasting 4 x values against one contiguous 64-float slice of y.
+static inline void outer_accumulate(float* out, size_t ldo, const float* x, size_t xr, size_t xk,
+                                    const float* y, size_t ldy, int K, int R, int J) {
+    float acc[4][64];
+    for (int r = 0; r < 4; r++) { for (int j = 0; j < 64; j++) { acc[r][j] = 0.0f; } }
+    for (int k = 0; k < K; k++) {
+        const float* yk = y + (size_t)k * ldy;
+        for (int r = 0; r < R; r++) {
+            float xv = x[r * xr + k * xk];
+            for (int j = 0; j < J; j++) { acc[r][j] += xv * yk[j]; }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        for (int j = 0; j < J; j++) { out[r * ldo + j] += acc[r][j]; }
+    }
+}
+static void outer_block(float* out, size_t ldo, const float* x, size_t xr, size_t xk,
+                        const float* y, size_t ldy, int K, int R, int J) {
+    if (R == 4 && J == 64) { outer_accumulate(out, ldo, x, xr, xk, y, ldy, K, 4, 64); } // constant bounds: fast
+    else { outer_accumulate(out, ldo, x, xr, xk, y, ldy, K, R, J); }
+}
+
+void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int N, int C, int OC) {
+    int cb = (C + 63) / 64;
+    // dinp (N,C) += dout (N,OC) @ weight (OC,C). blocks of 64 input channels outside, so that
+    // the weight slab they read (OC x 64) stays in cache while all positions pass
+    if (dinp != NULL) {
+        #pragma omp parallel for schedule(static)
+        for (int ci = 0; ci < cb; ci++) {
+            int i0 = ci * 64, J = C - i0 < 64 ? C - i0 : 64;
+            for (int n0 = 0; n0 < N; n0 += 4) {
+                int R = N - n0 < 4 ? N - n0 : 4;
+                outer_block(dinp + (size_t)n0 * C + i0, C, dout + (size_t)n0 * OC, OC, 1,
+                            weight + i0, C, OC, R, J);
+            }
+        }
+    }
+    if (dweight == NULL) { return; }
+    // dweight (OC,C) += dout^T (OC,N) @ inp (N,C): every weight gradient is a sum over positions,
+    // made by one thread in position order
+    int ob = (OC + 3) / 4;
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < ob * cb; t++) {
+        int o0 = (t / cb) * 4, i0 = (t % cb) * 64;
+        int R = OC - o0 < 4 ? OC - o0 : 4, J = C - i0 < 64 ? C - i0 : 64;
+        outer_block(dweight + (size_t)o0 * C + i0, C, dout + o0, 1, OC, inp + i0, C, N, R, J);
+    }
+    if (dbias != NULL) {
+        #pragma omp parallel for schedule(static)
+        for (int o = 0; o < OC; o++) {
+            float s = 0.0f;
+            for (int n = 0; n < N; n++) { s += dout[(size_t)n * OC + o]; }
+            dbias[o] += s;
+        }
+    }
+}
+
+// causal self-attention. inp (B,T,3C) holds q,k,v; head h uses channels h*hs..(h+1)*hs.
+// preatt, att (B,NH,T,T) keep the scores and their softmax for backward; out (B,T,C).
+void attention_forward(float* out, float* preatt, float* att, const float* inp, int B, int T, int C, int NH) {
+    int C3 = 3 * C, hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    #pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            for (int h = 0; h < NH; h++) {
+                const float* q = inp + ((size_t)b * T + t) * C3 + h * hs;
+                float* pre = preatt + (((size_t)b * NH + h) * T + t) * T;
+                float* a = att + (((size_t)b * NH + h) * T + t) * T;
+                float maxval = -INFINITY;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float* k = inp + ((size_t)b * T + t2) * C3 + h * hs + C;
+                    float s = 0.0f;
+                    for (int i = 0; i < hs; i++) { s += q[i] * k[i]; }
+                    s *= scale;
+                    pre[t2] = s;
+                    if (s > maxval) { maxval = s; }
+                }
+                float sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) { a[t2] = expf(pre[t2] - maxval); sum += a[t2]; }
+                for (int t2 = 0; t2 <= t; t2++) { a[t2] /= sum; }
+                for (int t2 = t + 1; t2 < T; t2++) { a[t2] = 0.0f; pre[t2] = 0.0f; } // the causal mask
+                float* o = out + ((size_t)b * T + t) * C + h * hs;
+                for (int i = 0; i < hs; i++) { o[i] = 0.0f; }
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float* v = inp + ((size_t)b * T + t2) * C3 + h * hs + 2 * C;
+                    for (int i = 0; i < hs; i++) { o[i] += a[t2] * v[i]; }
+                }
+            }
+        }
+    }
+}
+
+// keys and values at t2 collect gradient from every later query, so the unit of parallel work is
+// a whole (batch row, head): inside it, t runs in order and every sum has one fixed order.
+// datt and dpreatt are scratch rows (the activation-gradient tensors of the same shape).
+void attention_backward(float* dinp, float* dpreatt, float* datt, const float* dout, const float* inp,
+                        const float* att, int B, int T, int C, int NH) {
+    int C3 = 3 * C, hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int t = 0; t < T; t++) {
+                const float* a = att + (((size_t)b * NH + h) * T + t) * T;
+                float* da = datt + (((size_t)b * NH + h) * T + t) * T;
+                float* dpre = dpreatt + (((size_t)b * NH + h) * T + t) * T;
+                const float* d = dout + ((size_t)b * T + t) * C + h * hs;
+                // out = sum_t2 a[t2] v[t2]
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float* v = inp + ((size_t)b * T + t2) * C3 + h * hs + 2 * C;
+                    float* dv = dinp + ((size_t)b * T + t2) * C3 + h * hs + 2 * C;
+                    float s = 0.0f;
+                    for (int i = 0; i < hs; i++) { s += v[i] * d[i]; dv[i] += a[t2] * d[i]; }
+                    da[t2] = s;
+                }
+                // softmax: dpre = a * (da - sum(a * da))
+                float ada = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) { ada += a[t2] * da[t2]; }
+                for (int t2 = 0; t2 <= t; t2++) { dpre[t2] = a[t2] * (da[t2] - ada); }
+                // pre = scale * q . k[t2]
+                const float* q = inp + ((size_t)b * T + t) * C3 + h * hs;
+                float* dq = dinp + ((size_t)b * T + t) * C3 + h * hs;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float* k = inp + ((size_t)b * T + t2) * C3 + h * hs + C;
+                    float* dk = dinp + ((size_t)b * T + t2) * C3 + h * hs + C;
+                    float g = dpre[t2] * scale;
+                    for (int i = 0; i < hs; i++) { dq[i] += g * k[i]; dk[i] += g * q[i]; }
+                }
+            }
+        }
+    }
+}
+
+// GELU, tanh approximation (as GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+#define GELU_SCALE 0.7978845608f
+void gelu_forward(float* out, const float* inp, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+    }
+}
+
+// d tanh(u) = 1 - tanh(u)^2 (rather than 1/cosh^2, which overflows for large u)
+void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
+        float local = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += local * dout[i];
+    }
+}
+
+// the residual stream: out (N,C) = a + b (+ probe, a C-vector added at every position, if given)
+void residual_forward(float* out, const float* a, const float* b, const float* probe, int N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < C; i++) {
+            size_t j = (size_t)n * C + i;
+            out[j] = a[j] + b[j] + (probe != NULL ? probe[i] : 0.0f);
+        }
+    }
+}
+
+// an addition passes its gradient to both inputs unchanged
+void residual_backward(float* da, float* db, const float* dout, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) { da[i] += dout[i]; db[i] += dout[i]; }
+}
+
+// the probe's gradient is the residual-stream gradient summed over all positions
+void probe_backward(float* dprobe, const float* dresidual, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < C; i++) { dprobe[i] += dresidual[(size_t)n * C + i]; }
+    }
+}
+
+// softmax over the V real tokens of each row (padded columns V..Vp-1 get probability 0), and
+// the cross-entropy of each position, -log p(target), from the log-sum-exp for accuracy
+void softmax_crossentropy_forward(float* probs, float* losses, const float* logits, const int* targets,
+                                  int N, int V, int Vp) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float* l = logits + (size_t)n * Vp;
+        float* p = probs + (size_t)n * Vp;
+        float maxval = -INFINITY;
+        for (int i = 0; i < V; i++) { if (l[i] > maxval) { maxval = l[i]; } }
+        float sum = 0.0f;
+        for (int i = 0; i < V; i++) { p[i] = expf(l[i] - maxval); sum += p[i]; }
+        for (int i = 0; i < V; i++) { p[i] /= sum; }
+        for (int i = V; i < Vp; i++) { p[i] = 0.0f; }
+        if (targets != NULL) { losses[n] = logf(sum) + maxval - l[targets[n]]; }
+    }
+}
+
+// the loss is sum_n weight[n] * losses[n]; one kernel serves every loss in sap (the plain LM
+// mean, the masked fine-tuning mean, the contrastive loss): only the weights differ.
+// d loss / d logits[n] = weight[n] * (probs[n] - onehot(target[n]))
+void crossentropy_softmax_backward(float* dlogits, const float* probs, const int* targets,
+                                   const float* weights, int N, int V, int Vp) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float w = weights[n];
+        if (w == 0.0f) { continue; } // positions without loss pass no gradient
+        float* dl = dlogits + (size_t)n * Vp;
+        const float* p = probs + (size_t)n * Vp;
+        for (int i = 0; i < V; i++) { dl[i] += w * p[i]; }
+        dl[targets[n]] -= w;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// the model: GPT-2. parameters, gradients, activations and activation gradients each live in
+// one allocation, carved into named tensors from a table of sizes.
+
+typedef struct {
+    int max_seq_len;       // maxT: longest sequence the position table covers
+    int vocab_size;        // V: real tokens
+    int padded_vocab_size; // Vp >= V: rows V..Vp-1 of wte are zero (llm.c pads to a multiple of 128)
+    int num_layers;        // L
+    int num_heads;         // NH
+    int channels;          // C
+} GPT2Config;
+
+#define NUM_PARAMETER_TENSORS 16
+typedef struct {
+    float* wte;      // (Vp, C) token embeddings, also the output layer (weight tying)
+    float* wpe;      // (maxT, C) position embeddings
+    float* ln1w;     // (L, C)
+    float* ln1b;     // (L, C)
+    float* qkvw;     // (L, 3*C, C) rows: Q, then K, then V
+    float* qkvb;     // (L, 3*C)
+    float* attprojw; // (L, C, C)
+    float* attprojb; // (L, C)
+    float* ln2w;     // (L, C)
+    float* ln2b;     // (L, C)
+    float* fcw;      // (L, 4*C, C)
+    float* fcb;      // (L, 4*C)
+    float* fcprojw;  // (L, C, 4*C)
+    float* fcprojb;  // (L, C)
+    float* lnfw;     // (C)
+    float* lnfb;     // (C)
+} ParameterTensors;
+
+static void parameter_sizes(size_t* sizes, const GPT2Config* c) {
+    size_t Vp = c->padded_vocab_size, C = c->channels, L = c->num_layers, maxT = c->max_seq_len;
+    size_t s[NUM_PARAMETER_TENSORS] = {Vp * C, maxT * C, L * C, L * C, L * 3 * C * C, L * 3 * C,
+                                       L * C * C, L * C, L * C, L * C, L * 4 * C * C, L * 4 * C,
+                                       L * C * 4 * C, L * C, C, C};
+    memcpy(sizes, s, sizeof(s));
+}
+
+// points each named tensor at its slice of one block of memory
+static void carve(float* memory, float** tensors[], const size_t* sizes, int n) {
+    for (int i = 0; i < n; i++) { *tensors[i] = memory; memory += sizes[i]; }
+}
+static void carve_parameters(ParameterTensors* p, float* memory, const size_t* sizes) {
+    float** t[NUM_PARAMETER_TENSORS] = {&p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb,
+                                        &p->attprojw, &p->attprojb, &p->ln2w, &p->ln2b, &p->fcw, &p->fcb,
+                                        &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb};
+    carve(memory, t, sizes, NUM_PARAMETER_TENSORS);
+}
+
+#define NUM_ACTIVATION_TENSORS 23
+typedef struct {
+    float* encoded;   // (B, T, C) embeddings: the residual stream entering block 0
+    float* ln1;       // (L, B, T, C)
+    float* ln1_mean;  // (L, B, T)
+    float* ln1_rstd;  // (L, B, T)
+    float* qkv;       // (L, B, T, 3*C)
+    float* atty;      // (L, B, T, C) attention output, before its projection
+    float* preatt;    // (L, B, NH, T, T)
+    float* att;       // (L, B, NH, T, T)
+    float* attproj;   // (L, B, T, C)
+    float* residual2; // (L, B, T, C) stream after the attention add
+    float* ln2;       // (L, B, T, C)
+    float* ln2_mean;  // (L, B, T)
+    float* ln2_rstd;  // (L, B, T)
+    float* fch;       // (L, B, T, 4*C)
+    float* fch_gelu;  // (L, B, T, 4*C)
+    float* fcproj;    // (L, B, T, C)
+    float* residual3; // (L, B, T, C) stream leaving block l (with the probe added, if l is probed)
+    float* lnf;       // (B, T, C)
+    float* lnf_mean;  // (B, T)
+    float* lnf_rstd;  // (B, T)
+    float* logits;    // (B, T, Vp)
+    float* probs;     // (B, T, Vp)
+    float* losses;    // (B, T) cross-entropy of each position
+} ActivationTensors;
+
+static void activation_sizes(size_t* sizes, const GPT2Config* c, int B, int T) {
+    size_t C = c->channels, L = c->num_layers, NH = c->num_heads, Vp = c->padded_vocab_size;
+    size_t BT = (size_t)B * T;
+    size_t s[NUM_ACTIVATION_TENSORS] = {BT * C, L * BT * C, L * BT, L * BT, L * BT * 3 * C, L * BT * C,
+                                        L * B * NH * T * T, L * B * NH * T * T, L * BT * C, L * BT * C,
+                                        L * BT * C, L * BT, L * BT, L * BT * 4 * C, L * BT * 4 * C,
+                                        L * BT * C, L * BT * C, BT * C, BT, BT, BT * Vp, BT * Vp, BT};
+    memcpy(sizes, s, sizeof(s));
+}
+static void carve_activations(ActivationTensors* a, float* memory, const size_t* sizes) {
+    float** t[NUM_ACTIVATION_TENSORS] = {&a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv,
+                                         &a->atty, &a->preatt, &a->att, &a->attproj, &a->residual2,
+                                         &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
+                                         &a->fcproj, &a->residual3, &a->lnf, &a->lnf_mean, &a->lnf_rstd,
+                                         &a->logits, &a->probs, &a->losses};
+    carve(memory, t, sizes, NUM_ACTIVATION_TENSORS);
+}
+
+typedef struct {
+    GPT2Config config;
+    ParameterTensors params;      // theta
+    size_t param_sizes[NUM_PARAMETER_TENSORS];
+    size_t num_parameters;
+    float* params_memory;
+    ParameterTensors grads;       // d loss / d theta, same layout
+    float* grads_memory;
+    float* opt_memory;            // (2, num_parameters) AdamW first and second moments
+    float* m_memory;              // (num_parameters) first moment, in opt_memory
+    float* v_memory;              // (num_parameters) second moment, in opt_memory
+    int adam_step;                // AdamW steps taken, for bias correction
+    ActivationTensors acts;       // forward activations for a batch of at most (max_B, max_T)
+    size_t act_sizes[NUM_ACTIVATION_TENSORS];
+    float* acts_memory;
+    ActivationTensors grads_acts; // their gradients, same layout
+    float* grads_acts_memory;
+    size_t num_activations;
+    int max_B, max_T;             // the batch shape the activations were allocated for
+    int B, T;                     // the shape of the last forward pass
+    int* inputs;                  // (max_B, max_T) tokens of the last forward pass
+    int* targets;                 // (max_B, max_T) their next tokens
+    // the safety probe: a C-vector added to the residual stream after each probed block.
+    // rows of unprobed layers are never read. one allocation: probe then its gradient.
+    float* probe_memory;
+    float* probe;                 // (L, C)
+    float* dprobe;                // (L, C) d loss / d probe, summed over positions
+    int* probed;                  // (L) 1 where a probe is added after block l
+    int lowest_probe;             // smallest probed layer, or L if none: backward can stop there
+} GPT2;
+
+static int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// memory for parameters, gradients and optimizer state, once the config is known
+static void gpt2_allocate_parameters(GPT2* model) {
+    GPT2Config* c = &model->config;
+    parameter_sizes(model->param_sizes, c);
+    model->num_parameters = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) { model->num_parameters += model->param_sizes[i]; }
+    size_t n = model->num_parameters;
+    model->params_memory = malloc_check(n * sizeof(float), "parameters");
+    model->grads_memory = calloc_check(n, sizeof(float), "gradients");
+    model->opt_memory = calloc_check(2 * n, sizeof(float), "optimizer state");
+    model->m_memory = model->opt_memory;
+    model->v_memory = model->opt_memory + n;
+    carve_parameters(&model->params, model->params_memory, model->param_sizes);
+    carve_parameters(&model->grads, model->grads_memory, model->param_sizes);
+    size_t L = c->num_layers, C = c->channels;
+    model->probe_memory = calloc_check(2 * L * C, sizeof(float), "probe");
+    model->probe = model->probe_memory;
+    model->dprobe = model->probe_memory + L * C;
+    model->probed = calloc_check(L, sizeof(int), "probe layers");
+    model->lowest_probe = (int)L;
+    model->adam_step = 0;
+    model->acts_memory = NULL;
+    model->grads_acts_memory = NULL;
+    model->inputs = NULL;
+    model->targets = NULL;
+    model->max_B = model->max_T = model->B = model->T = 0;
+}
+
+static void check_config(const GPT2Config* c, const char* where) {
+    if (c->max_seq_len <= 0 || c->max_seq_len > 1000000) { die("%s: bad max sequence length %d", where, c->max_seq_len); }
+    if (c->vocab_size <= 0 || c->vocab_size > 65536) { die("%s: bad vocabulary size %d (1..65536: tokens are uint16)", where, c->vocab_size); }
+    if (c->padded_vocab_size < c->vocab_size || c->padded_vocab_size > 1 << 20) { die("%s: bad padded vocabulary size %d (vocabulary %d)", where, c->padded_vocab_size, c->vocab_size); }
+    if (c->num_layers <= 0 || c->num_layers > 1000) { die("%s: bad number of layers %d", where, c->num_layers); }
+    if (c->num_heads <= 0 || c->channels <= 0 || c->channels > 100000) { die("%s: bad heads %d / channels %d", where, c->num_heads, c->channels); }
+    if (c->channels % c->num_heads != 0) { die("%s: channels %d not divisible by heads %d", where, c->channels, c->num_heads); }
+}
+
+// a fresh GPT-2: weights N(0, 0.02), residual projections scaled by 1/sqrt(2L) so the stream's
+// variance does not grow with depth, layernorm weights 1, biases 0, padded vocab rows 0
+void gpt2_init_random(GPT2* model, GPT2Config config, uint64_t seed) {
+    check_config(&config, "model flags");
+    model->config = config;
+    gpt2_allocate_parameters(model);
+    Rng rng;
+    rng_seed(&rng, seed);
+    ParameterTensors* p = &model->params;
+    size_t C = config.channels, L = config.num_layers;
+    float std_resid = 0.02f / sqrtf(2.0f * L);
+    memset(model->params_memory, 0, model->num_parameters * sizeof(float));
+    for (size_t i = 0; i < (size_t)config.vocab_size * C; i++) { p->wte[i] = 0.02f * rng_normal(&rng); }
+    for (size_t i = 0; i < (size_t)config.max_seq_len * C; i++) { p->wpe[i] = 0.02f * rng_normal(&rng); }
+    for (size_t i = 0; i < L * C; i++) { p->ln1w[i] = 1.0f; p->ln2w[i] = 1.0f; }
+    for (size_t i = 0; i < C; i++) { p->lnfw[i] = 1.0f; }
+    for (size_t i = 0; i < L * 3 * C * C; i++) { p->qkvw[i] = 0.02f * rng_normal(&rng); }
+    for (size_t i = 0; i < L * C * C; i++) { p->attprojw[i] = std_resid * rng_normal(&rng); }
+    for (size_t i = 0; i < L * 4 * C * C; i++) { p->fcw[i] = 0.02f * rng_normal(&rng); }
+    for (size_t i = 0; i < L * 4 * C * C; i++) { p->fcprojw[i] = std_resid * rng_normal(&rng); }
+}
+
+// llm.c's checkpoint: 256 int32 header, then every parameter tensor as float32, in table order
+#define CHECKPOINT_MAGIC 20240326
+void gpt2_load(GPT2* model, const char* path) {
+    size_t size;
+    unsigned char* buf = read_file(path, &size);
+    if (size < 1024) { die("%s: too small for a checkpoint header (%zu bytes)", path, size); }
+    if (read_i32(buf) != CHECKPOINT_MAGIC) { die("%s: not an llm.c checkpoint (bad magic %d)", path, read_i32(buf)); }
+    if (read_i32(buf + 4) != 3) { die("%s: unsupported checkpoint version %d (need 3: float32, padded vocab)", path, read_i32(buf + 4)); }
+    GPT2Config c;
+    c.max_seq_len = read_i32(buf + 8);
+    c.vocab_size = read_i32(buf + 12);
+    c.num_layers = read_i32(buf + 16);
+    c.num_heads = read_i32(buf + 20);
+    c.channels = read_i32(buf + 24);
+    c.padded_vocab_size = read_i32(buf + 28);
+    check_config(&c, path);
+    size_t sizes[NUM_PARAMETER_TENSORS], n = 0;
+    parameter_sizes(sizes, &c);
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) { n += sizes[i]; }
+    if (size != 1024 + 4 * n) { die("%s: file size %zu does not match its header (expected %zu)", path, size, 1024 + 4 * n); }
+    model->config = c;
+    gpt2_allocate_parameters(model);
+    memcpy(model->params_memory, buf + 1024, n * sizeof(float)); // little-endian host checked in main
+    free(buf);
+}
+
+// writes to path.tmp, then renames: an interrupted or failed save never destroys the old file
+void gpt2_save(const GPT2* model, const char* path) {
+    size_t len = strlen(path);
+    char* tmp = malloc_check(len + 5, "file name");
+    memcpy(tmp, path, len);
+    memcpy(tmp + len, ".tmp", 5);
+    int32_t header[256] = {0};
+    const GPT2Config* c = &model->config;
+    header[0] = CHECKPOINT_MAGIC; header[1] = 3; header[2] = c->max_seq_len; header[3] = c->vocab_size;
+    header[4] = c->num_layers; header[5] = c->num_heads; header[6] = c->channels; header[7] = c->padded_vocab_size;
+    FILE* f = fopen(tmp, "wb");
+    if (f == NULL) { die("%s: cannot write: %s", tmp, strerror(errno)); }
+    int ok = fwrite(header, sizeof(int32_t), 256, f) == 256;
+    ok = ok && fwrite(model->params_memory, sizeof(float), model->num_parameters, f) == model->num_parameters;
+    ok = ok && fflush(f) == 0;
+    ok = ok && fsync(fileno(f)) == 0;
+    int err = errno;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) { remove(tmp); die("%s: write failed: %s (the previous %s is untouched)", tmp, strerror(err ? err : errno), path); }
+    if (rename(tmp, path) != 0) { err = errno; remove(tmp); die("%s: cannot rename to %s: %s", tmp, path, strerror(err)); }
+    free(tmp);
+}
+
+// activations for batches of up to B rows of up to T tokens
+void gpt2_allocate_activations(GPT2* model, int B, int T) {
+    if (T > model->config.max_seq_len) { die("sequence length %d is longer than the model's maximum %d", T, model->config.max_seq_len); }
+    if (B <= 0 || T <= 0) { die("batch size %d and sequence length %d must be positive", B, T); }
+    free(model->acts_memory); free(model->grads_acts_memory); free(model->inputs); free(model->targets);
+    activation_sizes(model->act_sizes, &model->config, B, T);
+    model->num_activations = 0;
+    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { model->num_activations += model->act_sizes[i]; }
+    model->acts_memory = malloc_check(model->num_activations * sizeof(float), "activations");
+    model->grads_acts_memory = calloc_check(model->num_activations, sizeof(float), "activation gradients");
+    carve_activations(&model->acts, model->acts_memory, model->act_sizes);
+    carve_activations(&model->grads_acts, model->grads_acts_memory, model->act_sizes);
+    model->inputs = malloc_check((size_t)B * T * sizeof(int), "inputs");
+    model->targets = malloc_check((size_t)B * T * sizeof(int), "targets");
+    model->max_B = B;
+    model->max_T = T;
+}
+
+void gpt2_free(GPT2* model) {
+    free(model->params_memory); free(model->grads_memory); free(model->opt_memory);
+    free(model->acts_memory); free(model->grads_acts_memory); free(model->inputs); free(model->targets);
+    free(model->probe_memory); free(model->probed);
+}
+
+// which blocks carry a probe; a probe that is zero, or no probed layer, changes nothing
+void gpt2_set_probe_layers(GPT2* model, const int* layers, int n) {
+    int L = model->config.num_layers;
+    for (int l = 0; l < L; l++) { model->probed[l] = 0; }
+    model->lowest_probe = L;
+    for (int i = 0; i < n; i++) {
+        if (layers[i] < 0 || layers[i] >= L) { die("probe layer %d out of range (the model has %d layers)", layers[i], L); }
+        model->probed[layers[i]] = 1;
+        if (layers[i] < model->lowest_probe) { model->lowest_probe = layers[i]; }
+    }
+}
+
+// the forward pass on B rows of T tokens; with targets, losses[b*T+t] = -log p(targets[b*T+t]).
+// the probed forward pass is this same pass: blocks in the probe set add their probe.
+void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int T) {
+    if (B > model->max_B || T > model->max_T) { die("internal: batch %dx%d exceeds the allocated %dx%d", B, T, model->max_B, model->max_T); }
+    GPT2Config* cfg = &model->config;
+    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    int N = B * T;
+    model->B = B;
+    model->T = T;
+    memcpy(model->inputs, inputs, (size_t)N * sizeof(int));
+    if (targets != NULL) { memcpy(model->targets, targets, (size_t)N * sizeof(int)); }
+    ParameterTensors p = model->params;
+    ActivationTensors a = model->acts;
+    encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);
+    for (int l = 0; l < L; l++) {
+        float* residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * N * C;
+        // this layer's weights
+        float* l_ln1w = p.ln1w + l * C;
+        float* l_ln1b = p.ln1b + l * C;
+        float* l_qkvw = p.qkvw + (size_t)l * 3 * C * C;
+        float* l_qkvb = p.qkvb + l * 3 * C;
+        float* l_attprojw = p.attprojw + (size_t)l * C * C;
+        float* l_attprojb = p.attprojb + l * C;
+        float* l_ln2w = p.ln2w + l * C;
+        float* l_ln2b = p.ln2b + l * C;
+        float* l_fcw = p.fcw + (size_t)l * 4 * C * C;
+        float* l_fcb = p.fcb + l * 4 * C;
+        float* l_fcprojw = p.fcprojw + (size_t)l * C * 4 * C;
+        float* l_fcprojb = p.fcprojb + l * C;
+        // this layer's activations
+        float* l_ln1 = a.ln1 + (size_t)l * N * C;
+        float* l_ln1_mean = a.ln1_mean + (size_t)l * N;
+        float* l_ln1_rstd = a.ln1_rstd + (size_t)l * N;
+        float* l_qkv = a.qkv + (size_t)l * N * 3 * C;
+        float* l_atty = a.atty + (size_t)l * N * C;
+        float* l_preatt = a.preatt + (size_t)l * B * NH * T * T;
+        float* l_att = a.att + (size_t)l * B * NH * T * T;
+        float* l_attproj = a.attproj + (size_t)l * N * C;
+        float* l_residual2 = a.residual2 + (size_t)l * N * C;
+        float* l_ln2 = a.ln2 + (size_t)l * N * C;
+        float* l_ln2_mean = a.ln2_mean + (size_t)l * N;
+        float* l_ln2_rstd = a.ln2_rstd + (size_t)l * N;
+        float* l_fch = a.fch + (size_t)l * N * 4 * C;
+        float* l_fch_gelu = a.fch_gelu + (size_t)l * N * 4 * C;
+        float* l_fcproj = a.fcproj + (size_t)l * N * C;
+        float* l_residual3 = a.residual3 + (size_t)l * N * C;
+        // attention, then MLP, each on a layernormed copy of the stream and added back to it
+        layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, l_ln1w, l_ln1b, N, C);
+        matmul_forward(l_qkv, l_ln1, l_qkvw, l_qkvb, N, C, 3 * C);
+        attention_forward(l_atty, l_preatt, l_att, l_qkv, B, T, C, NH);
+        matmul_forward(l_attproj, l_atty, l_attprojw, l_attprojb, N, C, C);
+        residual_forward(l_residual2, residual, l_attproj, NULL, N, C);
+        layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, l_ln2w, l_ln2b, N, C);
+        matmul_forward(l_fch, l_ln2, l_fcw, l_fcb, N, C, 4 * C);
+        gelu_forward(l_fch_gelu, l_fch, (size_t)N * 4 * C);
+        matmul_forward(l_fcproj, l_fch_gelu, l_fcprojw, l_fcprojb, N, 4 * C, C);
+        // x_l = block_l(x_{l-1}) + v_l: the probe joins the stream here
+        residual_forward(l_residual3, l_residual2, l_fcproj, model->probed[l] ? model->probe + (size_t)l * C : NULL, N, C);
+    }
+    float* residual = a.residual3 + (size_t)(L - 1) * N * C;
+    layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, p.lnfw, p.lnfb, N, C);
+    matmul_forward(a.logits, a.lnf, p.wte, NULL, N, C, Vp);
+    softmax_crossentropy_forward(a.probs, a.losses, a.logits, targets, N, V, Vp);
+}
+
+void gpt2_zero_grad(GPT2* model) {
+    memset(model->grads_memory, 0, model->num_parameters * sizeof(float));
+    memset(model->dprobe, 0, (size_t)model->config.num_layers * model->config.channels * sizeof(float));
+}
+
+// backward from the loss sum_n weights[n] * losses[n] of the last forward pass. parameter and
+// probe gradients accumulate (+=; zero them first with gpt2_zero_grad).
+// probe_only: only the probe gradient is wanted (the pass at theta'), so no weight gradient is
+// made, and the pass stops at the lowest probed block, below which nothing reaches a probe.
+void gpt2_backward(GPT2* model, const float* weights, int probe_only) {
+    GPT2Config* cfg = &model->config;
+    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    int B = model->B, T = model->T, N = B * T;
+    ParameterTensors p = model->params;
+    ParameterTensors g = model->grads;
+    ActivationTensors a = model->acts;
+    ActivationTensors d = model->grads_acts;
+    int wg = !probe_only; // make weight gradients?
+    memset(model->grads_acts_memory, 0, model->num_activations * sizeof(float));
+    crossentropy_softmax_backward(d.logits, a.probs, model->targets, weights, N, V, Vp);
+    matmul_backward(d.lnf, wg ? g.wte : NULL, NULL, d.logits, a.lnf, p.wte, N, C, Vp);
+    float* residual = a.residual3 + (size_t)(L - 1) * N * C;
+    float* dresidual = d.residual3 + (size_t)(L - 1) * N * C;
+    layernorm_backward(dresidual, wg ? g.lnfw : NULL, wg ? g.lnfb : NULL, d.lnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        float* l_dresidual3 = d.residual3 + (size_t)l * N * C;
+        if (model->probed[l]) { probe_backward(model->dprobe + (size_t)l * C, l_dresidual3, N, C); }
+        if (probe_only && l == model->lowest_probe) { return; }
+        residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * N * C;
+        dresidual = l == 0 ? d.encoded : d.residual3 + (size_t)(l - 1) * N * C;
+        size_t lc = (size_t)l * C, lnc = (size_t)l * N * C, ln = (size_t)l * N;
+        size_t latt = (size_t)l * B * NH * T * T;
+        // through the MLP
+        residual_backward(d.residual2 + lnc, d.fcproj + lnc, l_dresidual3, (size_t)N * C);
+        matmul_backward(d.fch_gelu + 4 * lnc, wg ? g.fcprojw + 4 * lc * C : NULL, wg ? g.fcprojb + lc : NULL,
+                        d.fcproj + lnc, a.fch_gelu + 4 * lnc, p.fcprojw + 4 * lc * C, N, 4 * C, C);
+        gelu_backward(d.fch + 4 * lnc, a.fch + 4 * lnc, d.fch_gelu + 4 * lnc, (size_t)N * 4 * C);
+        matmul_backward(d.ln2 + lnc, wg ? g.fcw + 4 * lc * C : NULL, wg ? g.fcb + 4 * lc : NULL,
+                        d.fch + 4 * lnc, a.ln2 + lnc, p.fcw + 4 * lc * C, N, C, 4 * C);
+        layernorm_backward(d.residual2 + lnc, wg ? g.ln2w + lc : NULL, wg ? g.ln2b + lc : NULL, d.ln2 + lnc,
+                           a.residual2 + lnc, p.ln2w + lc, a.ln2_mean + ln, a.ln2_rstd + ln, N, C);
+        // through the attention
+        residual_backward(dresidual, d.attproj + lnc, d.residual2 + lnc, (size_t)N * C);
+        matmul_backward(d.atty + lnc, wg ? g.attprojw + lc * C : NULL, wg ? g.attprojb + lc : NULL,
+                        d.attproj + lnc, a.atty + lnc, p.attprojw + lc * C, N, C, C);
+        attention_backward(d.qkv + 3 * lnc, d.preatt + latt, d.att + latt, d.atty + lnc, a.qkv + 3 * lnc,
+                           a.att + latt, B, T, C, NH);
+        matmul_backward(d.ln1 + lnc, wg ? g.qkvw + 3 * lc * C : NULL, wg ? g.qkvb + 3 * lc : NULL,
+                        d.qkv + 3 * lnc, a.ln1 + lnc, p.qkvw + 3 * lc * C, N, C, 3 * C);
+        layernorm_backward(dresidual, wg ? g.ln1w + lc : NULL, wg ? g.ln1b + lc : NULL, d.ln1 + lnc, residual,
+                           p.ln1w + lc, a.ln1_mean + ln, a.ln1_rstd + ln, N, C);
+    }
+    if (wg) { encoder_backward(g.wte, g.wpe, d.encoded, model->inputs, B, T, C); }
+}
+
+// AdamW (bias-corrected moments, decoupled weight decay), as llm.c's CPU trainer applies it
+void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, int t,
+                  float lr, float beta1, float beta2, float eps, float weight_decay) {
+    float c1 = 1.0f - powf(beta1, (float)t), c2 = 1.0f - powf(beta2, (float)t);
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float gr = grads[i];
+        m[i] = beta1 * m[i] + (1.0f - beta1) * gr;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * gr * gr;
+        float mhat = m[i] / c1, vhat = v[i] / c2;
+        params[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * params[i]);
+    }
+}
+
+void gpt2_update(GPT2* model, float lr, float weight_decay) {
+    model->adam_step++;
+    adamw_update(model->params_memory, model->grads_memory, model->m_memory, model->v_memory,
+                 model->num_parameters, model->adam_step, lr, 0.9f, 0.999f, 1e-8f, weight_decay);
+}
+
+// ----------------------------------------------------------------------------
+// data: llm.c token files for plain LM training, and sap's example files, whose records say
+// where the prompt ends (the loss is on the response only) and can carry two responses
+// (safe, harmful) for the contrastive loss.
+
+#define TOKENS_MAGIC 20240520
+typedef struct {
+    const char* path;
+    uint16_t* tokens; // (ntok)
+    size_t ntok;
+    size_t pos;       // where the next batch window starts
+} TokenFile;
+
+void tokens_load(TokenFile* tf, const char* path, int V) {
+    size_t size;
+    unsigned char* buf = read_file(path, &size);
+    if (size < 1024) { die("%s: too small for a token file header (%zu bytes)", path, size); }
+    if (read_i32(buf) != TOKENS_MAGIC) { die("%s: not an llm.c token file (bad magic %d)", path, read_i32(buf)); }
+    if (read_i32(buf + 4) != 1) { die("%s: unsupported token file version %d (need 1)", path, read_i32(buf + 4)); }
+    int32_t ntok = read_i32(buf + 8);
+    if (ntok < 0) { die("%s: negative token count %d in header", path, ntok); }
+    if (size != 1024 + 2 * (size_t)ntok) { die("%s: file size %zu does not match its header (%d tokens: expected %zu)", path, size, ntok, 1024 + 2 * (size_t)ntok); }
+    tf->path = path;
+    tf->ntok = (size_t)ntok;
+    tf->pos = 0;
+    tf->tokens = malloc_check(tf->ntok * sizeof(uint16_t), path);
+    for (size_t i = 0; i < tf->ntok; i++) {
+        tf->tokens[i] = (uint16_t)read_u16(buf + 1024 + 2 * i);
+        if (tf->tokens[i] >= V) { die("%s: token %d at position %zu is not below the vocabulary size %d", path, tf->tokens[i], i, V); }
+    }
+    free(buf);
+}
+
+// windows of B*T+1 tokens, one after the other, back to the start when the file runs out (as llm.c)
+void tokens_next_batch(TokenFile* tf, int B, int T, int* inputs, int* targets) {
+    size_t n = (size_t)B * T;
+    if (n + 1 > tf->ntok) { die("%s: %zu tokens are too few for one batch of %d x %d (+1)", tf->path, tf->ntok, B, T); }
+    if (tf->pos + n + 1 > tf->ntok) { tf->pos = 0; }
+    for (size_t i = 0; i < n; i++) {
+        inputs[i] = tf->tokens[tf->pos + i];
+        targets[i] = tf->tokens[tf->pos + i + 1];
+    }
+    tf->pos += n;
+}
+
+#define EXAMPLES_MAGIC 20251127
+typedef struct {
+    const char* path;
+    int N;            // examples
+    int K;            // responses per example: 1 (supervised) or 2 (safe, harmful)
+    int eot;          // end-of-text id, also the padding
+    uint16_t* tokens; // every record's tokens, one record after the other
+    size_t* offset;   // (N) where record i starts in tokens (its prompt, then its responses)
+    int* lengths;     // (N, 1+K) prompt length, then each response's length
+} ExampleFile;
+
+// reads and checks an example file: every length and the exact size before anything is trusted.
+// T is the sequence length it will be used with: a prompt must leave room for a response.
+void examples_load(ExampleFile* ef, const char* path, int V, int T) {
+    size_t size;
+    unsigned char* buf = read_file(path, &size);
+    if (size < 1024) { die("%s: too small for an example file header (%zu bytes)", path, size); }
+    if (read_i32(buf) != EXAMPLES_MAGIC) { die("%s: not a sap example file (bad magic %d)", path, read_i32(buf)); }
+    if (read_i32(buf + 4) != 1) { die("%s: unsupported example file version %d (need 1)", path, read_i32(buf + 4)); }
+    int N = read_i32(buf + 8), K = read_i32(buf + 12), total = read_i32(buf + 16), eot = read_i32(buf + 20);
+    if (N <= 0) { die("%s: header says %d examples", path, N); }
+    if (K != 1 && K != 2) { die("%s: header says %d responses per example (must be 1 or 2)", path, K); }
+    if (total < 0) { die("%s: header says %d tokens", path, total); }
+    if (eot < 0 || eot >= V) { die("%s: end-of-text id %d is not below the vocabulary size %d", path, eot, V); }
+    // the smallest possible body is N records of 1+K lengths and 1+K tokens each
+    if ((size - 1024) / (4 * (size_t)(1 + K)) < (size_t)N) { die("%s: file too small for %d examples (%zu bytes)", path, N, size); }
+    ef->path = path; ef->N = N; ef->K = K; ef->eot = eot;
+    ef->tokens = malloc_check((size_t)total * sizeof(uint16_t), path);
+    ef->offset = malloc_check((size_t)N * sizeof(size_t), path);
+    ef->lengths = malloc_check((size_t)N * (1 + K) * sizeof(int), path);
+    size_t pos = 1024, ntok = 0;
+    for (int i = 0; i < N; i++) {
+        if (size - pos < 2 * (size_t)(1 + K)) { die("%s: example %d: file ends inside its lengths", path, i); }
+        size_t rec = 0;
+        for (int k = 0; k <= K; k++) {
+            int len = read_u16(buf + pos + 2 * k);
+            if (len < 1) { die("%s: example %d: %s has length 0", path, i, k == 0 ? "prompt" : "a response"); }
+            ef->lengths[i * (1 + K) + k] = len;
+            rec += len;
+        }
+        pos += 2 * (size_t)(1 + K);
+        if ((size - pos) / 2 < rec) { die("%s: example %d: its lengths claim more tokens than the file holds", path, i); }
+        if (ntok + rec > (size_t)total) { die("%s: example %d: more tokens than the header's total %d", path, i, total); }
+        if (ef->lengths[i * (1 + K)] > T) { die("%s: example %d: prompt of %d tokens leaves no room for a response in sequences of %d", path, i, ef->lengths[i * (1 + K)], T); }
+        ef->offset[i] = ntok;
+        for (size_t j = 0; j < rec; j++) {
+            int tok = read_u16(buf + pos + 2 * j);
+            if (tok >= V) { die("%s: example %d: token %d is not below the vocabulary size %d", path, i, tok, V); }
+            ef->tokens[ntok + j] = (uint16_t)tok;
+        }
+        pos += 2 * rec;
+        ntok += rec;
+    }
+    if (ntok != (size_t)total) { die("%s: records hold %zu tokens, header says %d", path, ntok, total); }
+    if (pos != size) { die("%s: %zu bytes after the last example", path, size - pos); }
+    free(buf);
+}
+
+void examples_free(ExampleFile* ef) { free(ef->tokens); free(ef->offset); free(ef->lengths); }
+
+// one row of a batch from example i with response k: the sequence is prompt ++ response,
+// cut at T+1 tokens and padded with end-of-text; inputs are its first T tokens, targets the
+// next ones. mask is 1 where the target is a response token (the only ones carrying loss).
+// returns the number of such targets.
+int example_row(const ExampleFile* ef, int i, int k, int T, int* inputs, int* targets, float* mask) {
+    const int* len = ef->lengths + (size_t)i * (1 + ef->K);
+    const uint16_t* prompt = ef->tokens + ef->offset[i];
+    const uint16_t* response = prompt + len[0];
+    for (int j = 1; j <= k; j++) { response += len[j]; }
+    int plen = len[0], n = plen + len[1 + k];
+    if (n > T + 1) { n = T + 1; }
+    int count = 0;
+    for (int t = 0; t < T; t++) {
+        int s0 = t, s1 = t + 1; // positions in the sequence of the input and its target
+        inputs[t] = s0 < n ? (s0 < plen ? prompt[s0] : response[s0 - plen]) : ef->eot;
+        targets[t] = s1 < n ? (s1 < plen ? prompt[s1] : response[s1 - plen]) : ef->eot;
+        mask[t] = (s1 < n && s1 >= plen) ? 1.0f : 0.0f;
+        count += (int)mask[t];
+    }
+    return count;
+}
+
+// a seeded shuffle of an example file, reshuffled every epoch; epochs wrap around
+typedef struct {
+    const ExampleFile* file;
+    int* order; // (N) a permutation of the examples
+    int pos;    // next index into order
+    int epoch;
+    Rng rng;
+} ExampleLoader;
+
+void loader_init(ExampleLoader* ld, const ExampleFile* ef, uint64_t seed) {
+    ld->file = ef;
+    ld->order = malloc_check((size_t)ef->N * sizeof(int), "example order");
+    for (int i = 0; i < ef->N; i++) { ld->order[i] = i; }
+    rng_seed(&ld->rng, seed);
+    shuffle(ld->order, ef->N, &ld->rng);
+    ld->pos = 0;
+    ld->epoch = 0;
+}
+
+int loader_next(ExampleLoader* ld) {
+    if (ld->pos == ld->file->N) { shuffle(ld->order, ld->file->N, &ld->rng); ld->pos = 0; ld->epoch++; }
+    return ld->order[ld->pos++];
+}
+
+// a batch of B rows of T tokens and the loss weight of every position
+typedef struct {
+    int B, T;
+    int* inputs;    // (B, T)
+    int* targets;   // (B, T)
+    float* mask;    // (B, T) 1 where the target carries loss
+    float* weights; // (B, T) d loss / d (cross-entropy at this position)
+} Batch;
+
+void batch_alloc(Batch* b, int B, int T) {
+    size_t n = (size_t)B * T;
+    b->B = B; b->T = T;
+    b->inputs = malloc_check(n * sizeof(int), "batch");
+    b->targets = malloc_check(n * sizeof(int), "batch");
+    b->mask = malloc_check(n * sizeof(float), "batch");
+    b->weights = malloc_check(n * sizeof(float), "batch");
+}
+void batch_free(Batch* b) { free(b->inputs); free(b->targets); free(b->mask); free(b->weights); }
+
+// the task loss is the mean over the targets that carry loss: weight 1/count on each
+static void mean_weights(Batch* b) {
+    size_t n = (size_t)b->B * b->T;
+    double count = 0.0;
+    for (size_t i = 0; i < n; i++) { count += b->mask[i]; }
+    for (size_t i = 0; i < n; i++) { b->weights[i] = count > 0 ? (float)(b->mask[i] / count) : 0.0f; }
+}
+
+// plain language modelling: every position carries loss
+void lm_batch(Batch* b, TokenFile* tf) {
+    tokens_next_batch(tf, b->B, b->T, b->inputs, b->targets);
+    for (int i = 0; i < b->B * b->T; i++) { b->mask[i] = 1.0f; }
+    mean_weights(b);
+}
+
+// supervised fine-tuning: B examples, loss on their responses
+void task_batch(Batch* b, ExampleLoader* ld) {
+    for (int r = 0; r < b->B; r++) {
+        size_t o = (size_t)r * b->T;
+        example_row(ld->file, loader_next(ld), 0, b->T, b->inputs + o, b->targets + o, b->mask + o);
+    }
+    mean_weights(b);
+}
+
+// contrastive: B/2 triples, the safe response in row 2i, the harmful one in row 2i+1.
+// the weights are set by contrastive_loss() once the forward pass has run.
+void pair_batch(Batch* b, ExampleLoader* ld) {
+    for (int r = 0; r < b->B; r += 2) {
+        int i = loader_next(ld);
+        size_t o = (size_t)r * b->T;
+        example_row(ld->file, i, 0, b->T, b->inputs + o, b->targets + o, b->mask + o);
+        example_row(ld->file, i, 1, b->T, b->inputs + o + b->T, b->targets + o + b->T, b->mask + o + b->T);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// losses. both are the weighted cross-entropy of the forward pass; they differ only in weights.
+
+// the loss of the last forward pass under the given weights: sum_n w[n] * loss[n]
+static float weighted_loss(const GPT2* model, const float* weights) {
+    double s = 0.0;
+    for (int n = 0; n < model->B * model->T; n++) { s += (double)weights[n] * model->acts.losses[n]; }
+    return (float)s;
+}
+
+// task loss L(theta, v; D): forward, and the mean cross-entropy over response targets
+float task_loss(GPT2* model, const Batch* b) {
+    gpt2_forward(model, b->inputs, b->targets, b->B, b->T);
+    return weighted_loss(model, b->weights);
+}
+
+static double softplus(double x) { return (x > 0 ? x : 0) + log1p(exp(-fabs(x))); }
+static double sigmoid(double x) { return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x)); }
+
+// contrastive safety loss Lc = mean_i softplus(-(s_i+ - s_i-) / tau), with s the sum of the
+// response tokens' log-probabilities. runs the forward pass and sets the batch weights to
+// d Lc / d (cross-entropy at each position), so that the ordinary backward pass gives grad Lc:
+//   d Lc / d Delta_i = -sigmoid(-Delta_i / tau) / (tau n),  and s = -sum of cross-entropies, so
+//   safe rows get weight +sigmoid(-Delta_i / tau) / (tau n), harmful rows the negative of it.
+// *margin is the mean of Delta_i = s(safe) - s(harmful).
+float contrastive_loss(GPT2* model, Batch* b, float tau, float* margin) {
+    gpt2_forward(model, b->inputs, b->targets, b->B, b->T);
+    int n = b->B / 2, T = b->T;
+    const float* losses = model->acts.losses;
+    double loss = 0.0, sum_delta = 0.0;
+    for (int i = 0; i < n; i++) {
+        const float* mask_safe = b->mask + (size_t)(2 * i) * T;
+        const float* mask_harm = mask_safe + T;
+        double s_safe = 0.0, s_harm = 0.0;
+        for (int t = 0; t < T; t++) {
+            s_safe -= mask_safe[t] * losses[(size_t)(2 * i) * T + t];
+            s_harm -= mask_harm[t] * losses[(size_t)(2 * i + 1) * T + t];
+        }
+        double delta = s_safe - s_harm;
+        loss += softplus(-delta / tau) / n;
+        sum_delta += delta;
+        double w = sigmoid(-delta / tau) / (tau * n);
+        for (int t = 0; t < T; t++) {
+            b->weights[(size_t)(2 * i) * T + t] = (float)(w * mask_safe[t]);
+            b->weights[(size_t)(2 * i + 1) * T + t] = (float)(-w * mask_harm[t]);
+        }
+    }
+    if (margin != NULL) { *margin = (float)(sum_delta / n); }
+    return (float)loss;
+}
+
+// ----------------------------------------------------------------------------
+// training steps: plain fine-tuning, SAP and SAM, side by side. each returns the task loss at
+// theta_t (before its update).
+
+// what the analysis records (optional, every few steps): the cosine between the task gradient
+// and the harmful direction g = grad Lc, over all weights and per layer, as in the paper's
+// motivation: during plain fine-tuning it is positive, so descent drifts towards harm.
+typedef struct {
+    float* harm_dir;   // (num_parameters) g = grad_theta Lc(theta_t), saved before it is overwritten
+    double cos_all;    // cos(g_task, g) over every weight
+    double* cos_layer; // (L) the same over block l's weights only
+    float contrastive; // Lc(theta_t) of the contrastive batch
+    float margin;      // mean s(safe) - s(harmful) on it
+} Analysis;
+
+// per-layer views of a parameter-sized vector: tensors 2..13 of the table are layer-stacked
+static void layer_dot(const GPT2* model, const float* a, const float* b, int l, double* ab, double* aa, double* bb) {
+    size_t off = 0;
+    *ab = *aa = *bb = 0.0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        size_t sz = model->param_sizes[i];
+        if (i >= 2 && i <= 13) {
+            size_t per = sz / model->config.num_layers, lo = off + (size_t)l * per;
+            *ab += dot_product(a + lo, b + lo, per);
+            *aa += dot_product(a + lo, a + lo, per);
+            *bb += dot_product(b + lo, b + lo, per);
+        }
+        off += sz;
+    }
+}
+static double cosine(double ab, double aa, double bb) { return ab / (sqrt(aa) * sqrt(bb) + 1e-30); }
+
+// cosines between the task gradient (now in model->grads) and the saved harmful direction
+void analysis_cosines(const GPT2* model, Analysis* an) {
+    size_t n = model->num_parameters;
+    const float* g = model->grads_memory;
+    an->cos_all = cosine(dot_product(g, an->harm_dir, n), dot_product(g, g, n), dot_product(an->harm_dir, an->harm_dir, n));
+    for (int l = 0; l < model->config.num_layers; l++) {
+        double ab, aa, bb;
+        layer_dot(model, g, an->harm_dir, l, &ab, &aa, &bb);
+        an->cos_layer[l] = cosine(ab, aa, bb);
+    }
+}
+
+// g = grad_theta Lc(theta, v; S): the direction in weight space that makes the model prefer
+// harmful responses more. leaves it in model->grads and returns Lc.
+float harmful_direction(GPT2* model, Batch* pairs, float tau, float* margin) {
+    gpt2_zero_grad(model);
+    float lc = contrastive_loss(model, pairs, tau, margin);
+    gpt2_backward(model, pairs->weights, 0);
+    return lc;
+}
+
+// plain fine-tuning (and plain LM training): one forward+backward, one AdamW step.
+// an: if given, its harm_dir holds g, and the step records cos(g_task, g) before updating.
+float sft_step(GPT2* model, const Batch* task, float lr, float wd, Analysis* an) {
+    gpt2_zero_grad(model);
+    float loss = task_loss(model, task);
+    gpt2_backward(model, task->weights, 0);
+    if (an != NULL) { analysis_cosines(model, an); }
+    gpt2_update(model, lr, wd);
+    return loss;
+}
+
+// the state SAP keeps between steps
+typedef struct {
+    float rho;           // perturbation radius, relative to ||theta||
+    float beta;          // probe learning rate
+    float tau;           // contrastive temperature
+    float* theta_saved;  // (num_parameters) theta_t, to undo the perturbation exactly
+    float* probe_opt;    // one allocation for the three (L, C) tensors below
+    float* G;            // (L, C) grad_v L(theta) - grad_v L(theta')
+    float* probe_m;      // (L, C) Adam first moment of G, persists across steps
+    float* probe_v;      // (L, C) Adam second moment of G, persists across steps
+    int probe_step;      // Adam steps taken on the probe
+    double ms[4];        // time of the last step's phases: contrastive, perturbed, task, update
+} SAP;
+
+void sap_init(SAP* sap, const GPT2* model, float rho, float beta, float tau) {
+    size_t LC = (size_t)model->config.num_layers * model->config.channels;
+    sap->rho = rho; sap->beta = beta; sap->tau = tau;
+    sap->theta_saved = malloc_check(model->num_parameters * sizeof(float), "SAP weight copy");
+    sap->probe_opt = calloc_check(3 * LC, sizeof(float), "probe optimizer");
+    sap->G = sap->probe_opt;
+    sap->probe_m = sap->probe_opt + LC;
+    sap->probe_v = sap->probe_opt + 2 * LC;
+    sap->probe_step = 0;
+}
+void sap_free(SAP* sap) { free(sap->theta_saved); free(sap->probe_opt); }
+
+// step 7: the probe is rebuilt from zero, v = 0 - beta * mhat / (sqrt(vhat) + eps), so its size is
+// about beta per element whatever the size of G. (with v reset to 0 each step, weight decay on v
+// would have nothing to act on, so there is none.)
+static void probe_update(GPT2* model, SAP* sap) {
+    int L = model->config.num_layers, C = model->config.channels;
+    sap->probe_step++;
+    float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    float c1 = 1.0f - powf(b1, (float)sap->probe_step), c2 = 1.0f - powf(b2, (float)sap->probe_step);
+    for (int l = 0; l < L; l++) {
+        if (!model->probed[l]) { continue; }
+        for (int i = l * C; i < (l + 1) * C; i++) {
+            sap->probe_m[i] = b1 * sap->probe_m[i] + (1.0f - b1) * sap->G[i];
+            sap->probe_v[i] = b2 * sap->probe_v[i] + (1.0f - b2) * sap->G[i] * sap->G[i];
+            float mhat = sap->probe_m[i] / c1, vhat = sap->probe_v[i] / c2;
+            model->probe[i] = 0.0f - sap->beta * mhat / (sqrtf(vhat) + eps);
+        }
+    }
+}
+
+// one SAP step, numbered as in the header of this file and in SAP.md
+float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr, float wd, Analysis* an) {
+    size_t n = model->num_parameters, LC = (size_t)model->config.num_layers * model->config.channels;
+    float* theta = model->params_memory;
+    float* grad = model->grads_memory;
+    double t0 = now_ms();
+    // 1. g = grad_theta Lc(theta_t, v_{t-1}; S_t), with the probe in place
+    float margin;
+    float lc = harmful_direction(model, pairs, sap->tau, &margin);
+    if (an != NULL) { memcpy(an->harm_dir, grad, n * sizeof(float)); an->contrastive = lc; an->margin = margin; }
+    // 2. g_hat = g / (||g|| + 1e-8), r = rho * ||theta_t||
+    double g_norm = l2_norm(grad, n);
+    double r = sap->rho * l2_norm(theta, n);
+    // 3. theta' = theta_t + r * g_hat. theta_t is kept: undoing by subtraction would not be exact
+    memcpy(sap->theta_saved, theta, n * sizeof(float));
+    float step = (float)(r / (g_norm + 1e-8));
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) { theta[i] += step * grad[i]; }
+    double t1 = now_ms();
+    // 4, second term: grad_v L(theta', v_{t-1}; D_t). probe gradient only: no weight gradients,
+    // and the backward pass stops at the lowest probed block
+    memset(model->dprobe, 0, LC * sizeof(float));
+    task_loss(model, task);
+    gpt2_backward(model, task->weights, 1);
+    for (size_t i = 0; i < LC; i++) { sap->G[i] = -model->dprobe[i]; }
+    memcpy(theta, sap->theta_saved, n * sizeof(float)); // back to theta_t, bit for bit
+    double t2 = now_ms();
+    // 5. g_task = grad_theta L(theta_t, v_{t-1}; D_t); the same pass gives 4's first term
+    gpt2_zero_grad(model);
+    float loss = task_loss(model, task);
+    gpt2_backward(model, task->weights, 0);
+    for (size_t i = 0; i < LC; i++) { sap->G[i] += model->dprobe[i]; }
+    if (an != NULL) { analysis_cosines(model, an); }
+    double t3 = now_ms();
+    // 6. theta_{t+1} = AdamW(theta_t, g_task)
+    gpt2_update(model, lr, wd);
+    // 7. v_t = 0, then one Adam step on v with gradient G and learning rate beta
+    probe_update(model, sap);
+    double t4 = now_ms();
+    sap->ms[0] = t1 - t0; sap->ms[1] = t2 - t1; sap->ms[2] = t3 - t2; sap->ms[3] = t4 - t3;
+    return loss;
+}
+
+// SAM, the baseline: perturb the weights towards higher task loss, take the gradient there.
+// eps = rho * g / ||g||;  g' = grad L(theta + eps);  theta = AdamW(theta, g')
+float sam_step(GPT2* model, float* theta_saved, float rho, const Batch* task, float lr, float wd) {
+    size_t n = model->num_parameters;
+    float* theta = model->params_memory;
+    float* grad = model->grads_memory;
+    gpt2_zero_grad(model);
+    float loss = task_loss(model, task);
+    gpt2_backward(model, task->weights, 0);
+    float step = (float)(rho / (l2_norm(grad, n) + 1e-12));
+    memcpy(theta_saved, theta, n * sizeof(float));
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) { theta[i] += step * grad[i]; }
+    gpt2_zero_grad(model);
+    task_loss(model, task);
+    gpt2_backward(model, task->weights, 0);
+    memcpy(theta, theta_saved, n * sizeof(float));
+    gpt2_update(model, lr, wd);
+    return loss;
+}
+
+// ----------------------------------------------------------------------------
+// evaluation: masked test loss, and generation
+
+// mean cross-entropy over every response target of an example file (or, for a token file,
+// over the first max_batches windows), on theta alone
+float eval_loss_examples(GPT2* model, const ExampleFile* ef, Batch* b) {
+    double sum = 0.0, count = 0.0;
+    for (int i0 = 0; i0 < ef->N; i0 += b->B) {
+        int rows = ef->N - i0 < b->B ? ef->N - i0 : b->B;
+        for (int r = 0; r < rows; r++) {
+            size_t o = (size_t)r * b->T;
+            example_row(ef, i0 + r, 0, b->T, b->inputs + o, b->targets + o, b->mask + o);
+        }
+        gpt2_forward(model, b->inputs, b->targets, rows, b->T);
+        for (int j = 0; j < rows * b->T; j++) { sum += (double)b->mask[j] * model->acts.losses[j]; count += b->mask[j]; }
+    }
+    return (float)(sum / (count > 0 ? count : 1));
+}
+
+float eval_loss_tokens(GPT2* model, TokenFile* tf, Batch* b, int max_batches) {
+    double sum = 0.0;
+    tf->pos = 0;
+    for (int i = 0; i < max_batches; i++) {
+        lm_batch(b, tf);
+        sum += task_loss(model, b);
+    }
+    return (float)(sum / max_batches);
+}
+
+// continues B sequences at once. seqs (B, T) rows hold prompts of len[r] tokens; each row grows
+// by greedy (temperature 0) or sampled tokens until it emits end-of-text, reaches max_new new
+// tokens or fills T. the forward pass is run on the shortest window that covers every live row.
+void generate(GPT2* model, int* seqs, int* len, int B, int T, int max_new, float temperature, int eot, Rng* rng) {
+    int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
+    int* window = malloc_check((size_t)B * T * sizeof(int), "generation");
+    int* start = malloc_check((size_t)B * sizeof(int), "generation");
+    int* done = calloc_check((size_t)B, sizeof(int), "generation");
+    for (int r = 0; r < B; r++) { start[r] = len[r]; done[r] = len[r] >= T || max_new <= 0; }
+    for (;;) {
+        int Tw = 0;
+        for (int r = 0; r < B; r++) { if (!done[r] && len[r] > Tw) { Tw = len[r]; } }
+        if (Tw == 0) { break; }
+        for (int r = 0; r < B; r++) {
+            for (int t = 0; t < Tw; t++) { window[r * Tw + t] = t < len[r] ? seqs[r * T + t] : eot; }
+        }
+        gpt2_forward(model, window, NULL, B, Tw);
+        for (int r = 0; r < B; r++) {
+            if (done[r]) { continue; }
+            const float* logits = model->acts.logits + ((size_t)r * Tw + len[r] - 1) * Vp;
+            int next = 0;
+            if (temperature <= 0.0f) {
+                for (int i = 1; i < V; i++) { if (logits[i] > logits[next]) { next = i; } }
+            } else {
+                float maxval = logits[0];
+                for (int i = 1; i < V; i++) { if (logits[i] > maxval) { maxval = logits[i]; } }
+                double sum = 0.0;
+                for (int i = 0; i < V; i++) { sum += exp((logits[i] - maxval) / temperature); }
+                double u = rng_uniform(rng) * sum, c = 0.0;
+                for (next = 0; next < V - 1; next++) {
+                    c += exp((logits[next] - maxval) / temperature);
+                    if (c > u) { break; }
+                }
+            }
+            seqs[r * T + len[r]] = next;
+            len[r]++;
+            if (next == eot || len[r] >= T || len[r] - start[r] >= max_new) { done[r] = 1; }
+        }
+    }
+    free(window); free(start); free(done);
+}
+
+// llm.c's tokenizer file, for decoding: token i is a short byte string
+#define TOKENIZER_MAGIC 20240328
+typedef struct {
+    int n;        // tokens
+    int eot;      // end-of-text id
+    char** text;  // (n) each token's bytes, 0-terminated
+} Tokenizer;
+
+void tokenizer_load(Tokenizer* tk, const char* path) {
+    size_t size;
+    unsigned char* buf = read_file(path, &size);
+    if (size < 1024) { die("%s: too small for a tokenizer header (%zu bytes)", path, size); }
+    if (read_i32(buf) != TOKENIZER_MAGIC) { die("%s: not an llm.c tokenizer file (bad magic %d)", path, read_i32(buf)); }
+    int version = read_i32(buf + 4);
+    if (version != 1 && version != 2) { die("%s: unsupported tokenizer version %d (need 1 or 2)", path, version); }
+    tk->n = read_i32(buf + 8);
+    tk->eot = version == 2 ? read_i32(buf + 12) : 50256; // version 1 predates the field: GPT-2's id
+    if (tk->n <= 0 || tk->n > 1 << 20) { die("%s: bad token count %d", path, tk->n); }
+    tk->text = calloc_check((size_t)tk->n, sizeof(char*), path);
+    size_t pos = 1024;
+    for (int i = 0; i < tk->n; i++) {
+        if (pos >= size) { die("%s: file ends at token %d of %d", path, i, tk->n); }
+        int len = buf[pos++];
+        if (len == 0) { die("%s: token %d has length 0", path, i); }
+        if (size - pos < (size_t)len) { die("%s: file ends inside token %d", path, i); }
+        tk->text[i] = malloc_check((size_t)len + 1, path);
+        memcpy(tk->text[i], buf + pos, (size_t)len);
+        tk->text[i][len] = 0;
+        pos += (size_t)len;
+    }
+    if (pos != size) { die("%s: %zu bytes after the last token", path, size - pos); }
+    free(buf);
+}
+
+// prints tokens as text: through the tokenizer if there is one, as bytes for a byte-level
+// vocabulary, as numbers otherwise
+void print_tokens(FILE* f, const int* toks, int n, const Tokenizer* tk, int V) {
+    for (int i = 0; i < n; i++) {
+        int t = toks[i];
+        if (tk != NULL && t < tk->n) { fputs(tk->text[t], f); }
+        else if (V <= 256 && t >= 32 && t < 127) { fputc(t, f); }
+        else if (V <= 256 && t == '\n') { fputs("\\n", f); }
+        else { fprintf(f, "<%d>", t); }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// main: flags, then the training loop
+
+typedef struct {
+    const char* mode;        // -m lm | sft | sap | sam | gen
+    const char* load;        // -e checkpoint to start from
+    const char* save;        // -o checkpoint to write
+    const char* train;       // -i training data
+    const char* val;         // -j validation data
+    const char* pairs;       // -c contrastive examples (K=2)
+    const char* tokenizer;   // -k tokenizer, for decoding
+    const char* prompt;      // -G prompt text for -m gen (byte-level vocabularies)
+    const char* probe_layers;// -P comma-separated probed blocks
+    const char* csv;         // -A analysis CSV file
+    int B, T, steps, seed;   // -b -t -n -s
+    float lr, wd;            // -l -w
+    int val_every, val_batches; // -v -x
+    int L, NH, C, maxT, V;   // -L -H -C -T -V: a fresh model of this shape
+    int fresh;               // any of them was given
+    float rho, beta, tau;    // -r -p -u
+    int pair_batch;          // -q contrastive triples per step
+    float sam_rho;           // -R
+    int analyze_every;       // -a
+    int gen_tokens;          // -g
+    float temperature;       // -z
+} Options;
+
+static void usage(const Options* o) {
+    printf("usage: sap [flags], each flag followed by a value. defaults in brackets.\n"
+           "  -m mode         lm | sft | sap | sam | gen [%s]\n"
+           "  -e file         checkpoint to start from [%s]\n"
+           "  -o file         write the trained checkpoint (theta only, llm.c format) [%s]\n"
+           "  -i file         training data: token file (lm) or example file [%s]\n"
+           "  -j file         validation data, same kind as -i [%s]\n"
+           "  -c file         contrastive example file (K=2), for sap [%s]\n"
+           "  -b -t -n        batch size, sequence length, steps [%d %d %d]\n"
+           "  -l -w           learning rate, weight decay (AdamW) [%g %g]\n"
+           "  -s              random seed [%d]\n"
+           "  -v -x           validate every N steps (0: at the end only), max val batches (lm) [%d %d]\n"
+           "  -L -H -C -T -V  a fresh model instead of -e: layers, heads, channels, max seq len, vocab [%d %d %d %d %d]\n"
+           "  -r              SAP: rho, perturbation radius relative to ||theta|| [%g]\n"
+           "  -p              SAP: probe learning rate beta [%g]\n"
+           "  -P              SAP: probed blocks, comma-separated, or none [%s]\n"
+           "  -u              SAP: contrastive temperature tau [%g]\n"
+           "  -q              SAP: contrastive triples per step [%d]\n"
+           "  -R              SAM: rho, absolute perturbation radius [%g]\n"
+           "  -a -A           analysis every N steps (0: off), and its CSV file [%d %s]\n"
+           "  -g -z -k -G     gen: new tokens, temperature (0: greedy), tokenizer, prompt text [%d %g %s %s]\n",
+           o->mode, o->load, o->save ? o->save : "none", o->train, o->val ? o->val : "none", o->pairs,
+           o->B, o->T, o->steps, o->lr, o->wd, o->seed, o->val_every, o->val_batches,
+           o->L, o->NH, o->C, o->maxT, o->V, o->rho, o->beta, o->probe_layers, o->tau, o->pair_batch,
+           o->sam_rho, o->analyze_every, o->csv ? o->csv : "none", o->gen_tokens, o->temperature,
+           o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none");
+}
+
+static int parse_int(char flag, const char* s, long lo, long hi) {
+    char* end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != 0 || v < lo || v > hi) { die("bad value for -%c: '%s' (an integer from %ld to %ld)", flag, s, lo, hi); }
+    return (int)v;
+}
+static float parse_float(char flag, const char* s, double lo, double hi) {
+    char* end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != 0 || !(v >= lo && v <= hi)) { die("bad value for -%c: '%s' (a number from %g to %g)", flag, s, lo, hi); }
+    return (float)v;
+}
+
+// "1,3" -> {1, 3}; "none" -> {}
+static int parse_layers(const char* s, int* out, int max) {
+    if (strcmp(s, "none") == 0 || s[0] == 0) { return 0; }
+    int n = 0;
+    const char* p = s;
+    while (*p) {
+        char* end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > 100000 || (*end != ',' && *end != 0)) { die("bad value for -P: '%s' (comma-separated block numbers, or none)", s); }
+        if (n == max) { die("bad value for -P: '%s' (more layers than the model has)", s); }
+        out[n++] = (int)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+void parse_options(Options* o, int argc, char** argv) {
+    *o = (Options){.mode = "sap", .load = "data/base.bin", .save = NULL, .train = "data/ft_benign.bin",
+                   .val = "data/val_task.bin", .pairs = "data/contrastive.bin", .tokenizer = NULL, .prompt = NULL,
+                   .probe_layers = "1", .csv = NULL, .B = 16, .T = 128, .steps = 200, .seed = 1337,
+                   .lr = 3e-4f, .wd = 0.0f, .val_every = 0, .val_batches = 20,
+                   .L = 4, .NH = 4, .C = 128, .maxT = 128, .V = 256, .fresh = 0,
+                   .rho = 2e-3f, .beta = 0.05f, .tau = 1.0f, .pair_batch = 8, .sam_rho = 0.05f,
+                   .analyze_every = 0, .gen_tokens = 64, .temperature = 0.0f};
+    for (int i = 1; i < argc; i += 2) {
+        const char* a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(o); exit(0); }
+        if (a[0] != '-' || a[1] == 0 || a[2] != 0) { die("bad argument '%s' (flags are -x value; see sap -h)", a); }
+        if (i + 1 >= argc) { die("flag %s needs a value (see sap -h)", a); }
+        const char* v = argv[i + 1];
+        char f = a[1];
+        switch (f) {
+            case 'm': o->mode = v; break;
+            case 'e': o->load = v; break;
+            case 'o': o->save = v; break;
+            case 'i': o->train = v; break;
+            case 'j': o->val = strcmp(v, "none") == 0 ? NULL : v; break;
+            case 'c': o->pairs = v; break;
+            case 'k': o->tokenizer = v; break;
+            case 'G': o->prompt = v; break;
+            case 'P': o->probe_layers = v; break;
+            case 'A': o->csv = v; break;
+            case 'b': o->B = parse_int(f, v, 1, 1 << 16); break;
+            case 't': o->T = parse_int(f, v, 1, 1 << 20); break;
+            case 'n': o->steps = parse_int(f, v, 0, 1 << 30); break;
+            case 's': o->seed = parse_int(f, v, 0, 2147483647); break;
+            case 'l': o->lr = parse_float(f, v, 0.0, 10.0); break;
+            case 'w': o->wd = parse_float(f, v, 0.0, 10.0); break;
+            case 'v': o->val_every = parse_int(f, v, 0, 1 << 30); break;
+            case 'x': o->val_batches = parse_int(f, v, 1, 1 << 20); break;
+            case 'L': o->L = parse_int(f, v, 1, 1000); o->fresh = 1; break;
+            case 'H': o->NH = parse_int(f, v, 1, 1000); o->fresh = 1; break;
+            case 'C': o->C = parse_int(f, v, 1, 100000); o->fresh = 1; break;
+            case 'T': o->maxT = parse_int(f, v, 1, 1000000); o->fresh = 1; break;
+            case 'V': o->V = parse_int(f, v, 1, 65536); o->fresh = 1; break;
+            case 'r': o->rho = parse_float(f, v, 0.0, 1.0); break;
+            case 'p': o->beta = parse_float(f, v, 0.0, 100.0); break;
+            case 'u': o->tau = parse_float(f, v, 1e-6, 1e6); break;
+            case 'q': o->pair_batch = parse_int(f, v, 1, 1 << 15); break;
+            case 'R': o->sam_rho = parse_float(f, v, 0.0, 100.0); break;
+            case 'a': o->analyze_every = parse_int(f, v, 0, 1 << 30); break;
+            case 'g': o->gen_tokens = parse_int(f, v, 0, 1 << 20); break;
+            case 'z': o->temperature = parse_float(f, v, 0.0, 100.0); break;
+            default: die("unknown flag %s (see sap -h)", a);
+        }
+    }
+    const char* modes[] = {"lm", "sft", "sap", "sam", "gen"};
+    int ok = 0;
+    for (int i = 0; i < 5; i++) { ok |= strcmp(o->mode, modes[i]) == 0; }
+    if (!ok) { die("bad value for -m: '%s' (lm, sft, sap, sam or gen)", o->mode); }
+    if (o->fresh && o->C % o->NH != 0) { die("bad model shape: channels %d not divisible by heads %d", o->C, o->NH); }
+}
+
+#ifndef TESTING
+int main(int argc, char** argv) {
+    uint16_t endian = 1;
+    if (*(uint8_t*)&endian != 1) { die("this host is big-endian; sap's files are little-endian"); }
+    Options o;
+    parse_options(&o, argc, argv);
+    int lm = strcmp(o.mode, "lm") == 0, sap_mode = strcmp(o.mode, "sap") == 0, sam = strcmp(o.mode, "sam") == 0;
+
+    // the model
+    GPT2 model;
+    if (o.fresh) {
+        GPT2Config c = {.max_seq_len = o.maxT, .vocab_size = o.V, .padded_vocab_size = round_up(o.V, 128),
+                        .num_layers = o.L, .num_heads = o.NH, .channels = o.C};
+        gpt2_init_random(&model, c, (uint64_t)o.seed);
+    } else {
+        gpt2_load(&model, o.load);
+    }
+    GPT2Config* c = &model.config;
+    if (o.T > c->max_seq_len) { die("sequence length -t %d is longer than the model's maximum %d", o.T, c->max_seq_len); }
+    int V = c->vocab_size;
+    printf("model: %s, L=%d NH=%d C=%d maxT=%d V=%d (Vp %d), %zu parameters\n", o.fresh ? "fresh" : o.load,
+           c->num_layers, c->num_heads, c->channels, c->max_seq_len, V, c->padded_vocab_size, model.num_parameters);
+#ifdef _OPENMP
+    printf("threads: %d\n", omp_get_max_threads());
+#endif
+
+    if (strcmp(o.mode, "gen") == 0) {
+        Tokenizer tk, *tkp = NULL;
+        if (o.tokenizer != NULL) { tokenizer_load(&tk, o.tokenizer); tkp = &tk; }
+        if (o.prompt == NULL) { die("-m gen needs a prompt: -G text"); }
+        if (V > 256) { die("-G text prompts need a byte-level vocabulary (V <= 256; this model has %d)", V); }
+        int T = c->max_seq_len, n = (int)strlen(o.prompt);
+        if (n == 0 || n >= T) { die("prompt of %d bytes does not fit in %d positions", n, T); }
+        gpt2_allocate_activations(&model, 1, T);
+        int* seq = malloc_check((size_t)T * sizeof(int), "prompt");
+        for (int i = 0; i < n; i++) {
+            seq[i] = (unsigned char)o.prompt[i];
+            if (seq[i] >= V) { die("prompt byte %d is not below the vocabulary size %d", seq[i], V); }
+        }
+        Rng rng;
+        rng_seed(&rng, (uint64_t)o.seed);
+        int len = n, eot = tkp != NULL ? tkp->eot : 0;
+        generate(&model, seq, &len, 1, T, o.gen_tokens, o.temperature, eot, &rng);
+        print_tokens(stdout, seq, len, tkp, V);
+        printf("\n");
+        free(seq);
+        gpt2_free(&model);
+        return 0;
+    }
+
+    // the data
+    TokenFile train_tokens, val_tokens;
+    ExampleFile train_ex, val_ex, pair_ex;
+    ExampleLoader loader, pair_loader;
+    if (lm) {
+        tokens_load(&train_tokens, o.train, V);
+        if ((size_t)o.B * o.T + 1 > train_tokens.ntok) { die("%s: %zu tokens are too few for one batch of %d x %d (+1)", o.train, train_tokens.ntok, o.B, o.T); }
+        if (o.val != NULL) {
+            tokens_load(&val_tokens, o.val, V);
+            if ((size_t)o.B * o.T + 1 > val_tokens.ntok) { die("%s: %zu tokens are too few for one batch of %d x %d (+1)", o.val, val_tokens.ntok, o.B, o.T); }
+        }
+    } else {
+        examples_load(&train_ex, o.train, V, o.T);
+        if (train_ex.K != 1) { die("%s: training examples need one response each (K=1), this file has K=%d", o.train, train_ex.K); }
+        if (train_ex.N < o.B) { die("%s: %d examples are too few for one batch of %d", o.train, train_ex.N, o.B); }
+        loader_init(&loader, &train_ex, (uint64_t)o.seed);
+        if (o.val != NULL) { examples_load(&val_ex, o.val, V, o.T); }
+    }
+    int need_pairs = sap_mode || o.analyze_every > 0;
+    if (need_pairs) {
+        examples_load(&pair_ex, o.pairs, V, o.T);
+        if (pair_ex.K != 2) { die("%s: contrastive examples need two responses each (K=2), this file has K=%d", o.pairs, pair_ex.K); }
+        loader_init(&pair_loader, &pair_ex, (uint64_t)o.seed + 1); // its own shuffle, independent of the task's
+    }
+    int max_rows = o.B > 2 * o.pair_batch || !need_pairs ? o.B : 2 * o.pair_batch;
+    gpt2_allocate_activations(&model, max_rows, o.T);
+    Batch task, pairs;
+    batch_alloc(&task, o.B, o.T);
+    batch_alloc(&pairs, 2 * o.pair_batch, o.T);
+
+    // the method's state
+    int layers[1000];
+    int nlayers = parse_layers(o.probe_layers, layers, c->num_layers);
+    SAP sap;
+    float* sam_saved = NULL;
+    if (sap_mode) {
+        gpt2_set_probe_layers(&model, layers, nlayers);
+        sap_init(&sap, &model, o.rho, o.beta, o.tau);
+        printf("sap: rho %g, beta %g, tau %g, probe layers %s, %d triples per step\n", o.rho, o.beta, o.tau, o.probe_layers, o.pair_batch);
+    }
+    if (sam) { sam_saved = malloc_check(model.num_parameters * sizeof(float), "SAM weight copy"); }
+    Analysis an;
+    FILE* csv = NULL;
+    if (o.analyze_every > 0) {
+        an.harm_dir = malloc_check(model.num_parameters * sizeof(float), "harmful direction");
+        an.cos_layer = malloc_check((size_t)c->num_layers * sizeof(double), "analysis");
+        if (o.csv != NULL) {
+            csv = fopen(o.csv, "w");
+            if (csv == NULL) { die("%s: cannot write: %s", o.csv, strerror(errno)); }
+            fprintf(csv, "step,task_loss,contrastive_loss,margin,cos_all");
+            for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",cos_layer%d", l); }
+            fprintf(csv, ",probe_norm,ms_contrastive,ms_perturbed,ms_task,ms_update\n");
+        }
+    }
+
+    // the training loop
+    Batch valb;
+    batch_alloc(&valb, o.B, o.T);
+    float val_loss = NAN, loss = NAN;
+    double total_ms = 0.0;
+    for (int step = 0; step <= o.steps; step++) {
+        int last = step == o.steps;
+        if (o.val != NULL && (last || (o.val_every > 0 && step % o.val_every == 0))) {
+            val_loss = lm ? eval_loss_tokens(&model, &val_tokens, &valb, o.val_batches) : eval_loss_examples(&model, &val_ex, &valb);
+            printf("val loss %f\n", val_loss);
+        }
+        if (last) { break; }
+        double t0 = now_ms();
+        if (lm) { lm_batch(&task, &train_tokens); } else { task_batch(&task, &loader); }
+        int analyze = o.analyze_every > 0 && step % o.analyze_every == 0;
+        Analysis* anp = analyze ? &an : NULL;
+        if (sap_mode) {
+            pair_batch(&pairs, &pair_loader);
+            loss = sap_step(&model, &sap, &task, &pairs, o.lr, o.wd, anp);
+        } else if (sam) {
+            loss = sam_step(&model, sam_saved, o.sam_rho, &task, o.lr, o.wd);
+        } else {
+            if (analyze) {
+                pair_batch(&pairs, &pair_loader);
+                an.contrastive = harmful_direction(&model, &pairs, o.tau, &an.margin);
+                memcpy(an.harm_dir, model.grads_memory, model.num_parameters * sizeof(float));
+            }
+            loss = sft_step(&model, &task, o.lr, o.wd, anp);
+        }
+        double ms = now_ms() - t0;
+        total_ms += ms;
+        if (!isfinite(loss)) { die("step %d: train loss is %f; stopping (no checkpoint written)", step, loss); }
+        printf("step %d: train loss %f (took %f ms)", step, loss, ms);
+        float probe_norm = sap_mode ? (float)l2_norm(model.probe, (size_t)c->num_layers * c->channels) : 0.0f;
+        if (sap_mode) { printf(" |v| %.4f", probe_norm); }
+        if (analyze) { printf(" Lc %.4f cos %+.4f", an.contrastive, an.cos_all); }
+        printf("\n");
+        if (analyze && csv != NULL) {
+            fprintf(csv, "%d,%f,%f,%f,%f", step, loss, an.contrastive, an.margin, an.cos_all);
+            for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",%f", an.cos_layer[l]); }
+            if (sap_mode) { fprintf(csv, ",%f,%.3f,%.3f,%.3f,%.3f\n", probe_norm, sap.ms[0], sap.ms[1], sap.ms[2], sap.ms[3]); }
+            else { fprintf(csv, ",0,,,,\n"); }
+        }
+    }
+    if (csv != NULL && fclose(csv) != 0) { die("%s: write failed", o.csv); }
+    printf("done: %d steps, %.1f ms/step, %.0f tokens/s, final train loss %f, val loss %f\n", o.steps,
+           o.steps > 0 ? total_ms / o.steps : 0.0, o.steps > 0 ? (double)o.B * o.T * o.steps / (total_ms / 1e3) : 0.0,
+           loss, val_loss);
+    if (o.save != NULL) {
+        gpt2_save(&model, o.save);
+        printf("saved %s\n", o.save);
+    }
+    return 0;
+}
+#endif
