@@ -608,7 +608,7 @@ typedef struct {
     int lowest_probe;             // smallest probed layer, or L if none: backward can stop there
 } GPT2;
 
-static int round_up(int x, int m) { return (x + m - 1) / m * m; }
+int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 // memory for parameters, gradients and optimizer state, once the config is known
 static void gpt2_allocate_parameters(GPT2* model) {
@@ -1511,7 +1511,7 @@ static float parse_float(char flag, const char* s, double lo, double hi) {
 }
 
 // "1,3" -> {1, 3}; "none" -> {}
-static int parse_layers(const char* s, int* out, int max) {
+int parse_layers(const char* s, int* out, int max) {
     if (strcmp(s, "none") == 0 || s[0] == 0) { return 0; }
     int n = 0;
     const char* p = s;

@@ -1,0 +1,691 @@
+/*
+test_sap.c: tests for sap.c. it includes the trainer under TESTING, so every internal function
+is reachable. run with `make test`; the last line is "N passed, M failed", and the exit code is
+non-zero if anything failed.
+
+gradient checks: sap's kernels compute in float32, so the finite differences are taken on float
+forward passes, with the scalar objective J = sum(out * R) (R fixed random) accumulated in double.
+central differences with step h have truncation error O(h^2 f''') and rounding error about
+eps_float * |out| * sqrt(#outputs) / h. with h = 1e-2 and O(1) values both are near 1e-4, so a
+gradient entry passes if |analytic - numeric| <= 1e-2 * |analytic| + 2e-3 * rms(analytic): ten
+times the expected error, and far below what a wrong term (a missing factor, a wrong index, a
+dropped contribution) produces. test_checker_catches_errors shows that a 5% error is caught.
+*/
+#define TESTING
+#include "sap.c"
+#include <sys/wait.h>
+
+static int passed = 0, failed = 0;
+
+static void check(int ok, const char* name, const char* fmt, ...) {
+    if (ok) { passed++; printf("ok   %s\n", name); return; }
+    failed++;
+    printf("FAIL %s: ", name);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+}
+
+static void fill_normal(float* x, size_t n, float std, Rng* r) { for (size_t i = 0; i < n; i++) { x[i] = std * rng_normal(r); } }
+
+static double objective(const float* out, const float* R, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) { s += (double)out[i] * R[i]; }
+    return s;
+}
+
+// compares an analytic gradient with central differences of f for up to `samples` entries of x.
+// f recomputes J = sum(out * R) from the current x.
+typedef double (*Objective)(void* ctx);
+static double gradcheck_error(float* x, const float* analytic, size_t n, Objective f, void* ctx, int samples, Rng* r) {
+    double rms = 0.0;
+    for (size_t i = 0; i < n; i++) { rms += (double)analytic[i] * analytic[i]; }
+    rms = sqrt(rms / (n > 0 ? n : 1));
+    double worst = 0.0; // worst |a - num| / (1e-2 |a| + 2e-3 rms): passes if <= 1
+    for (int s = 0; s < samples && s < (int)n; s++) {
+        size_t i = (size_t)s < n && (int)n <= samples ? (size_t)s : rng_u32(r) % n;
+        float orig = x[i], h = 1e-2f;
+        x[i] = orig + h; double jp = f(ctx);
+        x[i] = orig - h; double jm = f(ctx);
+        x[i] = orig;
+        double num = (jp - jm) / (2.0 * h);
+        double err = fabs(analytic[i] - num) / (1e-2 * fabs(analytic[i]) + 2e-3 * rms + 1e-12);
+        if (err > worst) { worst = err; }
+    }
+    return worst;
+}
+#define GRADCHECK(name, x, analytic, n, f, ctx, r) do { \
+    double e_ = gradcheck_error(x, analytic, n, f, ctx, 40, r); \
+    char label_[160]; \
+    snprintf(label_, sizeof label_, "%s (worst error %.2f of tolerance)", name, e_); \
+    check(e_ <= 1.0, label_, "error %.3g of tolerance", e_); } while (0)
+
+// ----------------------------------------------------------------------------
+// layer kernels, one by one
+
+typedef struct { int B, T, C, NH, N, OC, V, Vp; float *inp, *inp2, *w, *b, *out, *out2, *R, *probe, *aux1, *aux2, *aux3, *aux4; int* tok; float* weights; } K;
+
+static double f_encoder(void* p) { K* k = p; encoder_forward(k->out, k->tok, k->w, k->b, k->B, k->T, k->C); return objective(k->out, k->R, (size_t)k->N * k->C); }
+static void test_encoder(Rng* r) {
+    K k = {.B = 2, .T = 3, .C = 5}; k.N = 6;
+    int V = 4;
+    int tok[6] = {1, 3, 1, 0, 2, 3};
+    k.tok = tok;
+    k.w = malloc(V * 5 * 4); k.b = malloc(3 * 5 * 4); k.out = malloc(6 * 5 * 4); k.R = malloc(6 * 5 * 4);
+    fill_normal(k.w, V * 5, 1, r); fill_normal(k.b, 15, 1, r); fill_normal(k.R, 30, 1, r);
+    float* dw = calloc(V * 5, 4); float* db = calloc(15, 4);
+    encoder_backward(dw, db, k.R, tok, 2, 3, 5);
+    GRADCHECK("encoder backward: wte", k.w, dw, V * 5, f_encoder, &k, r);
+    GRADCHECK("encoder backward: wpe", k.b, db, 15, f_encoder, &k, r);
+    free(k.w); free(k.b); free(k.out); free(k.R); free(dw); free(db);
+}
+
+static double f_layernorm(void* p) { K* k = p; layernorm_forward(k->out, k->aux1, k->aux2, k->inp, k->w, k->b, k->N, k->C); return objective(k->out, k->R, (size_t)k->N * k->C); }
+static void test_layernorm(Rng* r) {
+    K k = {.N = 5, .C = 24};
+    size_t n = 5 * 24;
+    k.inp = malloc(n * 4); k.out = malloc(n * 4); k.R = malloc(n * 4); k.w = malloc(24 * 4); k.b = malloc(24 * 4);
+    k.aux1 = malloc(5 * 4); k.aux2 = malloc(5 * 4);
+    fill_normal(k.inp, n, 1, r); fill_normal(k.R, n, 1, r); fill_normal(k.w, 24, 1, r); fill_normal(k.b, 24, 1, r);
+    float* dinp = calloc(n, 4); float* dw = calloc(24, 4); float* db = calloc(24, 4);
+    f_layernorm(&k);
+    layernorm_backward(dinp, dw, db, k.R, k.inp, k.w, k.aux1, k.aux2, 5, 24);
+    GRADCHECK("layernorm backward: input", k.inp, dinp, n, f_layernorm, &k, r);
+    GRADCHECK("layernorm backward: weight", k.w, dw, 24, f_layernorm, &k, r);
+    GRADCHECK("layernorm backward: bias", k.b, db, 24, f_layernorm, &k, r);
+    free(k.inp); free(k.out); free(k.R); free(k.w); free(k.b); free(k.aux1); free(k.aux2); free(dinp); free(dw); free(db);
+}
+
+static double f_matmul(void* p) { K* k = p; matmul_forward(k->out, k->inp, k->w, k->b, k->N, k->C, k->OC); return objective(k->out, k->R, (size_t)k->N * k->OC); }
+static void test_matmul_shape(Rng* r, int N, int C, int OC, const char* tag) {
+    K k = {.N = N, .C = C, .OC = OC};
+    k.inp = malloc((size_t)N * C * 4); k.w = malloc((size_t)OC * C * 4); k.b = malloc(OC * 4);
+    k.out = malloc((size_t)N * OC * 4); k.R = malloc((size_t)N * OC * 4);
+    fill_normal(k.inp, (size_t)N * C, 1, r); fill_normal(k.w, (size_t)OC * C, 0.3f, r); fill_normal(k.b, OC, 1, r); fill_normal(k.R, (size_t)N * OC, 1, r);
+    // forward against a plain double loop
+    f_matmul(&k);
+    double worst = 0.0;
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            double s = k.b[o];
+            for (int i = 0; i < C; i++) { s += (double)k.inp[n * C + i] * k.w[o * C + i]; }
+            double e = fabs(s - k.out[n * OC + o]) / (1.0 + fabs(s));
+            if (e > worst) { worst = e; }
+        }
+    }
+    char name[128];
+    snprintf(name, sizeof name, "matmul forward vs double loop (%s)", tag);
+    check(worst < 1e-5, name, "relative error %.3g", worst);
+    float* dinp = calloc((size_t)N * C, 4); float* dw = calloc((size_t)OC * C, 4); float* db = calloc(OC, 4);
+    matmul_backward(dinp, dw, db, k.R, k.inp, k.w, N, C, OC);
+    snprintf(name, sizeof name, "matmul backward: input (%s)", tag);
+    GRADCHECK(name, k.inp, dinp, (size_t)N * C, f_matmul, &k, r);
+    snprintf(name, sizeof name, "matmul backward: weight (%s)", tag);
+    GRADCHECK(name, k.w, dw, (size_t)OC * C, f_matmul, &k, r);
+    snprintf(name, sizeof name, "matmul backward: bias (%s)", tag);
+    GRADCHECK(name, k.b, db, OC, f_matmul, &k, r);
+    free(k.inp); free(k.w); free(k.b); free(k.out); free(k.R); free(dinp); free(dw); free(db);
+}
+
+static double f_attention(void* p) { K* k = p; attention_forward(k->out, k->aux1, k->aux2, k->inp, k->B, k->T, k->C, k->NH); return objective(k->out, k->R, (size_t)k->B * k->T * k->C); }
+static void test_attention(Rng* r) {
+    K k = {.B = 2, .T = 5, .C = 8, .NH = 2};
+    size_t nin = 2 * 5 * 24, nout = 2 * 5 * 8, natt = 2 * 2 * 5 * 5;
+    k.inp = malloc(nin * 4); k.out = malloc(nout * 4); k.R = malloc(nout * 4); k.aux1 = malloc(natt * 4); k.aux2 = malloc(natt * 4);
+    fill_normal(k.inp, nin, 1, r); fill_normal(k.R, nout, 1, r);
+    f_attention(&k);
+    float* dinp = calloc(nin, 4); float* dpre = calloc(natt, 4); float* datt = calloc(natt, 4);
+    attention_backward(dinp, dpre, datt, k.R, k.inp, k.aux2, 2, 5, 8, 2);
+    GRADCHECK("attention backward: q, k, v", k.inp, dinp, nin, f_attention, &k, r);
+    free(k.inp); free(k.out); free(k.R); free(k.aux1); free(k.aux2); free(dinp); free(dpre); free(datt);
+}
+
+static double f_gelu(void* p) { K* k = p; gelu_forward(k->out, k->inp, (size_t)k->N); return objective(k->out, k->R, (size_t)k->N); }
+static void test_gelu(Rng* r) {
+    K k = {.N = 40};
+    k.inp = malloc(40 * 4); k.out = malloc(40 * 4); k.R = malloc(40 * 4);
+    fill_normal(k.inp, 40, 2, r); fill_normal(k.R, 40, 1, r);
+    k.inp[0] = 12.0f; k.inp[1] = -12.0f; // far tails, where 1/cosh^2 would overflow
+    float* dinp = calloc(40, 4);
+    gelu_backward(dinp, k.inp, k.R, 40);
+    GRADCHECK("gelu backward", k.inp, dinp, 40, f_gelu, &k, r);
+    free(k.inp); free(k.out); free(k.R); free(dinp);
+}
+
+static double f_residual(void* p) { K* k = p; residual_forward(k->out, k->inp, k->inp2, k->probe, k->N, k->C); return objective(k->out, k->R, (size_t)k->N * k->C); }
+static void test_residual(Rng* r) {
+    K k = {.N = 6, .C = 7};
+    size_t n = 42;
+    k.inp = malloc(n * 4); k.inp2 = malloc(n * 4); k.out = malloc(n * 4); k.R = malloc(n * 4); k.probe = malloc(7 * 4);
+    fill_normal(k.inp, n, 1, r); fill_normal(k.inp2, n, 1, r); fill_normal(k.R, n, 1, r); fill_normal(k.probe, 7, 1, r);
+    float* da = calloc(n, 4); float* db = calloc(n, 4); float* dp = calloc(7, 4);
+    residual_backward(da, db, k.R, n);
+    probe_backward(dp, k.R, 6, 7);
+    GRADCHECK("residual backward: first input", k.inp, da, n, f_residual, &k, r);
+    GRADCHECK("residual backward: second input", k.inp2, db, n, f_residual, &k, r);
+    GRADCHECK("probe backward (sum over positions)", k.probe, dp, 7, f_residual, &k, r);
+    free(k.inp); free(k.inp2); free(k.out); free(k.R); free(k.probe); free(da); free(db); free(dp);
+}
+
+static double f_crossentropy(void* p) {
+    K* k = p;
+    softmax_crossentropy_forward(k->out, k->aux1, k->inp, k->tok, k->N, k->V, k->Vp);
+    double s = 0.0;
+    for (int n = 0; n < k->N; n++) { s += (double)k->weights[n] * k->aux1[n]; }
+    return s;
+}
+static void test_crossentropy(Rng* r) {
+    K k = {.N = 6, .V = 11, .Vp = 16};
+    int tok[6] = {0, 10, 3, 3, 7, 1};
+    float w[6] = {0.5f, 0.0f, -0.25f, 1.0f, 0.0f, 0.125f}; // masked, negative (contrastive) and plain weights
+    k.tok = tok; k.weights = w;
+    size_t n = 6 * 16;
+    k.inp = malloc(n * 4); k.out = malloc(n * 4); k.aux1 = malloc(6 * 4);
+    fill_normal(k.inp, n, 2, r);
+    f_crossentropy(&k);
+    double worst = 0.0; // the loss against a double log-softmax
+    for (int i = 0; i < 6; i++) {
+        double m = -1e30, s = 0.0;
+        for (int v = 0; v < 11; v++) { if (k.inp[i * 16 + v] > m) { m = k.inp[i * 16 + v]; } }
+        for (int v = 0; v < 11; v++) { s += exp(k.inp[i * 16 + v] - m); }
+        double ref = log(s) + m - k.inp[i * 16 + tok[i]];
+        if (fabs(ref - k.aux1[i]) > worst) { worst = fabs(ref - k.aux1[i]); }
+    }
+    check(worst < 1e-5, "cross-entropy forward vs double log-softmax", "error %.3g", worst);
+    float* dl = calloc(n, 4);
+    crossentropy_softmax_backward(dl, k.out, tok, w, 6, 11, 16);
+    GRADCHECK("weighted cross-entropy backward", k.inp, dl, n, f_crossentropy, &k, r);
+    int padded_zero = 1;
+    for (int i = 0; i < 6; i++) { for (int v = 11; v < 16; v++) { padded_zero &= dl[i * 16 + v] == 0.0f && k.out[i * 16 + v] == 0.0f; } }
+    check(padded_zero, "padded vocabulary columns get no probability and no gradient", "nonzero");
+    free(k.inp); free(k.out); free(k.aux1); free(dl);
+}
+
+// a gradient check that cannot fail is worth nothing: a 5% error in one gradient must be caught
+static void test_checker_catches_errors(Rng* r) {
+    K k = {.N = 40};
+    k.inp = malloc(40 * 4); k.out = malloc(40 * 4); k.R = malloc(40 * 4);
+    fill_normal(k.inp, 40, 2, r); fill_normal(k.R, 40, 1, r);
+    float* dinp = calloc(40, 4);
+    gelu_backward(dinp, k.inp, k.R, 40);
+    int big = 0;
+    for (int i = 1; i < 40; i++) { if (fabsf(dinp[i]) > fabsf(dinp[big])) { big = i; } }
+    dinp[big] *= 1.05f;
+    double e = gradcheck_error(k.inp, dinp, 40, f_gelu, &k, 40, r);
+    check(e > 1.0, "the gradient checker catches a 5% error", "error %.3g of tolerance: not caught", e);
+    free(k.inp); free(k.out); free(k.R); free(dinp);
+}
+
+// ----------------------------------------------------------------------------
+// the whole model on a tiny config
+
+static GPT2Config tiny_config(void) {
+    GPT2Config c = {.max_seq_len = 8, .vocab_size = 20, .padded_vocab_size = 32, .num_layers = 2, .num_heads = 2, .channels = 8};
+    return c;
+}
+
+// a tiny model with larger-than-usual random weights, so every path carries gradient
+static void tiny_model(GPT2* m, int B, int T, uint64_t seed) {
+    gpt2_init_random(m, tiny_config(), seed);
+    Rng r;
+    rng_seed(&r, seed + 100);
+    for (size_t i = 0; i < m->num_parameters; i++) { m->params_memory[i] += 0.2f * rng_normal(&r); }
+    GPT2Config c = m->config;
+    for (size_t i = (size_t)c.vocab_size * c.channels; i < (size_t)c.padded_vocab_size * c.channels; i++) { m->params.wte[i] = 0.0f; }
+    gpt2_allocate_activations(m, B, T);
+}
+
+typedef struct { GPT2* m; Batch* b; } ModelCtx;
+static double f_model(void* p) {
+    ModelCtx* c = p;
+    gpt2_forward(c->m, c->b->inputs, c->b->targets, c->b->B, c->b->T);
+    double s = 0.0;
+    for (int n = 0; n < c->b->B * c->b->T; n++) { s += (double)c->b->weights[n] * c->m->acts.losses[n]; }
+    return s;
+}
+
+static void random_batch(Batch* b, int V, Rng* r) {
+    for (int i = 0; i < b->B * b->T; i++) {
+        b->inputs[i] = rng_u32(r) % V;
+        b->targets[i] = rng_u32(r) % V;
+        b->mask[i] = (i % b->T) >= b->T / 3 ? 1.0f : 0.0f; // a "prompt" without loss, then a "response"
+    }
+    mean_weights(b);
+}
+
+static void test_model_gradients(Rng* r) {
+    GPT2 m;
+    tiny_model(&m, 2, 6, 7);
+    int layers[2] = {0, 1};
+    gpt2_set_probe_layers(&m, layers, 2);
+    fill_normal(m.probe, 2 * 8, 0.5f, r);
+    Batch b;
+    batch_alloc(&b, 2, 6);
+    random_batch(&b, 20, r);
+    gpt2_zero_grad(&m);
+    f_model(&(ModelCtx){&m, &b});
+    gpt2_backward(&m, b.weights, 0);
+    ModelCtx ctx = {&m, &b};
+    const char* names[NUM_PARAMETER_TENSORS] = {"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+                                                "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
+    size_t off = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "whole model backward: %s", names[i]);
+        size_t n = m.param_sizes[i];
+        if (i == 0) { n = (size_t)m.config.vocab_size * m.config.channels; } // padded rows are never used
+        if (i == 1) { n = (size_t)6 * m.config.channels; }                    // positions beyond T are never used
+        GRADCHECK(name, m.params_memory + off, m.grads_memory + off, n, f_model, &ctx, r);
+        off += m.param_sizes[i];
+    }
+    float* dprobe = malloc(16 * 4);
+    memcpy(dprobe, m.dprobe, 16 * 4);
+    GRADCHECK("whole model backward: probe gradient of the task loss", m.probe, dprobe, 16, f_model, &ctx, r);
+    free(dprobe);
+    batch_free(&b);
+    gpt2_free(&m);
+}
+
+// a naive GPT-2 forward in double, written from the equations, independent of the kernels
+static double reference_loss(const GPT2* m, const int* inp, const int* tgt, int T) {
+    GPT2Config c = m->config;
+    int C = c.channels, L = c.num_layers, NH = c.num_heads, hs = C / NH, V = c.vocab_size;
+    ParameterTensors p = m->params;
+    double *x = calloc((size_t)T * C, 8), *h = calloc((size_t)T * C, 8), *q = calloc((size_t)T * 3 * C, 8);
+    double *y = calloc((size_t)T * C, 8), *f = calloc((size_t)T * 4 * C, 8);
+    for (int t = 0; t < T; t++) { for (int i = 0; i < C; i++) { x[t * C + i] = (double)p.wte[inp[t] * C + i] + p.wpe[t * C + i]; } }
+    #define LN(src, w, bb) for (int t = 0; t < T; t++) { double mu = 0, var = 0; \
+        for (int i = 0; i < C; i++) { mu += src[t * C + i]; } mu /= C; \
+        for (int i = 0; i < C; i++) { var += (src[t * C + i] - mu) * (src[t * C + i] - mu); } var /= C; \
+        for (int i = 0; i < C; i++) { h[t * C + i] = (src[t * C + i] - mu) / sqrt(var + 1e-5) * (w)[i] + (bb)[i]; } }
+    for (int l = 0; l < L; l++) {
+        LN(x, p.ln1w + l * C, p.ln1b + l * C);
+        for (int t = 0; t < T; t++) { for (int o = 0; o < 3 * C; o++) { double s = p.qkvb[l * 3 * C + o]; for (int i = 0; i < C; i++) { s += h[t * C + i] * p.qkvw[((size_t)l * 3 * C + o) * C + i]; } q[t * 3 * C + o] = s; } }
+        for (int t = 0; t < T; t++) {
+            for (int hh = 0; hh < NH; hh++) {
+                double sc[64], mx = -1e300, sum = 0;
+                for (int t2 = 0; t2 <= t; t2++) { double s = 0; for (int i = 0; i < hs; i++) { s += q[t * 3 * C + hh * hs + i] * q[t2 * 3 * C + C + hh * hs + i]; } sc[t2] = s / sqrt(hs); if (sc[t2] > mx) { mx = sc[t2]; } }
+                for (int t2 = 0; t2 <= t; t2++) { sc[t2] = exp(sc[t2] - mx); sum += sc[t2]; }
+                for (int i = 0; i < hs; i++) { double s = 0; for (int t2 = 0; t2 <= t; t2++) { s += sc[t2] / sum * q[t2 * 3 * C + 2 * C + hh * hs + i]; } y[t * C + hh * hs + i] = s; }
+            }
+        }
+        for (int t = 0; t < T; t++) { for (int o = 0; o < C; o++) { double s = p.attprojb[l * C + o]; for (int i = 0; i < C; i++) { s += y[t * C + i] * p.attprojw[((size_t)l * C + o) * C + i]; } h[t * C + o] = s; } }
+        for (int i = 0; i < T * C; i++) { x[i] += h[i]; }
+        LN(x, p.ln2w + l * C, p.ln2b + l * C);
+        for (int t = 0; t < T; t++) { for (int o = 0; o < 4 * C; o++) { double s = p.fcb[l * 4 * C + o]; for (int i = 0; i < C; i++) { s += h[t * C + i] * p.fcw[((size_t)l * 4 * C + o) * C + i]; } f[t * 4 * C + o] = 0.5 * s * (1 + tanh(sqrt(2.0 / 3.14159265358979323846) * (s + 0.044715 * s * s * s))); } }
+        for (int t = 0; t < T; t++) { for (int o = 0; o < C; o++) { double s = p.fcprojb[l * C + o]; for (int i = 0; i < 4 * C; i++) { s += f[t * 4 * C + i] * p.fcprojw[((size_t)l * C + o) * 4 * C + i]; } x[t * C + o] += s + (m->probed[l] ? m->probe[l * C + o] : 0.0); } }
+    }
+    LN(x, p.lnfw, p.lnfb);
+    #undef LN
+    double loss = 0;
+    for (int t = 0; t < T; t++) {
+        double lg[64], mx = -1e300, s = 0;
+        for (int v = 0; v < V; v++) { lg[v] = 0; for (int i = 0; i < C; i++) { lg[v] += h[t * C + i] * p.wte[v * C + i]; } if (lg[v] > mx) { mx = lg[v]; } }
+        for (int v = 0; v < V; v++) { s += exp(lg[v] - mx); }
+        loss += log(s) + mx - lg[tgt[t]];
+    }
+    free(x); free(h); free(q); free(y); free(f);
+    return loss / T;
+}
+
+static void test_forward_matches_reference(Rng* r) {
+    GPT2 m;
+    tiny_model(&m, 1, 8, 3);
+    int layers[1] = {1};
+    gpt2_set_probe_layers(&m, layers, 1);
+    fill_normal(m.probe + 8, 8, 0.5f, r);
+    int inp[8], tgt[8];
+    for (int t = 0; t < 8; t++) { inp[t] = rng_u32(r) % 20; tgt[t] = rng_u32(r) % 20; }
+    gpt2_forward(&m, inp, tgt, 1, 8);
+    double ours = 0;
+    for (int t = 0; t < 8; t++) { ours += m.acts.losses[t]; }
+    ours /= 8;
+    double ref = reference_loss(&m, inp, tgt, 8);
+    check(fabs(ours - ref) < 1e-5 * (1 + fabs(ref)), "forward pass matches a naive double-precision GPT-2", "ours %.8f reference %.8f", ours, ref);
+    gpt2_free(&m);
+}
+
+// changing a prompt or padding target changes nothing; changing a response target does
+static void test_masked_loss(Rng* r) {
+    (void)r;
+    GPT2 m;
+    tiny_model(&m, 1, 8, 11);
+    // an example file with one record: prompt of 3, response of 3 (so 2 positions of padding)
+    const char* path = "/tmp/sap_test_mask.bin";
+    FILE* f = fopen(path, "wb");
+    int32_t h[256] = {0};
+    h[0] = EXAMPLES_MAGIC; h[1] = 1; h[2] = 1; h[3] = 1; h[4] = 6; h[5] = 19;
+    uint16_t rec[8] = {3, 3, 4, 5, 6, 7, 8, 19};
+    fwrite(h, 4, 256, f); fwrite(rec, 2, 8, f); fclose(f);
+    ExampleFile ef;
+    examples_load(&ef, path, 20, 8);
+    Batch b;
+    batch_alloc(&b, 1, 8);
+    int count = example_row(&ef, 0, 0, 8, b.inputs, b.targets, b.mask);
+    check(count == 3, "example row: loss on the 3 response targets only", "count %d", count);
+    int expect_in[8] = {4, 5, 6, 7, 8, 19, 19, 19}, expect_tg[8] = {5, 6, 7, 8, 19, 19, 19, 19};
+    float expect_mask[8] = {0, 0, 1, 1, 1, 0, 0, 0};
+    int same = 1;
+    for (int t = 0; t < 8; t++) { same &= b.inputs[t] == expect_in[t] && b.targets[t] == expect_tg[t] && b.mask[t] == expect_mask[t]; }
+    check(same, "example row: prompt ++ response, shifted by one, padded with end-of-text", "layout differs");
+    mean_weights(&b);
+    size_t n = m.num_parameters;
+    float* g0 = malloc(n * 4);
+    gpt2_zero_grad(&m);
+    float l0 = task_loss(&m, &b);
+    gpt2_backward(&m, b.weights, 0);
+    memcpy(g0, m.grads_memory, n * 4);
+    int changes[3] = {1, 6, 3}; // a prompt target, a padding target, a response target
+    for (int c = 0; c < 3; c++) {
+        int saved = b.targets[changes[c]];
+        b.targets[changes[c]] = (saved + 5) % 20;
+        gpt2_zero_grad(&m);
+        float l1 = task_loss(&m, &b);
+        gpt2_backward(&m, b.weights, 0);
+        int grads_same = memcmp(g0, m.grads_memory, n * 4) == 0;
+        b.targets[changes[c]] = saved;
+        if (c < 2) { check(l1 == l0 && grads_same, c == 0 ? "masked loss: a prompt target changes nothing" : "masked loss: a padding target changes nothing", "loss %g vs %g, grads same %d", l1, l0, grads_same); }
+        else { check(l1 != l0 && !grads_same, "masked loss: a response target changes loss and gradients", "loss %g vs %g", l1, l0); }
+    }
+    free(g0);
+    batch_free(&b);
+    examples_free(&ef);
+    gpt2_free(&m);
+}
+
+static void test_checkpoint_roundtrip(void) {
+    GPT2 a, b;
+    tiny_model(&a, 1, 8, 5);
+    const char* path = "/tmp/sap_test_ckpt.bin";
+    gpt2_save(&a, path);
+    gpt2_load(&b, path);
+    int same = b.num_parameters == a.num_parameters && memcmp(&a.config, &b.config, sizeof(GPT2Config)) == 0 &&
+               memcmp(a.params_memory, b.params_memory, a.num_parameters * 4) == 0;
+    check(same, "checkpoint: save then load reproduces every parameter bit for bit", "differs");
+    struct stat st;
+    check(stat("/tmp/sap_test_ckpt.bin.tmp", &st) != 0, "checkpoint: no temporary file left behind", "exists");
+    check(stat(path, &st) == 0 && (size_t)st.st_size == 1024 + 4 * a.num_parameters, "checkpoint: llm.c size 1024 + 4 * params", "size %ld", (long)st.st_size);
+    gpt2_free(&a); gpt2_free(&b);
+}
+
+// ----------------------------------------------------------------------------
+// bad input: each case runs in a child process, which must exit with code 1 and print exactly one
+// line on stderr that contains the expected text (usually the file's name)
+
+typedef void (*Action)(const void* arg);
+
+// runs fn(arg) in a child process; returns its wait status and what it printed on stderr
+static int run_child(Action fn, const void* arg, char* buf, size_t cap) {
+    fflush(stdout);
+    int fds[2];
+    if (pipe(fds) != 0) { buf[0] = 0; return -1; }
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        fn(arg);
+        _exit(0); // no error
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t k;
+    while (len + 1 < cap && (k = read(fds[0], buf + len, cap - 1 - len)) > 0) { len += (size_t)k; }
+    buf[len] = 0;
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+static void expect_error(const char* name, Action fn, const void* arg, const char* expect) {
+    char buf[4096];
+    int status = run_child(fn, arg, buf, sizeof buf);
+    size_t len = strlen(buf);
+    int lines = 0;
+    for (size_t i = 0; i < len; i++) { lines += buf[i] == '\n'; }
+    int ok = WIFEXITED(status) && WEXITSTATUS(status) == 1 && lines == 1 && buf[len - 1] == '\n' && strstr(buf, expect) != NULL;
+    if (len > 0 && buf[len - 1] == '\n') { buf[len - 1] = 0; }
+    check(ok, name, "status %d (signal %d), %d lines, message '%s', expected to contain '%s'",
+          WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0, lines, buf, expect);
+    if (ok) { printf("       -> %s\n", buf); }
+}
+
+static void write_bytes(const char* path, const void* data, size_t n) {
+    FILE* f = fopen(path, "wb");
+    fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+static void act_load_checkpoint(const void* p) { GPT2 m; gpt2_load(&m, p); }
+static void act_load_tokens(const void* p) { TokenFile t; tokens_load(&t, p, 20); }
+static void act_load_examples(const void* p) { ExampleFile e; examples_load(&e, p, 20, 8); }
+static void act_load_tokenizer(const void* p) { Tokenizer t; tokenizer_load(&t, p); }
+static void act_parse(const void* p) { Options o; const char* const* a = p; int n = 0; while (a[n]) { n++; } parse_options(&o, n, (char**)a); }
+static void act_save_readonly(const void* p) { GPT2 m; gpt2_init_random(&m, tiny_config(), 1); gpt2_save(&m, p); }
+static void act_oom(const void* p) { (void)p; malloc_check((size_t)1 << 62, "a test buffer"); }
+static void act_t_too_long(const void* p) { (void)p; GPT2 m; gpt2_init_random(&m, tiny_config(), 1); gpt2_allocate_activations(&m, 1, 9); }
+static void act_small_token_batch(const void* p) { TokenFile t; tokens_load(&t, p, 20); int in[64], tg[64]; tokens_next_batch(&t, 4, 16, in, tg); }
+
+// a checkpoint of the tiny model with header slot i set to v (or the file cut to `cut` bytes)
+static void bad_checkpoint(const char* path, int slot, int32_t v, long cut) {
+    GPT2 m;
+    gpt2_init_random(&m, tiny_config(), 1);
+    size_t n = 1024 + 4 * m.num_parameters;
+    unsigned char* buf = calloc(n, 1);
+    int32_t h[256] = {0};
+    GPT2Config c = m.config;
+    h[0] = CHECKPOINT_MAGIC; h[1] = 3; h[2] = c.max_seq_len; h[3] = c.vocab_size; h[4] = c.num_layers;
+    h[5] = c.num_heads; h[6] = c.channels; h[7] = c.padded_vocab_size;
+    if (slot >= 0) { h[slot] = v; }
+    memcpy(buf, h, 1024);
+    memcpy(buf + 1024, m.params_memory, 4 * m.num_parameters);
+    write_bytes(path, buf, cut >= 0 ? (size_t)cut : n);
+    free(buf);
+    gpt2_free(&m);
+}
+
+static void write_tokens(const char* path, const uint16_t* tok, int32_t n_header, int n) {
+    unsigned char buf[1024 + 2 * 64] = {0};
+    int32_t h[3] = {TOKENS_MAGIC, 1, n_header};
+    memcpy(buf, h, 12);
+    memcpy(buf + 1024, tok, 2 * (size_t)n);
+    write_bytes(path, buf, 1024 + 2 * (size_t)n);
+}
+
+// an example file from raw header fields and a raw body of uint16s
+static void write_examples(const char* path, int32_t N, int32_t K, int32_t total, int32_t eot, const uint16_t* body, int n) {
+    unsigned char buf[1024 + 2 * 64] = {0};
+    int32_t h[6] = {EXAMPLES_MAGIC, 1, N, K, total, eot};
+    memcpy(buf, h, 24);
+    memcpy(buf + 1024, body, 2 * (size_t)n);
+    write_bytes(path, buf, 1024 + 2 * (size_t)n);
+}
+
+static void test_bad_input(void) {
+    const char* ck = "/tmp/sap_test_bad.bin";
+    expect_error("missing file", act_load_checkpoint, "/tmp/sap_no_such_file.bin", "/tmp/sap_no_such_file.bin: cannot open");
+    expect_error("a directory instead of a file", act_load_checkpoint, "/tmp", "/tmp: not a regular file");
+    write_bytes(ck, "", 0);
+    expect_error("checkpoint: empty file", act_load_checkpoint, ck, "too small");
+    bad_checkpoint(ck, 0, 12345, -1);
+    expect_error("checkpoint: wrong magic", act_load_checkpoint, ck, "bad magic");
+    bad_checkpoint(ck, 1, 5, -1);
+    expect_error("checkpoint: wrong version", act_load_checkpoint, ck, "version 5");
+    bad_checkpoint(ck, 6, 9, -1);
+    expect_error("checkpoint: channels not divisible by heads", act_load_checkpoint, ck, "not divisible");
+    bad_checkpoint(ck, 7, 10, -1);
+    expect_error("checkpoint: padded vocab below vocab", act_load_checkpoint, ck, "padded vocabulary");
+    bad_checkpoint(ck, 4, 0, -1);
+    expect_error("checkpoint: zero layers", act_load_checkpoint, ck, "layers");
+    bad_checkpoint(ck, 2, -8, -1);
+    expect_error("checkpoint: negative max sequence length", act_load_checkpoint, ck, "max sequence length");
+    bad_checkpoint(ck, 3, 70000, -1);
+    expect_error("checkpoint: vocabulary over 65536", act_load_checkpoint, ck, "vocabulary size");
+    bad_checkpoint(ck, -1, 0, 2000);
+    expect_error("checkpoint: file cut short", act_load_checkpoint, ck, "does not match its header");
+    bad_checkpoint(ck, 6, 8000, -1);
+    expect_error("checkpoint: header claims more than the file holds", act_load_checkpoint, ck, "does not match its header");
+
+    const char* tk = "/tmp/sap_test_tokens.bin";
+    uint16_t toks[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    write_tokens(tk, toks, 11, 10);
+    expect_error("token file: size does not match header", act_load_tokens, tk, "does not match its header");
+    toks[4] = 20;
+    write_tokens(tk, toks, 10, 10);
+    expect_error("token file: token id >= V", act_load_tokens, tk, "token 20 at position 4");
+    toks[4] = 5;
+    write_tokens(tk, toks, 10, 10);
+    expect_error("token file: too small for one batch", act_small_token_batch, tk, "too few for one batch");
+    write_bytes(tk, "abc", 3);
+    expect_error("token file: shorter than a header", act_load_tokens, tk, "too small");
+
+    const char* ex = "/tmp/sap_test_examples.bin";
+    uint16_t good[6] = {2, 2, 1, 2, 3, 19};
+    write_examples(ex, 1, 1, 4, 19, good, 6);
+    char out[4096];
+    int st = run_child(act_load_examples, ex, out, sizeof out); // the control: a valid file loads silently
+    check(WIFEXITED(st) && WEXITSTATUS(st) == 0 && out[0] == 0, "examples: a valid file loads (control for the cases below)", "status %d, '%s'", st, out);
+    write_examples(ex, 1, 3, 4, 19, good, 6);
+    expect_error("examples: K neither 1 nor 2", act_load_examples, ex, "must be 1 or 2");
+    write_examples(ex, 1, 1, 4, 25, good, 6);
+    expect_error("examples: end-of-text id >= V", act_load_examples, ex, "end-of-text id 25");
+    uint16_t zero[6] = {0, 2, 1, 2, 3, 19};
+    write_examples(ex, 1, 1, 4, 19, zero, 6);
+    expect_error("examples: zero-length prompt", act_load_examples, ex, "example 0: prompt has length 0");
+    uint16_t big[6] = {2, 200, 1, 2, 3, 19};
+    write_examples(ex, 1, 1, 202, 19, big, 6);
+    expect_error("examples: lengths claim more than the file holds", act_load_examples, ex, "claim more tokens");
+    uint16_t badtok[6] = {2, 2, 1, 22, 3, 19};
+    write_examples(ex, 1, 1, 4, 19, badtok, 6);
+    expect_error("examples: token id >= V", act_load_examples, ex, "token 22");
+    uint16_t longp[13] = {9, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 3, 19};
+    write_examples(ex, 1, 1, 11, 19, longp, 13);
+    expect_error("examples: prompt leaves no room for a response", act_load_examples, ex, "example 0: prompt of 9 tokens leaves no room");
+    write_examples(ex, 1, 1, 5, 19, good, 6);
+    expect_error("examples: total tokens disagrees with header", act_load_examples, ex, "header says 5");
+    write_examples(ex, 2, 1, 4, 19, good, 6);
+    expect_error("examples: fewer records than the header says", act_load_examples, ex, "too small for 2 examples");
+
+    const char* tz = "/tmp/sap_test_tokenizer.bin";
+    unsigned char tbuf[1024 + 4] = {0};
+    int32_t th[4] = {TOKENIZER_MAGIC, 2, 3, 0};
+    memcpy(tbuf, th, 16);
+    tbuf[1024] = 1; tbuf[1025] = 'a'; tbuf[1026] = 0;
+    write_bytes(tz, tbuf, 1027);
+    expect_error("tokenizer: zero-length token", act_load_tokenizer, tz, "token 1 has length 0");
+
+    const char* a1[] = {"sap", "-b", "0", NULL};
+    expect_error("flags: batch size 0", act_parse, a1, "bad value for -b: '0'");
+    const char* a2[] = {"sap", "-l", "fast", NULL};
+    expect_error("flags: learning rate not a number", act_parse, a2, "bad value for -l: 'fast'");
+    const char* a3[] = {"sap", "-m", "dance", NULL};
+    expect_error("flags: unknown mode", act_parse, a3, "bad value for -m: 'dance'");
+    const char* a4[] = {"sap", "-Q", "1", NULL};
+    expect_error("flags: unknown flag", act_parse, a4, "unknown flag -Q");
+    const char* a5[] = {"sap", "-n", NULL};
+    expect_error("flags: missing value", act_parse, a5, "needs a value");
+    const char* a6[] = {"sap", "-C", "10", "-H", "3", NULL};
+    expect_error("flags: channels not divisible by heads", act_parse, a6, "not divisible");
+    expect_error("sequence length longer than the model's maximum", act_t_too_long, NULL, "longer than the model's maximum 8");
+    expect_error("out of memory", act_oom, NULL, "out of memory");
+    expect_error("write failure: directory does not exist", act_save_readonly, "/tmp/sap_no_such_dir/x.bin", "/tmp/sap_no_such_dir/x.bin.tmp: cannot write");
+}
+
+// ----------------------------------------------------------------------------
+// training behaviour
+
+// n steps of plain training on a fixed stream; returns the losses and leaves the weights in m
+static void train_steps(GPT2* m, int steps, float* losses) {
+    Batch b;
+    batch_alloc(&b, 2, 8);
+    Rng r;
+    rng_seed(&r, 99);
+    for (int s = 0; s < steps; s++) {
+        for (int i = 0; i < 16; i++) { b.inputs[i] = (i + s) % 7; b.targets[i] = (i + s + 1) % 7; b.mask[i] = 1.0f; }
+        mean_weights(&b);
+        losses[s] = sft_step(m, &b, 1e-2f, 0.0f, NULL);
+    }
+    batch_free(&b);
+}
+
+static void test_loss_falls(void) {
+    GPT2 m;
+    gpt2_init_random(&m, tiny_config(), 21);
+    gpt2_allocate_activations(&m, 2, 8);
+    float losses[60];
+    train_steps(&m, 60, losses);
+    check(losses[59] < 0.5f * losses[0], "a short training run: loss falls", "first %f last %f", losses[0], losses[59]);
+    gpt2_free(&m);
+}
+
+static void test_threads(void) {
+#ifdef _OPENMP
+    float l1[5], l2[5];
+    GPT2 a, b;
+    GPT2Config c = {.max_seq_len = 64, .vocab_size = 50, .padded_vocab_size = 128, .num_layers = 2, .num_heads = 4, .channels = 96};
+    gpt2_init_random(&a, c, 4); gpt2_allocate_activations(&a, 2, 8);
+    gpt2_init_random(&b, c, 4); gpt2_allocate_activations(&b, 2, 8);
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    train_steps(&a, 5, l1);
+    omp_set_num_threads(2);
+    train_steps(&b, 5, l2);
+    omp_set_num_threads(saved);
+    int same = memcmp(l1, l2, sizeof l1) == 0 && memcmp(a.params_memory, b.params_memory, a.num_parameters * 4) == 0;
+    check(same, "1 and 2 threads give the same losses and weights, bit for bit", "loss %.9g vs %.9g", l1[4], l2[4]);
+    gpt2_free(&a); gpt2_free(&b);
+#else
+    printf("skip 1 vs 2 threads: built without OpenMP\n");
+#endif
+}
+
+static void test_generation(void) {
+    GPT2 m;
+    tiny_model(&m, 2, 8, 13);
+    int seqs[16] = {1, 2, 3, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0};
+    int len[2] = {3, 1};
+    Rng r;
+    rng_seed(&r, 1);
+    generate(&m, seqs, len, 2, 8, 4, 0.0f, 19, &r);
+    // greedy: each new token is the argmax of a single-row forward pass on the prefix
+    int ok = 1;
+    for (int row = 0; row < 2; row++) {
+        int start = row == 0 ? 3 : 1;
+        for (int t = start; t < len[row]; t++) {
+            gpt2_forward(&m, seqs + row * 8, NULL, 1, t);
+            const float* lg = m.acts.logits + (size_t)(t - 1) * m.config.padded_vocab_size;
+            int best = 0;
+            for (int v = 1; v < m.config.vocab_size; v++) { if (lg[v] > lg[best]) { best = v; } }
+            ok &= best == seqs[row * 8 + t];
+        }
+        ok &= len[row] == start + 4 || seqs[row * 8 + len[row] - 1] == 19;
+    }
+    check(ok, "greedy generation: batched rows equal one-row argmax decoding, stop at limit", "differs (len %d %d)", len[0], len[1]);
+    gpt2_free(&m);
+}
+
+int main(void) {
+    Rng r;
+    rng_seed(&r, 2024);
+    test_checker_catches_errors(&r);
+    test_encoder(&r);
+    test_layernorm(&r);
+    test_matmul_shape(&r, 7, 70, 9, "odd sizes");
+    test_matmul_shape(&r, 8, 128, 8, "full tiles");
+    test_attention(&r);
+    test_gelu(&r);
+    test_residual(&r);
+    test_crossentropy(&r);
+    test_model_gradients(&r);
+    test_forward_matches_reference(&r);
+    test_masked_loss(&r);
+    test_checkpoint_roundtrip();
+    test_bad_input();
+    test_loss_falls();
+    test_threads();
+    test_generation();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
