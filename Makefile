@@ -11,7 +11,9 @@ ifeq ($(shell $(CC) -march=native -x c -c -o /dev/null /dev/null 2>/dev/null && 
 endif
 
 # OpenMP, found automatically: -fopenmp on Linux, Homebrew's libomp on macOS
-ifndef NO_OMP
+ifdef NO_OMP
+  CFLAGS += -Wno-unknown-pragmas
+else
   ifeq ($(UNAME),Darwin)
     LIBOMP := $(shell brew --prefix libomp 2>/dev/null)
     ifneq ($(LIBOMP),)
@@ -34,7 +36,23 @@ test_sap: test_sap.c sap.c
 test: test_sap
 	./test_sap
 
-clean:
-	rm -f sap test_sap
+# the shipped world: data/world.c makes every file in data/ (except base.bin) from a seed
+data/world: data/world.c
+	$(CC) -O2 -std=c99 -Wall -Wextra -o $@ data/world.c
 
-.PHONY: all test clean
+data: data/world
+	./data/world -o data
+
+# regenerates into a scratch directory and compares with the committed files, byte for byte
+data-check: data/world
+	rm -rf .data-check && mkdir .data-check
+	./data/world -o .data-check > /dev/null
+	for f in .data-check/*.bin; do cmp "$$f" "data/$$(basename $$f)" || exit 1; done
+	rm -rf .data-check
+	@echo "data-check: data/ is what data/world.c makes"
+
+clean:
+	rm -f sap test_sap data/world
+	rm -rf .data-check
+
+.PHONY: all test clean data data-check

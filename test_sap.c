@@ -464,7 +464,8 @@ static void act_load_examples(const void* p) { ExampleFile e; examples_load(&e, 
 static void act_load_tokenizer(const void* p) { Tokenizer t; tokenizer_load(&t, p); }
 static void act_parse(const void* p) { Options o; const char* const* a = p; int n = 0; while (a[n]) { n++; } parse_options(&o, n, (char**)a); }
 static void act_save_readonly(const void* p) { GPT2 m; gpt2_init_random(&m, tiny_config(), 1); gpt2_save(&m, p); }
-static void act_oom(const void* p) { (void)p; malloc_check((size_t)1 << 62, "a test buffer"); }
+static void* volatile sink; // keeps the compiler from eliding the allocation below
+static void act_oom(const void* p) { (void)p; sink = malloc_check((size_t)1 << 62, "a test buffer"); }
 static void act_t_too_long(const void* p) { (void)p; GPT2 m; gpt2_init_random(&m, tiny_config(), 1); gpt2_allocate_activations(&m, 1, 9); }
 static void act_small_token_batch(const void* p) { TokenFile t; tokens_load(&t, p, 20); int in[64], tg[64]; tokens_next_batch(&t, 4, 16, in, tg); }
 
@@ -666,6 +667,240 @@ static void test_generation(void) {
     gpt2_free(&m);
 }
 
+// ----------------------------------------------------------------------------
+// SAP: the contrastive loss, the probe, the step
+
+// a contrastive batch of P random triples: prompt of 3 tokens, two responses of 3 tokens
+static void random_pairs(Batch* b, int V, Rng* r) {
+    for (int row = 0; row < b->B; row++) {
+        for (int t = 0; t < b->T; t++) {
+            int i = row * b->T + t;
+            b->inputs[i] = row % 2 == 1 && t < 3 ? b->inputs[i - b->T] : (int)(rng_u32(r) % V); // same prompt in both rows
+            b->targets[i] = row % 2 == 1 && t < 2 ? b->targets[i - b->T] : (int)(rng_u32(r) % V);
+            b->mask[i] = t >= 2 && t < 5 ? 1.0f : 0.0f;
+        }
+    }
+}
+
+typedef struct { GPT2* m; Batch* b; float tau; } PairCtx;
+static double f_contrastive(void* p) { PairCtx* c = p; return contrastive_loss(c->m, c->b, c->tau, NULL); }
+
+static void test_contrastive_gradients(Rng* r) {
+    GPT2 m;
+    tiny_model(&m, 4, 6, 17);
+    int layers[1] = {0};
+    gpt2_set_probe_layers(&m, layers, 1);
+    fill_normal(m.probe, 8, 0.3f, r);
+    Batch b;
+    batch_alloc(&b, 4, 6);
+    random_pairs(&b, 20, r);
+    PairCtx ctx = {&m, &b, 0.7f};
+    // the loss itself, against the formula evaluated from per-sequence log-probabilities
+    float margin;
+    float lc = contrastive_loss(&m, &b, 0.7f, &margin);
+    double ref = 0.0, mref = 0.0;
+    for (int i = 0; i < 2; i++) {
+        double s[2] = {0, 0};
+        for (int k = 0; k < 2; k++) { for (int t = 0; t < 6; t++) { s[k] -= b.mask[(2 * i + k) * 6 + t] * m.acts.losses[(2 * i + k) * 6 + t]; } }
+        ref += log(1.0 + exp(-(s[0] - s[1]) / 0.7)) / 2;
+        mref += (s[0] - s[1]) / 2;
+    }
+    check(fabs(lc - ref) < 1e-6 && fabs(margin - mref) < 1e-5, "contrastive loss = mean softplus(-(s+ - s-)/tau), margin = mean(s+ - s-)", "%g vs %g", lc, ref);
+    gpt2_zero_grad(&m);
+    harmful_direction(&m, &b, 0.7f, NULL);
+    size_t off = 0;
+    const char* names[4] = {"wte", "qkvw", "fcw", "lnfw"};
+    int which[4] = {0, 4, 10, 14};
+    for (int k = 0; k < 4; k++) {
+        off = 0;
+        for (int i = 0; i < which[k]; i++) { off += m.param_sizes[i]; }
+        size_t n = which[k] == 0 ? (size_t)20 * 8 : m.param_sizes[which[k]];
+        char name[96];
+        snprintf(name, sizeof name, "contrastive loss gradient: %s", names[k]);
+        GRADCHECK(name, m.params_memory + off, m.grads_memory + off, n, f_contrastive, &ctx, r);
+    }
+    float dprobe[8];
+    memcpy(dprobe, m.dprobe, sizeof dprobe);
+    GRADCHECK("contrastive loss gradient: probe", m.probe, dprobe, 8, f_contrastive, &ctx, r);
+    batch_free(&b);
+    gpt2_free(&m);
+}
+
+// the probe-only pass (no weight gradients, stops at the lowest probed block) gives the probe
+// gradient of a full backward pass, bit for bit
+static void test_pruned_probe_pass(Rng* r) {
+    GPT2 m;
+    GPT2Config c = tiny_config();
+    c.num_layers = 4;
+    gpt2_init_random(&m, c, 8);
+    gpt2_allocate_activations(&m, 2, 6);
+    int layers[2] = {1, 2};
+    gpt2_set_probe_layers(&m, layers, 2);
+    fill_normal(m.probe, 4 * 8, 0.3f, r);
+    Batch b;
+    batch_alloc(&b, 2, 6);
+    random_batch(&b, 20, r);
+    gpt2_zero_grad(&m);
+    task_loss(&m, &b);
+    gpt2_backward(&m, b.weights, 0);
+    float full[32];
+    memcpy(full, m.dprobe, sizeof full);
+    gpt2_zero_grad(&m);
+    task_loss(&m, &b);
+    gpt2_backward(&m, b.weights, 1);
+    int zero_w = 1;
+    for (size_t i = 0; i < m.num_parameters; i++) { zero_w &= m.grads_memory[i] == 0.0f; }
+    check(memcmp(full, m.dprobe, sizeof full) == 0, "probe-only pass: same probe gradient as a full backward, bit for bit", "differs");
+    check(zero_w, "probe-only pass: makes no weight gradient", "weights have gradient");
+    // and it stops at block 1: block 0's activation gradients are never touched
+    size_t N = 12, C = 8;
+    int untouched = 1;
+    for (size_t i = 0; i < N * C; i++) { untouched &= m.grads_acts.residual2[i] == 0.0f && m.grads_acts.encoded[i] == 0.0f; }
+    check(untouched, "probe-only pass: stops at the lowest probed block", "block 0 was visited");
+    batch_free(&b);
+    gpt2_free(&m);
+}
+
+// k steps of SFT and of SAP (with the given rho, beta) from the same start on the same batches
+static int sap_equals_sft(float rho, float beta, int sam) {
+    GPT2 a, s;
+    tiny_model(&a, 4, 6, 31);
+    tiny_model(&s, 4, 6, 31);
+    int layers[2] = {0, 1};
+    gpt2_set_probe_layers(&s, layers, 2);
+    SAP sap;
+    sap_init(&sap, &s, rho, beta, 1.0f);
+    float* saved = malloc(s.num_parameters * 4);
+    Batch task, pairs;
+    batch_alloc(&task, 2, 6);
+    batch_alloc(&pairs, 4, 6);
+    Rng ra, rb;
+    rng_seed(&ra, 5); rng_seed(&rb, 6);
+    int same = 1;
+    for (int step = 0; step < 4; step++) {
+        random_batch(&task, 20, &ra);
+        random_pairs(&pairs, 20, &rb);
+        float la = sft_step(&a, &task, 1e-2f, 0.01f, NULL);
+        float ls = sam ? sam_step(&s, saved, 0.0f, &task, 1e-2f, 0.01f) : sap_step(&s, &sap, &task, &pairs, 1e-2f, 0.01f, NULL);
+        same &= la == ls;
+    }
+    same &= memcmp(a.params_memory, s.params_memory, a.num_parameters * 4) == 0;
+    free(saved);
+    sap_free(&sap);
+    batch_free(&task); batch_free(&pairs);
+    gpt2_free(&a); gpt2_free(&s);
+    return same;
+}
+
+static void test_sap_reduces_to_sft(void) {
+    check(sap_equals_sft(0.0f, 0.05f, 0), "SAP with rho = 0 is the SFT run, bit for bit (losses and weights)", "differs");
+    check(sap_equals_sft(0.05f, 0.0f, 0), "SAP with probe learning rate 0 is the SFT run, bit for bit", "differs");
+    check(!sap_equals_sft(0.05f, 0.05f, 0), "SAP with rho and beta > 0 differs from SFT (control)", "identical");
+    check(sap_equals_sft(0.0f, 0.0f, 1), "SAM with rho = 0 is the SFT run, bit for bit", "differs");
+}
+
+// after one SAP step from a zero probe, v = -beta * mhat / (sqrt(vhat) + eps) with mhat = G,
+// vhat = G^2: v = -beta * G / (|G| + 1e-8), i.e. -beta * sign(G). G is recomputed here from two
+// full backward passes at theta and at a theta' formed in double precision.
+static void test_first_sap_step(Rng* r) {
+    GPT2 m;
+    tiny_model(&m, 4, 6, 41);
+    int layers[2] = {0, 1};
+    gpt2_set_probe_layers(&m, layers, 2);
+    Batch task, pairs;
+    batch_alloc(&task, 2, 6);
+    batch_alloc(&pairs, 4, 6);
+    random_batch(&task, 20, r);
+    random_pairs(&pairs, 20, r);
+    float rho = 0.05f, beta = 0.05f;
+    size_t n = m.num_parameters;
+    float* theta = malloc(n * 4);
+    float* g = malloc(n * 4);
+    memcpy(theta, m.params_memory, n * 4);
+    // G, independently
+    harmful_direction(&m, &pairs, 1.0f, NULL);
+    memcpy(g, m.grads_memory, n * 4);
+    double gn = 0, tn = 0;
+    for (size_t i = 0; i < n; i++) { gn += (double)g[i] * g[i]; tn += (double)theta[i] * theta[i]; }
+    double scale = rho * sqrt(tn) / (sqrt(gn) + 1e-8);
+    float G[16];
+    gpt2_zero_grad(&m);
+    task_loss(&m, &task);
+    gpt2_backward(&m, task.weights, 0);
+    memcpy(G, m.dprobe, sizeof G);
+    for (size_t i = 0; i < n; i++) { m.params_memory[i] = (float)(theta[i] + scale * g[i]); }
+    gpt2_zero_grad(&m);
+    task_loss(&m, &task);
+    gpt2_backward(&m, task.weights, 0);
+    for (int i = 0; i < 16; i++) { G[i] -= m.dprobe[i]; }
+    memcpy(m.params_memory, theta, n * 4);
+    // the step (lr 0: the weights must come back exactly)
+    SAP sap;
+    sap_init(&sap, &m, rho, beta, 1.0f);
+    sap_step(&m, &sap, &task, &pairs, 0.0f, 0.0f, NULL);
+    check(memcmp(m.params_memory, theta, n * 4) == 0, "SAP step: the perturbation is undone bit for bit (lr 0)", "weights differ");
+    int ok = 1, nonzero = 0;
+    double worst = 0;
+    for (int i = 0; i < 16; i++) {
+        if (fabsf(G[i]) < 1e-4f) { continue; } // near zero, the sign of G is rounding noise
+        double expect = -beta * G[i] / (fabs(G[i]) + 1e-8);
+        double e = fabs(m.probe[i] - expect);
+        if (e > worst) { worst = e; }
+        ok &= e < 1e-3 * beta;
+        nonzero++;
+    }
+    check(ok && nonzero >= 12, "SAP step: the first probe is -beta * sign(G), G computed independently", "worst %.3g (%d entries compared)", worst, nonzero);
+    free(theta); free(g);
+    sap_free(&sap);
+    batch_free(&task); batch_free(&pairs);
+    gpt2_free(&m);
+}
+
+// a few SAP and SAM steps on the shipped data, from a fresh small model: finite, and moving
+static void test_sap_on_shipped_data(void) {
+    struct stat st;
+    if (stat("data/ft_benign.bin", &st) != 0 || stat("data/contrastive.bin", &st) != 0) {
+        check(0, "SAP and SAM on the shipped data", "data/ft_benign.bin or data/contrastive.bin missing");
+        return;
+    }
+    GPT2 m;
+    GPT2Config c = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 2, .num_heads = 2, .channels = 32};
+    gpt2_init_random(&m, c, 3);
+    gpt2_allocate_activations(&m, 8, 128);
+    ExampleFile task_ex, pair_ex;
+    examples_load(&task_ex, "data/ft_benign.bin", 256, 128);
+    examples_load(&pair_ex, "data/contrastive.bin", 256, 128);
+    ExampleLoader tl, pl;
+    loader_init(&tl, &task_ex, 1);
+    loader_init(&pl, &pair_ex, 2);
+    Batch task, pairs;
+    batch_alloc(&task, 4, 128);
+    batch_alloc(&pairs, 8, 128);
+    int layers[1] = {0};
+    gpt2_set_probe_layers(&m, layers, 1);
+    SAP sap;
+    sap_init(&sap, &m, 0.01f, 0.05f, 1.0f);
+    float* saved = malloc(m.num_parameters * 4);
+    float first = 0, last = 0;
+    int finite = 1;
+    for (int s = 0; s < 6; s++) {
+        task_batch(&task, &tl);
+        pair_batch(&pairs, &pl);
+        float l = s % 2 == 0 ? sap_step(&m, &sap, &task, &pairs, 3e-3f, 0.0f, NULL) : sam_step(&m, saved, 0.05f, &task, 3e-3f, 0.0f);
+        finite &= isfinite(l);
+        if (s == 0) { first = l; }
+        last = l;
+    }
+    float pn = (float)l2_norm(m.probe, 2 * 32);
+    check(finite && last < first && pn > 0, "SAP and SAM steps on the shipped data: finite, loss falls, probe nonzero", "first %f last %f |v| %f", first, last, pn);
+    free(saved);
+    sap_free(&sap);
+    batch_free(&task); batch_free(&pairs);
+    examples_free(&task_ex); examples_free(&pair_ex);
+    free(tl.order); free(pl.order);
+    gpt2_free(&m);
+}
+
 int main(void) {
     Rng r;
     rng_seed(&r, 2024);
@@ -686,6 +921,11 @@ int main(void) {
     test_loss_falls();
     test_threads();
     test_generation();
+    test_contrastive_gradients(&r);
+    test_pruned_probe_pass(&r);
+    test_sap_reduces_to_sft();
+    test_first_sap_step(&r);
+    test_sap_on_shipped_data();
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
