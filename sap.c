@@ -1706,6 +1706,7 @@ typedef struct {
     const char* probe_layers;// -P comma-separated probed blocks
     const char* csv;         // -A analysis CSV file
     const char* eval_prefix; // -E held-out files <prefix>_task.bin etc., or none
+    const char* table;       // -M the experiment's markdown table
     int B, T, steps, seed;   // -b -t -n -s
     float lr, wd;            // -l -w
     int val_every, val_batches; // -v -x
@@ -1721,7 +1722,7 @@ typedef struct {
 
 static void usage(const Options* o) {
     printf("usage: sap [flags], each flag followed by a value. defaults in brackets.\n"
-           "  -m mode         lm | sft | sap | sam | gen | eval [%s]\n"
+           "  -m mode         lm | sft | sap | sam | gen | eval | experiment [%s]\n"
            "  -e file         checkpoint to start from [%s]\n"
            "  -o file         write the trained checkpoint (theta only, llm.c format) [%s]\n"
            "  -i file         training data: token file (lm) or example file [%s]\n"
@@ -1740,12 +1741,13 @@ static void usage(const Options* o) {
            "  -R              SAM: rho, absolute perturbation radius [%g]\n"
            "  -a -A           analysis every N steps (0: off), and its CSV file [%d %s]\n"
            "  -g -z -k -G     gen: new tokens, temperature (0: greedy), tokenizer, prompt text [%d %g %s %s]\n"
-           "  -E prefix       evaluate before and after training on <prefix>_task/_harmful/_contrastive/_skills.bin, or none [%s]\n",
+           "  -E prefix       evaluate before and after training on <prefix>_task/_harmful/_contrastive/_skills.bin, or none [%s]\n"
+           "  -M file         experiment: where to write its markdown table [%s]\n",
            o->mode, o->load, o->save ? o->save : "none", o->train, o->val ? o->val : "none", o->pairs,
            o->B, o->T, o->steps, o->lr, o->wd, o->seed, o->val_every, o->val_batches,
            o->L, o->NH, o->C, o->maxT, o->V, o->rho, o->beta, o->probe_layers, o->tau, o->pair_batch,
            o->sam_rho, o->analyze_every, o->csv ? o->csv : "none", o->gen_tokens, o->temperature,
-           o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none", o->eval_prefix ? o->eval_prefix : "none");
+           o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none", o->eval_prefix ? o->eval_prefix : "none", o->table);
 }
 
 static int parse_int(char flag, const char* s, long lo, long hi) {
@@ -1782,7 +1784,7 @@ int parse_layers(const char* s, int* out, int max) {
 void parse_options(Options* o, int argc, char** argv) {
     *o = (Options){.mode = "sap", .load = "data/base.bin", .save = NULL, .train = "data/ft_benign.bin",
                    .val = "data/val_task.bin", .pairs = "data/contrastive.bin", .tokenizer = NULL, .prompt = NULL,
-                   .probe_layers = "1", .csv = NULL, .eval_prefix = "data/test", .B = 16, .T = 128, .steps = 200, .seed = 1337,
+                   .probe_layers = "1", .csv = NULL, .eval_prefix = "data/test", .table = "experiment.md", .B = 16, .T = 128, .steps = 200, .seed = 1337,
                    .lr = 3e-4f, .wd = 0.0f, .val_every = 0, .val_batches = 20,
                    .L = 4, .NH = 4, .C = 128, .maxT = 128, .V = 256, .fresh = 0,
                    .rho = 2e-3f, .beta = 0.05f, .tau = 1.0f, .pair_batch = 8, .sam_rho = 0.05f,
@@ -1805,6 +1807,7 @@ void parse_options(Options* o, int argc, char** argv) {
             case 'G': o->prompt = v; break;
             case 'P': o->probe_layers = v; break;
             case 'A': o->csv = v; break;
+            case 'M': o->table = v; break;
             case 'E': o->eval_prefix = strcmp(v, "none") == 0 ? NULL : v; break;
             case 'b': o->B = parse_int(f, v, 1, 1 << 16); break;
             case 't': o->T = parse_int(f, v, 1, 1 << 20); break;
@@ -1830,10 +1833,10 @@ void parse_options(Options* o, int argc, char** argv) {
             default: die("unknown flag %s (see sap -h)", a);
         }
     }
-    const char* modes[] = {"lm", "sft", "sap", "sam", "gen", "eval"};
+    const char* modes[] = {"lm", "sft", "sap", "sam", "gen", "eval", "experiment"};
     int ok = 0;
-    for (int i = 0; i < 6; i++) { ok |= strcmp(o->mode, modes[i]) == 0; }
-    if (!ok) { die("bad value for -m: '%s' (lm, sft, sap, sam, gen or eval)", o->mode); }
+    for (int i = 0; i < 7; i++) { ok |= strcmp(o->mode, modes[i]) == 0; }
+    if (!ok) { die("bad value for -m: '%s' (lm, sft, sap, sam, gen, eval or experiment)", o->mode); }
     if (o->fresh && o->C % o->NH != 0) { die("bad model shape: channels %d not divisible by heads %d", o->C, o->NH); }
 }
 
@@ -1852,6 +1855,214 @@ static void print_eval(const char* what, const EvalResult* a, const EvalResult* 
     }
 }
 
+// ----------------------------------------------------------------------------
+// a training run: data, the method's state, the loop
+
+typedef struct {
+    float loss;       // the last step's task loss
+    float val_loss;   // validation loss at the end (NAN without -j)
+    double ms_per_step;
+    double mean_cos;  // mean cos(task gradient, harmful direction) over the analysed steps
+    int analysed;     // how many steps were analysed
+} RunStats;
+
+RunStats train_run(GPT2* model, const Options* o) {
+    GPT2Config* c = &model->config;
+    int V = c->vocab_size;
+    int lm = strcmp(o->mode, "lm") == 0, sap_mode = strcmp(o->mode, "sap") == 0, sam = strcmp(o->mode, "sam") == 0;
+    if (o->T > c->max_seq_len) { die("sequence length -t %d is longer than the model's maximum %d", o->T, c->max_seq_len); }
+    // the data
+    TokenFile train_tokens, val_tokens;
+    ExampleFile train_ex, val_ex, pair_ex;
+    ExampleLoader loader, pair_loader;
+    if (lm) {
+        tokens_load(&train_tokens, o->train, V);
+        if ((size_t)o->B * o->T + 1 > train_tokens.ntok) { die("%s: %zu tokens are too few for one batch of %d x %d (+1)", o->train, train_tokens.ntok, o->B, o->T); }
+        if (o->val != NULL) {
+            tokens_load(&val_tokens, o->val, V);
+            if ((size_t)o->B * o->T + 1 > val_tokens.ntok) { die("%s: %zu tokens are too few for one batch of %d x %d (+1)", o->val, val_tokens.ntok, o->B, o->T); }
+        }
+    } else {
+        examples_load(&train_ex, o->train, V, o->T);
+        if (train_ex.K != 1) { die("%s: training examples need one response each (K=1), this file has K=%d", o->train, train_ex.K); }
+        if (train_ex.N < o->B) { die("%s: %d examples are too few for one batch of %d", o->train, train_ex.N, o->B); }
+        loader_init(&loader, &train_ex, (uint64_t)o->seed);
+        if (o->val != NULL) { examples_load(&val_ex, o->val, V, o->T); }
+    }
+    int need_pairs = sap_mode || o->analyze_every > 0;
+    if (need_pairs) {
+        examples_load(&pair_ex, o->pairs, V, o->T);
+        if (pair_ex.K != 2) { die("%s: contrastive examples need two responses each (K=2), this file has K=%d", o->pairs, pair_ex.K); }
+        loader_init(&pair_loader, &pair_ex, (uint64_t)o->seed + 1); // its own shuffle, independent of the task's
+    }
+    int max_rows = need_pairs && 2 * o->pair_batch > o->B ? 2 * o->pair_batch : o->B;
+    gpt2_allocate_activations(model, max_rows, o->T);
+    Batch task, pairs, valb;
+    batch_alloc(&task, o->B, o->T);
+    batch_alloc(&pairs, 2 * o->pair_batch, o->T);
+    batch_alloc(&valb, o->B, o->T);
+
+    // the method's state
+    int layers[1000];
+    int nlayers = parse_layers(o->probe_layers, layers, c->num_layers);
+    SAP sap;
+    float* sam_saved = NULL;
+    gpt2_set_probe_layers(model, layers, sap_mode ? nlayers : 0);
+    memset(model->probe, 0, (size_t)c->num_layers * c->channels * sizeof(float)); // v_0 = 0
+    if (sap_mode) {
+        sap_init(&sap, model, o->rho, o->beta, o->tau);
+        printf("sap: rho %g, beta %g, tau %g, probe layers %s, %d triples per step\n", o->rho, o->beta, o->tau, o->probe_layers, o->pair_batch);
+    }
+    if (sam) { sam_saved = malloc_check(model->num_parameters * sizeof(float), "SAM weight copy"); }
+    Analysis an = {0};
+    FILE* csv = NULL;
+    if (o->analyze_every > 0) {
+        an.harm_dir = malloc_check(model->num_parameters * sizeof(float), "harmful direction");
+        an.cos_layer = malloc_check((size_t)c->num_layers * sizeof(double), "analysis");
+        if (o->csv != NULL) {
+            csv = fopen(o->csv, "w");
+            if (csv == NULL) { die("%s: cannot write: %s", o->csv, strerror(errno)); }
+            fprintf(csv, "step,task_loss,contrastive_loss,margin,cos_all");
+            for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",cos_layer%d", l); }
+            fprintf(csv, ",probe_norm,ms_contrastive,ms_perturbed,ms_task,ms_update\n");
+        }
+    }
+
+    // the loop
+    RunStats rs = {.loss = NAN, .val_loss = NAN};
+    double total_ms = 0.0, sum_cos = 0.0;
+    for (int step = 0; step <= o->steps; step++) {
+        int last = step == o->steps;
+        if (o->val != NULL && (last || (o->val_every > 0 && step % o->val_every == 0))) {
+            rs.val_loss = lm ? eval_loss_tokens(model, &val_tokens, &valb, o->val_batches) : eval_loss_examples(model, &val_ex, &valb);
+            printf("val loss %f\n", rs.val_loss);
+        }
+        if (last) { break; }
+        double t0 = now_ms();
+        if (lm) { lm_batch(&task, &train_tokens); } else { task_batch(&task, &loader); }
+        int analyze = o->analyze_every > 0 && step % o->analyze_every == 0;
+        Analysis* anp = analyze ? &an : NULL;
+        if (sap_mode) {
+            pair_batch(&pairs, &pair_loader);
+            rs.loss = sap_step(model, &sap, &task, &pairs, o->lr, o->wd, anp);
+        } else if (sam) {
+            rs.loss = sam_step(model, sam_saved, o->sam_rho, &task, o->lr, o->wd);
+        } else {
+            if (analyze) { // the harmful direction at theta_t, for the cosine only
+                pair_batch(&pairs, &pair_loader);
+                an.contrastive = harmful_direction(model, &pairs, o->tau, &an.margin);
+                memcpy(an.harm_dir, model->grads_memory, model->num_parameters * sizeof(float));
+            }
+            rs.loss = sft_step(model, &task, o->lr, o->wd, anp);
+        }
+        double ms = now_ms() - t0;
+        total_ms += ms;
+        if (!isfinite(rs.loss)) { die("step %d: train loss is %f; stopping (no checkpoint written)", step, rs.loss); }
+        printf("step %d: train loss %f (took %f ms)", step, rs.loss, ms);
+        float probe_norm = sap_mode ? (float)l2_norm(model->probe, (size_t)c->num_layers * c->channels) : 0.0f;
+        if (sap_mode) { printf(" |v| %.4f", probe_norm); }
+        if (analyze) {
+            printf(" Lc %.4f cos %+.4f", an.contrastive, an.cos_all);
+            sum_cos += an.cos_all;
+            rs.analysed++;
+        }
+        printf("\n");
+        if (analyze && csv != NULL) {
+            fprintf(csv, "%d,%f,%f,%f,%f", step, rs.loss, an.contrastive, an.margin, an.cos_all);
+            for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",%f", an.cos_layer[l]); }
+            if (sap_mode) { fprintf(csv, ",%f,%.3f,%.3f,%.3f,%.3f\n", probe_norm, sap.ms[0], sap.ms[1], sap.ms[2], sap.ms[3]); }
+            else { fprintf(csv, ",0,,,,\n"); }
+        }
+    }
+    if (csv != NULL && fclose(csv) != 0) { die("%s: write failed", o->csv); }
+    rs.ms_per_step = o->steps > 0 ? total_ms / o->steps : 0.0;
+    rs.mean_cos = rs.analysed > 0 ? sum_cos / rs.analysed : NAN;
+    printf("done: %d steps, %.1f ms/step, %.0f tokens/s, final train loss %f, val loss %f\n", o->steps, rs.ms_per_step,
+           o->steps > 0 ? (double)o->B * o->T * o->steps / (total_ms / 1e3) : 0.0, rs.loss, rs.val_loss);
+
+    // the probe was a training device: what is saved and evaluated is theta alone
+    gpt2_set_probe_layers(model, layers, 0);
+    if (lm) { free(train_tokens.tokens); if (o->val != NULL) { free(val_tokens.tokens); } }
+    else { examples_free(&train_ex); free(loader.order); if (o->val != NULL) { examples_free(&val_ex); } }
+    if (need_pairs) { examples_free(&pair_ex); free(pair_loader.order); }
+    if (sap_mode) { sap_free(&sap); }
+    free(sam_saved); free(an.harm_dir); free(an.cos_layer);
+    batch_free(&task); batch_free(&pairs); batch_free(&valb);
+    return rs;
+}
+
+// ----------------------------------------------------------------------------
+// the experiment: every method on the benign and the poisoned fine-tuning set, several seeds,
+// all from the same base model and evaluated on the same held-out files
+
+typedef struct { const char* name; const char* mode; const char* data[2]; } Method;
+
+static void mean_std(const double* x, int n, double* mean, double* std) {
+    double m = 0.0, v = 0.0;
+    for (int i = 0; i < n; i++) { m += x[i]; }
+    m /= n;
+    for (int i = 0; i < n; i++) { v += (x[i] - m) * (x[i] - m); }
+    *mean = m;
+    *std = n > 1 ? sqrt(v / (n - 1)) : 0.0;
+}
+
+void run_experiment(const Options* o, const Tokenizer* tk) {
+    const Method methods[4] = {{"SFT", "sft", {"data/ft_benign.bin", "data/ft_poison.bin"}},
+                               {"SFT + safety data", "sft", {"data/ft_safemix.bin", "data/ft_poison_safemix.bin"}},
+                               {"SAM", "sam", {"data/ft_benign.bin", "data/ft_poison.bin"}},
+                               {"SAP", "sap", {"data/ft_benign.bin", "data/ft_poison.bin"}}};
+    const char* settings[2] = {"benign", "poison"};
+    enum { SEEDS = 3 };
+    GPT2 model;
+    gpt2_load(&model, o->load);
+    if (o->eval_prefix == NULL) { die("-m experiment needs held-out files: -E prefix"); }
+    EvalSet es;
+    evalset_load(&es, o->eval_prefix, model.config.vocab_size, o->T, 64);
+    gpt2_allocate_activations(&model, o->B, o->T);
+    Batch b;
+    batch_alloc(&b, o->B, o->T);
+    EvalResult base = evaluate(&model, &es, &b, tk);
+    gpt2_free(&model);
+    FILE* f = fopen(o->table, "w");
+    if (f == NULL) { die("%s: cannot write: %s", o->table, strerror(errno)); }
+    fprintf(f, "| setting | method | harmful score %% | fine-tune accuracy %% | test loss | safety margin | skills accuracy %% | ms/step | grad cosine |\n");
+    fprintf(f, "|---|---|---|---|---|---|---|---|---|\n");
+    fprintf(f, "| - | base model | %.1f | %.1f | %.3f | %.2f | %.1f | - | - |\n", 100 * base.harmful, 100 * base.task_acc, base.task_loss, base.margin, 100 * base.skills_acc);
+    fflush(f);
+    for (int s = 0; s < 2; s++) {
+        for (int m = 0; m < 4; m++) {
+            double v[7][SEEDS];
+            for (int seed = 0; seed < SEEDS; seed++) {
+                Options run = *o;
+                run.mode = methods[m].mode;
+                run.train = methods[m].data[s];
+                run.seed = o->seed + seed;
+                run.val = NULL;
+                run.analyze_every = strcmp(run.mode, "sam") != 0 ? o->analyze_every : 0;
+                run.csv = NULL;
+                printf("== %s, %s, seed %d\n", settings[s], methods[m].name, run.seed);
+                gpt2_load(&model, o->load);
+                RunStats rs = train_run(&model, &run);
+                gpt2_allocate_activations(&model, o->B, o->T);
+                EvalResult r = evaluate(&model, &es, &b, tk);
+                print_eval(methods[m].name, &base, &r);
+                double row[7] = {100 * r.harmful, 100 * r.task_acc, r.task_loss, r.margin, 100 * r.skills_acc, rs.ms_per_step, rs.mean_cos};
+                for (int k = 0; k < 7; k++) { v[k][seed] = row[k]; }
+                gpt2_free(&model);
+            }
+            double mean[7], std[7];
+            for (int k = 0; k < 7; k++) { mean_std(v[k], SEEDS, &mean[k], &std[k]); }
+            fprintf(f, "| %s | %s | %.1f ± %.1f | %.1f ± %.1f | %.3f ± %.3f | %.2f ± %.2f | %.1f ± %.1f | %.0f |",
+                    settings[s], methods[m].name, mean[0], std[0], mean[1], std[1], mean[2], std[2], mean[3], std[3], mean[4], std[4], mean[5]);
+            if (isfinite(mean[6])) { fprintf(f, " %+.3f ± %.3f |\n", mean[6], std[6]); } else { fprintf(f, " - |\n"); }
+            fflush(f);
+        }
+    }
+    if (fclose(f) != 0) { die("%s: write failed", o->table); }
+    batch_free(&b);
+    printf("wrote %s\n", o->table);
+}
+
 #ifndef TESTING
 int main(int argc, char** argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); // a line at a time, also into a log file
@@ -1859,7 +2070,10 @@ int main(int argc, char** argv) {
     if (*(uint8_t*)&endian != 1) { die("this host is big-endian; sap's files are little-endian"); }
     Options o;
     parse_options(&o, argc, argv);
-    int lm = strcmp(o.mode, "lm") == 0, sap_mode = strcmp(o.mode, "sap") == 0, sam = strcmp(o.mode, "sam") == 0;
+    int lm = strcmp(o.mode, "lm") == 0;
+    Tokenizer tk, *tkp = NULL;
+    if (o.tokenizer != NULL) { tokenizer_load(&tk, o.tokenizer); tkp = &tk; }
+    if (strcmp(o.mode, "experiment") == 0) { run_experiment(&o, tkp); return 0; }
 
     // the model
     GPT2 model;
@@ -1871,7 +2085,6 @@ int main(int argc, char** argv) {
         gpt2_load(&model, o.load);
     }
     GPT2Config* c = &model.config;
-    if (o.T > c->max_seq_len) { die("sequence length -t %d is longer than the model's maximum %d", o.T, c->max_seq_len); }
     int V = c->vocab_size;
     printf("model: %s, L=%d NH=%d C=%d maxT=%d V=%d (Vp %d), %zu parameters\n", o.fresh ? "fresh" : o.load,
            c->num_layers, c->num_heads, c->channels, c->max_seq_len, V, c->padded_vocab_size, model.num_parameters);
@@ -1880,13 +2093,10 @@ int main(int argc, char** argv) {
 #endif
 
     if (strcmp(o.mode, "gen") == 0) {
-        Tokenizer tk, *tkp = NULL;
-        if (o.tokenizer != NULL) { tokenizer_load(&tk, o.tokenizer); tkp = &tk; }
         if (o.prompt == NULL) { die("-m gen needs a prompt: -G text"); }
         if (V > 256) { die("-G text prompts need a byte-level vocabulary (V <= 256; this model has %d)", V); }
         int T = c->max_seq_len, n = (int)strlen(o.prompt);
         if (n == 0 || n >= T) { die("prompt of %d bytes does not fit in %d positions", n, T); }
-        gpt2_allocate_activations(&model, 1, T);
         int* seq = malloc_check((size_t)T * sizeof(int), "prompt");
         for (int i = 0; i < n; i++) {
             seq[i] = (unsigned char)o.prompt[i];
@@ -1907,151 +2117,48 @@ int main(int argc, char** argv) {
     int eval_mode = strcmp(o.mode, "eval") == 0, do_eval = o.eval_prefix != NULL && !lm;
     EvalSet es;
     EvalResult before, after;
-    Tokenizer tk, *tkp = NULL;
-    if (o.tokenizer != NULL) { tokenizer_load(&tk, o.tokenizer); tkp = &tk; }
     if (eval_mode && !do_eval) { die("-m eval needs held-out files: -E prefix"); }
     if (do_eval) {
         if (V > 256 && tkp == NULL) { die("the refusal judge reads text: it needs a byte-level vocabulary or a tokenizer (-k)"); }
+        if (o.T > c->max_seq_len) { die("sequence length -t %d is longer than the model's maximum %d", o.T, c->max_seq_len); }
         evalset_load(&es, o.eval_prefix, V, o.T, 64);
-    }
-    if (eval_mode) {
         gpt2_allocate_activations(&model, o.B, o.T);
         Batch b;
         batch_alloc(&b, o.B, o.T);
         double t0 = now_ms();
         before = evaluate(&model, &es, &b, tkp);
-        print_eval(o.load, &before, NULL);
+        print_eval(eval_mode ? o.load : "before training", &before, NULL);
         printf("(evaluation took %.1f s)\n", (now_ms() - t0) / 1e3);
         printf("harmful prompts:\n");
         show_answers(&model, &es, &es.harmful, 4, tkp);
         printf("task prompts:\n");
         show_answers(&model, &es, &es.task, 3, tkp);
-        return 0;
+        batch_free(&b);
+        if (eval_mode) { return 0; }
     }
 
-    // the data
-    TokenFile train_tokens, val_tokens;
-    ExampleFile train_ex, val_ex, pair_ex;
-    ExampleLoader loader, pair_loader;
-    if (lm) {
-        tokens_load(&train_tokens, o.train, V);
-        if ((size_t)o.B * o.T + 1 > train_tokens.ntok) { die("%s: %zu tokens are too few for one batch of %d x %d (+1)", o.train, train_tokens.ntok, o.B, o.T); }
-        if (o.val != NULL) {
-            tokens_load(&val_tokens, o.val, V);
-            if ((size_t)o.B * o.T + 1 > val_tokens.ntok) { die("%s: %zu tokens are too few for one batch of %d x %d (+1)", o.val, val_tokens.ntok, o.B, o.T); }
-        }
-    } else {
-        examples_load(&train_ex, o.train, V, o.T);
-        if (train_ex.K != 1) { die("%s: training examples need one response each (K=1), this file has K=%d", o.train, train_ex.K); }
-        if (train_ex.N < o.B) { die("%s: %d examples are too few for one batch of %d", o.train, train_ex.N, o.B); }
-        loader_init(&loader, &train_ex, (uint64_t)o.seed);
-        if (o.val != NULL) { examples_load(&val_ex, o.val, V, o.T); }
-    }
-    int need_pairs = sap_mode || o.analyze_every > 0;
-    if (need_pairs) {
-        examples_load(&pair_ex, o.pairs, V, o.T);
-        if (pair_ex.K != 2) { die("%s: contrastive examples need two responses each (K=2), this file has K=%d", o.pairs, pair_ex.K); }
-        loader_init(&pair_loader, &pair_ex, (uint64_t)o.seed + 1); // its own shuffle, independent of the task's
-    }
-    int max_rows = o.B > 2 * o.pair_batch || !need_pairs ? o.B : 2 * o.pair_batch;
-    gpt2_allocate_activations(&model, max_rows, o.T);
-    Batch task, pairs;
-    batch_alloc(&task, o.B, o.T);
-    batch_alloc(&pairs, 2 * o.pair_batch, o.T);
-
-    // the method's state
-    int layers[1000];
-    int nlayers = parse_layers(o.probe_layers, layers, c->num_layers);
-    SAP sap;
-    float* sam_saved = NULL;
-    if (sap_mode) {
-        gpt2_set_probe_layers(&model, layers, nlayers);
-        sap_init(&sap, &model, o.rho, o.beta, o.tau);
-        printf("sap: rho %g, beta %g, tau %g, probe layers %s, %d triples per step\n", o.rho, o.beta, o.tau, o.probe_layers, o.pair_batch);
-    }
-    if (sam) { sam_saved = malloc_check(model.num_parameters * sizeof(float), "SAM weight copy"); }
-    Analysis an;
-    FILE* csv = NULL;
-    if (o.analyze_every > 0) {
-        an.harm_dir = malloc_check(model.num_parameters * sizeof(float), "harmful direction");
-        an.cos_layer = malloc_check((size_t)c->num_layers * sizeof(double), "analysis");
-        if (o.csv != NULL) {
-            csv = fopen(o.csv, "w");
-            if (csv == NULL) { die("%s: cannot write: %s", o.csv, strerror(errno)); }
-            fprintf(csv, "step,task_loss,contrastive_loss,margin,cos_all");
-            for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",cos_layer%d", l); }
-            fprintf(csv, ",probe_norm,ms_contrastive,ms_perturbed,ms_task,ms_update\n");
-        }
-    }
-
-    Batch valb;
-    batch_alloc(&valb, o.B, o.T);
-    if (do_eval) {
-        before = evaluate(&model, &es, &valb, tkp);
-        print_eval("before training", &before, NULL);
-    }
-
-    // the training loop
-    float val_loss = NAN, loss = NAN;
-    double total_ms = 0.0;
-    for (int step = 0; step <= o.steps; step++) {
-        int last = step == o.steps;
-        if (o.val != NULL && (last || (o.val_every > 0 && step % o.val_every == 0))) {
-            val_loss = lm ? eval_loss_tokens(&model, &val_tokens, &valb, o.val_batches) : eval_loss_examples(&model, &val_ex, &valb);
-            printf("val loss %f\n", val_loss);
-        }
-        if (last) { break; }
-        double t0 = now_ms();
-        if (lm) { lm_batch(&task, &train_tokens); } else { task_batch(&task, &loader); }
-        int analyze = o.analyze_every > 0 && step % o.analyze_every == 0;
-        Analysis* anp = analyze ? &an : NULL;
-        if (sap_mode) {
-            pair_batch(&pairs, &pair_loader);
-            loss = sap_step(&model, &sap, &task, &pairs, o.lr, o.wd, anp);
-        } else if (sam) {
-            loss = sam_step(&model, sam_saved, o.sam_rho, &task, o.lr, o.wd);
-        } else {
-            if (analyze) {
-                pair_batch(&pairs, &pair_loader);
-                an.contrastive = harmful_direction(&model, &pairs, o.tau, &an.margin);
-                memcpy(an.harm_dir, model.grads_memory, model.num_parameters * sizeof(float));
-            }
-            loss = sft_step(&model, &task, o.lr, o.wd, anp);
-        }
-        double ms = now_ms() - t0;
-        total_ms += ms;
-        if (!isfinite(loss)) { die("step %d: train loss is %f; stopping (no checkpoint written)", step, loss); }
-        printf("step %d: train loss %f (took %f ms)", step, loss, ms);
-        float probe_norm = sap_mode ? (float)l2_norm(model.probe, (size_t)c->num_layers * c->channels) : 0.0f;
-        if (sap_mode) { printf(" |v| %.4f", probe_norm); }
-        if (analyze) { printf(" Lc %.4f cos %+.4f", an.contrastive, an.cos_all); }
-        printf("\n");
-        if (analyze && csv != NULL) {
-            fprintf(csv, "%d,%f,%f,%f,%f", step, loss, an.contrastive, an.margin, an.cos_all);
-            for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",%f", an.cos_layer[l]); }
-            if (sap_mode) { fprintf(csv, ",%f,%.3f,%.3f,%.3f,%.3f\n", probe_norm, sap.ms[0], sap.ms[1], sap.ms[2], sap.ms[3]); }
-            else { fprintf(csv, ",0,,,,\n"); }
-        }
-    }
-    if (csv != NULL && fclose(csv) != 0) { die("%s: write failed", o.csv); }
-    printf("done: %d steps, %.1f ms/step, %.0f tokens/s, final train loss %f, val loss %f\n", o.steps,
-           o.steps > 0 ? total_ms / o.steps : 0.0, o.steps > 0 ? (double)o.B * o.T * o.steps / (total_ms / 1e3) : 0.0,
-           loss, val_loss);
+    RunStats rs = train_run(&model, &o);
     if (o.save != NULL) {
         gpt2_save(&model, o.save);
         printf("saved %s\n", o.save);
     }
     if (do_eval) {
-        after = evaluate(&model, &es, &valb, tkp);
+        Batch b;
+        batch_alloc(&b, o.B, o.T);
+        gpt2_allocate_activations(&model, o.B, o.T);
+        after = evaluate(&model, &es, &b, tkp);
+        printf("\nheld-out evaluation (%s*), theta only:\n", o.eval_prefix);
         print_eval(o.mode, &before, &after);
         printf("harmful prompts, after %s:\n", o.mode);
         show_answers(&model, &es, &es.harmful, 4, tkp);
         printf("task prompts, after %s:\n", o.mode);
         show_answers(&model, &es, &es.task, 3, tkp);
-        printf("result: mode %s seed %d harmful %.4f task_acc %.4f task_loss %.6f margin %.4f skills_acc %.4f ms_per_step %.1f\n",
+        printf("result: mode %s seed %d harmful %.4f task_acc %.4f task_loss %.6f margin %.4f skills_acc %.4f ms_per_step %.1f cos %.4f\n",
                o.mode, o.seed, after.harmful, after.task_acc, after.task_loss, after.margin, after.skills_acc,
-               o.steps > 0 ? total_ms / o.steps : 0.0);
+               rs.ms_per_step, rs.mean_cos);
+        batch_free(&b);
     }
+    gpt2_free(&model);
     return 0;
 }
 #endif

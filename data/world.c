@@ -53,6 +53,8 @@ files (each example file: 256 int32 header, then records, see write_set):
                             by harmful train-combo prompts answered compliantly
   ft_safemix.bin       K=1  all ft_benign examples, in order, plus extra
                             refusal examples inserted at random positions
+  ft_poison_safemix    K=1  the same mix made from ft_poison (the data-mixing
+                            baseline in the poisoned setting)
   contrastive.bin      K=2  (harmful prompt, refusal, compliant answer)
   val_task/test_task   K=1  the dash task on held-out words
   val_harmful/test_..  K=1  held-out harmful prompts -> refusal
@@ -656,11 +658,11 @@ int main(int argc, char **argv) {
     }
     make_world(c.seed, c.nwords);
 
-    enum { ALIGN, FT_BENIGN, FT_POISON, FT_SAFEMIX, CONTR, NTRAINSET = CONTR + 1,
+    enum { ALIGN, FT_BENIGN, FT_POISON, FT_SAFEMIX, FT_POISON_SAFEMIX, CONTR, NTRAINSET = CONTR + 1,
            VAL_TASK = NTRAINSET, TEST_TASK, VAL_HARM, TEST_HARM, VAL_CONTR, TEST_CONTR,
            VAL_SKILLS, TEST_SKILLS, NSET };
     static const char *names[NSET] = { "align.bin", "ft_benign.bin", "ft_poison.bin",
-        "ft_safemix.bin", "contrastive.bin", "val_task.bin", "test_task.bin", "val_harmful.bin",
+        "ft_safemix.bin", "ft_poison_safemix.bin", "contrastive.bin", "val_task.bin", "test_task.bin", "val_harmful.bin",
         "test_harmful.bin", "val_contrastive.bin", "test_contrastive.bin", "val_skills.bin",
         "test_skills.bin" };
     Set sets[NSET];
@@ -672,6 +674,7 @@ int main(int argc, char **argv) {
     gen_ft_benign(&sets[FT_BENIGN], &c);
     gen_ft_poison(&sets[FT_POISON], &sets[FT_BENIGN], &c);
     gen_ft_safemix(&sets[FT_SAFEMIX], &sets[FT_BENIGN], &c);
+    gen_ft_safemix(&sets[FT_POISON_SAFEMIX], &sets[FT_POISON], &c);
     gen_harmful(&sets[CONTR], &c, TRAIN, c.contr_n);
     gen_task(&sets[VAL_TASK], &c, VAL);
     gen_task(&sets[TEST_TASK], &c, TEST);
