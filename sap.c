@@ -1326,6 +1326,16 @@ float sam_step(GPT2* model, float* theta_saved, float rho, const Batch* task, fl
 // ----------------------------------------------------------------------------
 // evaluation: masked test loss, and generation
 
+// evaluation sees theta alone: the probe is switched off around it and back on after.
+// saved holds L ints.
+void probe_suspend(GPT2* model, int* saved) {
+    memcpy(saved, model->probed, (size_t)model->config.num_layers * sizeof(int));
+    memset(model->probed, 0, (size_t)model->config.num_layers * sizeof(int));
+}
+void probe_resume(GPT2* model, const int* saved) {
+    memcpy(model->probed, saved, (size_t)model->config.num_layers * sizeof(int));
+}
+
 // mean cross-entropy over every response target of an example file (or, for a token file,
 // over the first max_batches windows), on theta alone
 float eval_loss_examples(GPT2* model, const ExampleFile* ef, Batch* b) {
@@ -1633,11 +1643,9 @@ static float accuracy(GPT2* model, EvalSet* es, const ExampleFile* ef) {
 EvalResult evaluate(GPT2* model, EvalSet* es, Batch* batch, const Tokenizer* tk) {
     EvalResult r;
     int V = model->config.vocab_size;
-    // evaluate theta alone: switch the probe off, and back on after
-    int L = model->config.num_layers;
-    int* probed = malloc_check((size_t)L * sizeof(int), "probe layers");
-    memcpy(probed, model->probed, (size_t)L * sizeof(int));
-    memset(model->probed, 0, (size_t)L * sizeof(int));
+    if (batch->B < 2) { die("evaluation needs batches of at least 2 rows (-b 2 or more)"); }
+    int* probed = malloc_check((size_t)model->config.num_layers * sizeof(int), "probe layers");
+    probe_suspend(model, probed);
     r.task_loss = eval_loss_examples(model, &es->task, batch);
     r.task_acc = accuracy(model, es, &es->task);
     r.skills_acc = accuracy(model, es, &es->skills);
@@ -1666,7 +1674,7 @@ EvalResult evaluate(GPT2* model, EvalSet* es, Batch* batch, const Tokenizer* tk)
         sum += (double)margin * n;
     }
     r.margin = (float)(sum / es->pairs.N);
-    memcpy(model->probed, probed, (size_t)L * sizeof(int));
+    probe_resume(model, probed);
     free(probed);
     return r;
 }
@@ -1680,9 +1688,9 @@ void show_answers(GPT2* model, EvalSet* es, const ExampleFile* ef, int n, const 
     char text[1024];
     for (int i = 0; i < head.N; i++) {
         const int* l = ef->lengths + (size_t)i * (1 + ef->K);
-        int prompt[1024];
-        for (int t = 0; t < l[0] && t < 1024; t++) { prompt[t] = ef->tokens[ef->offset[i] + t]; }
-        decode_text(text, sizeof text, prompt, l[0], tk, V, ef->eot);
+        int prompt[1024], plen = l[0] < 1024 ? l[0] : 1024;
+        for (int t = 0; t < plen; t++) { prompt[t] = ef->tokens[ef->offset[i] + t]; }
+        decode_text(text, sizeof text, prompt, plen, tk, V, ef->eot);
         for (char* p = text; *p; p++) { if (*p == '\n') { *p = ' '; } }
         printf("  %s", text);
         decode_text(text, sizeof text, es->answers + (size_t)i * es->max_new, es->alen[i], tk, V, ef->eot);
@@ -1837,6 +1845,7 @@ void parse_options(Options* o, int argc, char** argv) {
     int ok = 0;
     for (int i = 0; i < 7; i++) { ok |= strcmp(o->mode, modes[i]) == 0; }
     if (!ok) { die("bad value for -m: '%s' (lm, sft, sap, sam, gen, eval or experiment)", o->mode); }
+    if (strcmp(o->mode, "sam") == 0 && o->analyze_every > 0) { die("-a: the gradient analysis is for -m sft and -m sap"); }
     if (o->fresh && o->C % o->NH != 0) { die("bad model shape: channels %d not divisible by heads %d", o->C, o->NH); }
 }
 
@@ -1887,7 +1896,10 @@ RunStats train_run(GPT2* model, const Options* o) {
         if (train_ex.K != 1) { die("%s: training examples need one response each (K=1), this file has K=%d", o->train, train_ex.K); }
         if (train_ex.N < o->B) { die("%s: %d examples are too few for one batch of %d", o->train, train_ex.N, o->B); }
         loader_init(&loader, &train_ex, (uint64_t)o->seed);
-        if (o->val != NULL) { examples_load(&val_ex, o->val, V, o->T); }
+        if (o->val != NULL) {
+            examples_load(&val_ex, o->val, V, o->T);
+            if (val_ex.K != 1) { die("%s: validation examples need one response each (K=1), this file has K=%d", o->val, val_ex.K); }
+        }
     }
     int need_pairs = sap_mode || o->analyze_every > 0;
     if (need_pairs) {
@@ -1929,12 +1941,15 @@ RunStats train_run(GPT2* model, const Options* o) {
     }
 
     // the loop
+    int* probed = malloc_check((size_t)c->num_layers * sizeof(int), "probe layers");
     RunStats rs = {.loss = NAN, .val_loss = NAN};
     double total_ms = 0.0, sum_cos = 0.0;
     for (int step = 0; step <= o->steps; step++) {
         int last = step == o->steps;
         if (o->val != NULL && (last || (o->val_every > 0 && step % o->val_every == 0))) {
+            probe_suspend(model, probed); // validate theta alone
             rs.val_loss = lm ? eval_loss_tokens(model, &val_tokens, &valb, o->val_batches) : eval_loss_examples(model, &val_ex, &valb);
+            probe_resume(model, probed);
             printf("val loss %f\n", rs.val_loss);
         }
         if (last) { break; }
@@ -1986,7 +2001,7 @@ RunStats train_run(GPT2* model, const Options* o) {
     else { examples_free(&train_ex); free(loader.order); if (o->val != NULL) { examples_free(&val_ex); } }
     if (need_pairs) { examples_free(&pair_ex); free(pair_loader.order); }
     if (sap_mode) { sap_free(&sap); }
-    free(sam_saved); free(an.harm_dir); free(an.cos_layer);
+    free(sam_saved); free(an.harm_dir); free(an.cos_layer); free(probed);
     batch_free(&task); batch_free(&pairs); batch_free(&valb);
     return rs;
 }
@@ -2119,6 +2134,7 @@ int main(int argc, char** argv) {
     EvalResult before, after;
     if (eval_mode && !do_eval) { die("-m eval needs held-out files: -E prefix"); }
     if (do_eval) {
+        if (o.B < 2) { die("evaluation needs batches of at least 2 rows (-b 2 or more), or -E none"); }
         if (V > 256 && tkp == NULL) { die("the refusal judge reads text: it needs a byte-level vocabulary or a tokenizer (-k)"); }
         if (o.T > c->max_seq_len) { die("sequence length -t %d is longer than the model's maximum %d", o.T, c->max_seq_len); }
         evalset_load(&es, o.eval_prefix, V, o.T, 64);

@@ -753,10 +753,15 @@ static void test_pruned_probe_pass(Rng* r) {
     check(memcmp(full, m.dprobe, sizeof full) == 0, "probe-only pass: same probe gradient as a full backward, bit for bit", "differs");
     check(zero_w, "probe-only pass: makes no weight gradient", "weights have gradient");
     // and it stops at block 1: block 0's activation gradients are never touched
+    // and it stops at block 1: neither block 1's own backward (which writes the gradient of block
+    // 0's output, residual3[0], and its own residual2[1]) nor block 0's ran
     size_t N = 12, C = 8;
     int untouched = 1;
-    for (size_t i = 0; i < N * C; i++) { untouched &= m.grads_acts.residual2[i] == 0.0f && m.grads_acts.encoded[i] == 0.0f; }
-    check(untouched, "probe-only pass: stops at the lowest probed block", "block 0 was visited");
+    for (size_t i = 0; i < N * C; i++) {
+        untouched &= m.grads_acts.residual2[i] == 0.0f && m.grads_acts.encoded[i] == 0.0f;
+        untouched &= m.grads_acts.residual3[i] == 0.0f && m.grads_acts.residual2[N * C + i] == 0.0f;
+    }
+    check(untouched, "probe-only pass: stops at the lowest probed block", "blocks 0 or 1 were visited");
     batch_free(&b);
     gpt2_free(&m);
 }
@@ -856,6 +861,102 @@ static void test_first_sap_step(Rng* r) {
     gpt2_free(&m);
 }
 
+
+// the one-step lag and the persistent probe moments: the second SAP step updates the weights with
+// the probe built by the first (so it equals an SFT step taken with v_1 in place), and builds v_2
+// from Adam moments that remember G_1
+static void test_sap_lag_and_moments(Rng* r) {
+    GPT2 a, b;
+    tiny_model(&a, 4, 6, 51);
+    tiny_model(&b, 4, 6, 51);
+    int layers[2] = {0, 1};
+    gpt2_set_probe_layers(&a, layers, 2);
+    gpt2_set_probe_layers(&b, layers, 2);
+    SAP sa, sb;
+    sap_init(&sa, &a, 0.05f, 0.05f, 1.0f);
+    sap_init(&sb, &b, 0.05f, 0.05f, 1.0f);
+    Batch t1, t2, p1, p2;
+    batch_alloc(&t1, 2, 6); batch_alloc(&t2, 2, 6); batch_alloc(&p1, 4, 6); batch_alloc(&p2, 4, 6);
+    random_batch(&t1, 20, r); random_batch(&t2, 20, r); random_pairs(&p1, 20, r); random_pairs(&p2, 20, r);
+    sap_step(&a, &sa, &t1, &p1, 1e-2f, 0.01f, NULL);
+    sap_step(&b, &sb, &t1, &p1, 1e-2f, 0.01f, NULL);
+    float G1[16], v1[16];
+    memcpy(G1, sa.G, sizeof G1);
+    memcpy(v1, a.probe, sizeof v1);
+    sap_step(&a, &sa, &t2, &p2, 1e-2f, 0.01f, NULL);
+    sft_step(&b, &t2, 1e-2f, 0.01f, NULL); // b still carries v_1
+    check(memcmp(a.params_memory, b.params_memory, a.num_parameters * 4) == 0, "SAP step 2 updates the weights with the probe of step 1 (the one-step lag)", "differs");
+    double worst = 0.0;
+    for (int i = 0; i < 16; i++) {
+        double m = 0.9 * 0.1 * G1[i] + 0.1 * sa.G[i], v = 0.999 * 0.001 * G1[i] * G1[i] + 0.001 * (double)sa.G[i] * sa.G[i];
+        double expect = -0.05 * (m / (1 - 0.81)) / (sqrt(v / (1 - 0.999 * 0.999)) + 1e-8);
+        double e = fabs(a.probe[i] - expect) / (fabs(expect) + 1e-6);
+        if (e > worst) { worst = e; }
+    }
+    check(worst < 1e-4, "SAP step 2: the probe is rebuilt from Adam moments that remember G_1", "relative error %.3g", worst);
+    sap_free(&sa); sap_free(&sb);
+    batch_free(&t1); batch_free(&t2); batch_free(&p1); batch_free(&p2);
+    gpt2_free(&a); gpt2_free(&b);
+}
+
+// a contrastive batch: triple i gives the safe response in row 2i and the harmful one in row 2i+1
+static void test_pair_rows(void) {
+    const char* path = "/tmp/sap_test_pairs.bin";
+    FILE* f = fopen(path, "wb");
+    int32_t h[256] = {0};
+    h[0] = EXAMPLES_MAGIC; h[1] = 1; h[2] = 1; h[3] = 2; h[4] = 7; h[5] = 19;
+    uint16_t rec[10] = {2, 2, 3, 1, 2, 3, 4, 5, 6, 7}; // prompt (1 2), safe (3 4), harmful (5 6 7)
+    fwrite(h, 4, 256, f); fwrite(rec, 2, 10, f); fclose(f);
+    ExampleFile ef;
+    examples_load(&ef, path, 20, 6);
+    ExampleLoader ld;
+    loader_init(&ld, &ef, 1);
+    Batch b;
+    batch_alloc(&b, 2, 6);
+    pair_batch(&b, &ld);
+    int in[12] = {1, 2, 3, 4, 19, 19, 1, 2, 5, 6, 7, 19}, tg[12] = {2, 3, 4, 19, 19, 19, 2, 5, 6, 7, 19, 19};
+    float mk[12] = {0, 1, 1, 0, 0, 0, 0, 1, 1, 1, 0, 0};
+    int same = 1;
+    for (int i = 0; i < 12; i++) { same &= b.inputs[i] == in[i] && b.targets[i] == tg[i] && b.mask[i] == mk[i]; }
+    check(same, "contrastive batch: prompt ++ safe in row 0, prompt ++ harmful in row 1, masks on the responses", "layout differs");
+    batch_free(&b);
+    free(ld.order);
+    examples_free(&ef);
+}
+
+// validation during a SAP run, and evaluation, see theta alone: the reported validation loss is
+// the loss of the final weights without the probe
+static void test_validation_without_probe(void) {
+    struct stat st;
+    if (stat("data/ft_benign.bin", &st) != 0) { check(0, "validation without the probe", "data/ft_benign.bin missing"); return; }
+    GPT2 m;
+    GPT2Config c = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 2, .num_heads = 2, .channels = 32};
+    gpt2_init_random(&m, c, 3);
+    Options o;
+    const char* argv[] = {"sap", "-m", "sap", "-i", "data/ft_benign.bin", "-j", "data/val_task.bin", "-c", "data/contrastive.bin",
+                          "-b", "4", "-q", "2", "-n", "3", "-l", "1e-2", "-r", "0.05", "-u", "100", "-P", "0", NULL};
+    parse_options(&o, 23, (char**)argv);
+    fflush(stdout);
+    int saved_stdout = dup(1);
+    FILE* devnull = freopen("/dev/null", "w", stdout); // the run's step lines are not test output
+    (void)devnull;
+    RunStats rs = train_run(&m, &o);
+    fflush(stdout);
+    dup2(saved_stdout, 1);
+    close(saved_stdout);
+    ExampleFile val;
+    examples_load(&val, "data/val_task.bin", 256, 128);
+    Batch b;
+    batch_alloc(&b, 4, 128);
+    float theta_only = eval_loss_examples(&m, &val, &b);
+    int probe_was_used = 0;
+    for (int i = 0; i < 32; i++) { probe_was_used |= m.probe[i] != 0.0f; }
+    check(probe_was_used && rs.val_loss == theta_only, "SAP run: validation loss is theta's, without the probe", "run %f vs theta %f (probe used %d)", rs.val_loss, theta_only, probe_was_used);
+    batch_free(&b);
+    examples_free(&val);
+    gpt2_free(&m);
+}
+
 // a few SAP and SAM steps on the shipped data, from a fresh small model: finite, and moving
 static void test_sap_on_shipped_data(void) {
     struct stat st;
@@ -925,6 +1026,9 @@ int main(void) {
     test_pruned_probe_pass(&r);
     test_sap_reduces_to_sft();
     test_first_sap_step(&r);
+    test_sap_lag_and_moments(&r);
+    test_pair_rows();
+    test_validation_without_probe();
     test_sap_on_shipped_data();
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
