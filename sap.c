@@ -1154,12 +1154,13 @@ float contrastive_loss(GPT2* model, Batch* b, float tau, float* margin) {
 // training steps: plain fine-tuning, SAP and SAM, side by side. each returns the task loss at
 // theta_t (before its update).
 
-// what the analysis records (optional, every few steps): the cosine between the task gradient
-// and the harmful direction g = grad Lc, over all weights and per layer, as in the paper's
-// motivation: during plain fine-tuning it is positive, so descent drifts towards harm.
+// what the analysis records (optional, every few steps), as in the paper's motivation: the cosine
+// between the task gradient and the "harmful gradient" -g, the gradient whose descent makes the
+// model prefer harmful responses (g = grad Lc points the other way). the paper finds it positive
+// during plain fine-tuning: a descent step on the task then also moves towards harm.
 typedef struct {
     float* harm_dir;   // (num_parameters) g = grad_theta Lc(theta_t), saved before it is overwritten
-    double cos_all;    // cos(g_task, g) over every weight
+    double cos_all;    // cos(g_task, -g) over every weight: > 0 means task descent drifts towards harm
     double* cos_layer; // (L) the same over block l's weights only
     float contrastive; // Lc(theta_t) of the contrastive batch
     float margin;      // mean s(safe) - s(harmful) on it
@@ -1182,15 +1183,15 @@ static void layer_dot(const GPT2* model, const float* a, const float* b, int l, 
 }
 static double cosine(double ab, double aa, double bb) { return ab / (sqrt(aa) * sqrt(bb) + 1e-30); }
 
-// cosines between the task gradient (now in model->grads) and the saved harmful direction
+// cosines between the task gradient (now in model->grads) and -g, the saved harmful direction reversed
 void analysis_cosines(const GPT2* model, Analysis* an) {
     size_t n = model->num_parameters;
     const float* g = model->grads_memory;
-    an->cos_all = cosine(dot_product(g, an->harm_dir, n), dot_product(g, g, n), dot_product(an->harm_dir, an->harm_dir, n));
+    an->cos_all = -cosine(dot_product(g, an->harm_dir, n), dot_product(g, g, n), dot_product(an->harm_dir, an->harm_dir, n));
     for (int l = 0; l < model->config.num_layers; l++) {
         double ab, aa, bb;
         layer_dot(model, g, an->harm_dir, l, &ab, &aa, &bb);
-        an->cos_layer[l] = cosine(ab, aa, bb);
+        an->cos_layer[l] = -cosine(ab, aa, bb);
     }
 }
 
