@@ -36,6 +36,20 @@ test_sap: test_sap.c sap.c
 test: test_sap
 	./test_sap
 
+# the safety-aligned base model data/base.bin: a fresh GPT-2 (4 layers, 4 heads, 128 channels,
+# byte vocabulary) trained by sap itself on data/align.bin (about 20 minutes on 2 cores)
+base: sap
+	./sap -m sft -L 4 -H 4 -C 128 -T 128 -V 256 -i data/align.bin -j data/val_skills.bin -E none \
+	      -b 16 -t 128 -n 2500 -l 1e-3 -w 0 -s 1337 -v 500 -o data/base.bin
+
+# the experiment table of the README: every method on the benign and the poisoned set, 3 seeds
+experiment: sap
+	./sap -m experiment -M experiment.md
+
+# step times, GFLOP/s and peak memory, for the world's shape and GPT-2 124M
+bench: sap
+	./sap -m bench -n 10
+
 # the shipped world: data/world.c makes every file in data/ (except base.bin) from a seed
 data/world: data/world.c
 	$(CC) -O2 -std=c99 -Wall -Wextra -o $@ data/world.c
@@ -55,4 +69,4 @@ clean:
 	rm -f sap test_sap data/world
 	rm -rf .data-check
 
-.PHONY: all test clean data data-check
+.PHONY: all test clean data data-check base experiment bench

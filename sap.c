@@ -38,6 +38,7 @@ It reads and writes llm.c's checkpoint and token formats byte for byte.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -722,6 +723,10 @@ void gpt2_save(const GPT2* model, const char* path) {
 void gpt2_allocate_activations(GPT2* model, int B, int T) {
     if (T > model->config.max_seq_len) { die("sequence length %d is longer than the model's maximum %d", T, model->config.max_seq_len); }
     if (B <= 0 || T <= 0) { die("batch size %d and sequence length %d must be positive", B, T); }
+    // the largest tensors are (L, B, NH, T, T) and (B, T, Vp): refuse shapes whose sizes overflow
+    const GPT2Config* c = &model->config;
+    double biggest = (double)c->num_layers * B * c->num_heads * T * T + 2.0 * B * T * c->padded_vocab_size;
+    if (biggest * sizeof(float) > (double)SIZE_MAX / 4) { die("batch %d x %d is too large for this model", B, T); }
     free(model->acts_memory); free(model->grads_acts_memory); free(model->inputs); free(model->targets);
     activation_sizes(model->act_sizes, &model->config, B, T);
     model->num_activations = 0;
@@ -965,6 +970,7 @@ void examples_load(ExampleFile* ef, const char* path, int V, int T) {
     if (eot < 0 || eot >= V) { die("%s: end-of-text id %d is not below the vocabulary size %d", path, eot, V); }
     // the smallest possible body is N records of 1+K lengths and 1+K tokens each
     if ((size - 1024) / (4 * (size_t)(1 + K)) < (size_t)N) { die("%s: file too small for %d examples (%zu bytes)", path, N, size); }
+    if ((size - 1024) / 2 < (size_t)total) { die("%s: header says %d tokens, more than the file holds", path, total); }
     ef->path = path; ef->N = N; ef->K = K; ef->eot = eot;
     ef->tokens = malloc_check((size_t)total * sizeof(uint16_t), path);
     ef->offset = malloc_check((size_t)N * sizeof(size_t), path);
@@ -1503,6 +1509,7 @@ void tokenizer_load(Tokenizer* tk, const char* path) {
     tk->n = read_i32(buf + 8);
     tk->eot = version == 2 ? read_i32(buf + 12) : 50256; // version 1 predates the field: GPT-2's id
     if (tk->n <= 0 || tk->n > 1 << 20) { die("%s: bad token count %d", path, tk->n); }
+    if (version == 2 && (tk->eot < 0 || tk->eot >= tk->n)) { die("%s: end-of-text id %d is not one of its %d tokens", path, tk->eot, tk->n); }
     tk->text = calloc_check((size_t)tk->n, sizeof(char*), path);
     size_t pos = 1024;
     for (int i = 0; i < tk->n; i++) {
@@ -1731,7 +1738,7 @@ typedef struct {
 
 static void usage(const Options* o) {
     printf("usage: sap [flags], each flag followed by a value. defaults in brackets.\n"
-           "  -m mode         lm | sft | sap | sam | gen | eval | experiment [%s]\n"
+           "  -m mode         lm | sft | sap | sam | gen | eval | experiment | bench [%s]\n"
            "  -e file         checkpoint to start from [%s]\n"
            "  -o file         write the trained checkpoint (theta only, llm.c format) [%s]\n"
            "  -i file         training data: token file (lm) or example file [%s]\n"
@@ -1783,6 +1790,8 @@ int parse_layers(const char* s, int* out, int max) {
         char* end;
         long v = strtol(p, &end, 10);
         if (end == p || v < 0 || v > 100000 || (*end != ',' && *end != 0)) { die("bad value for -P: '%s' (comma-separated block numbers, or none)", s); }
+        if (*end == ',' && end[1] == 0) { die("bad value for -P: '%s' (comma-separated block numbers, or none)", s); }
+        for (int i = 0; i < n; i++) { if (out[i] == v) { die("bad value for -P: '%s' (block %ld twice)", s, v); } }
         if (n == max) { die("bad value for -P: '%s' (more layers than the model has)", s); }
         out[n++] = (int)v;
         p = *end == ',' ? end + 1 : end;
@@ -1798,6 +1807,7 @@ void parse_options(Options* o, int argc, char** argv) {
                    .L = 4, .NH = 4, .C = 128, .maxT = 128, .V = 256, .fresh = 0,
                    .rho = 2e-3f, .beta = 0.05f, .tau = 1.0f, .pair_batch = 8, .sam_rho = 0.05f,
                    .analyze_every = 0, .gen_tokens = 64, .temperature = 0.0f};
+    int val_given = 0;
     for (int i = 1; i < argc; i += 2) {
         const char* a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(o); exit(0); }
@@ -1810,7 +1820,7 @@ void parse_options(Options* o, int argc, char** argv) {
             case 'e': o->load = v; break;
             case 'o': o->save = v; break;
             case 'i': o->train = v; break;
-            case 'j': o->val = strcmp(v, "none") == 0 ? NULL : v; break;
+            case 'j': o->val = strcmp(v, "none") == 0 ? NULL : v; val_given = 1; break;
             case 'c': o->pairs = v; break;
             case 'k': o->tokenizer = v; break;
             case 'G': o->prompt = v; break;
@@ -1842,10 +1852,11 @@ void parse_options(Options* o, int argc, char** argv) {
             default: die("unknown flag %s (see sap -h)", a);
         }
     }
-    const char* modes[] = {"lm", "sft", "sap", "sam", "gen", "eval", "experiment"};
+    const char* modes[] = {"lm", "sft", "sap", "sam", "gen", "eval", "experiment", "bench"};
     int ok = 0;
-    for (int i = 0; i < 7; i++) { ok |= strcmp(o->mode, modes[i]) == 0; }
-    if (!ok) { die("bad value for -m: '%s' (lm, sft, sap, sam, gen, eval or experiment)", o->mode); }
+    for (int i = 0; i < 8; i++) { ok |= strcmp(o->mode, modes[i]) == 0; }
+    if (!ok) { die("bad value for -m: '%s' (lm, sft, sap, sam, gen, eval, experiment or bench)", o->mode); }
+    if (strcmp(o->mode, "lm") == 0 && !val_given) { o->val = NULL; } // the default -j is an example file
     if (strcmp(o->mode, "sam") == 0 && o->analyze_every > 0) { die("-a: the gradient analysis is for -m sft and -m sap"); }
     if (o->fresh && o->C % o->NH != 0) { die("bad model shape: channels %d not divisible by heads %d", o->C, o->NH); }
 }
@@ -2008,6 +2019,109 @@ RunStats train_run(GPT2* model, const Options* o) {
 }
 
 // ----------------------------------------------------------------------------
+// the benchmark (make bench): step times on random data, printed as `name: value` lines
+
+
+static double median(double* x, int n) {
+    for (int i = 1; i < n; i++) { for (int j = i; j > 0 && x[j] < x[j - 1]; j--) { double t = x[j]; x[j] = x[j - 1]; x[j - 1] = t; } }
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+#ifdef __APPLE__
+    return ru.ru_maxrss / 1048576.0; // bytes on macOS
+#else
+    return ru.ru_maxrss / 1024.0;    // kilobytes on Linux
+#endif
+}
+
+// matmul multiply-adds of one forward pass over N positions, times 2 for flops
+static double forward_matmul_flops(const GPT2Config* c, int N) {
+    double C = c->channels;
+    return 2.0 * N * (c->num_layers * (3 * C * C + C * C + 4 * C * C + 4 * C * C) + C * c->padded_vocab_size);
+}
+
+// times plain training and SAP on one shape; prefix names the output lines
+static void bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer) {
+    GPT2 m;
+    gpt2_init_random(&m, cfg, 1);
+    gpt2_allocate_activations(&m, B > 2 * pairs ? B : 2 * pairs, T);
+    Batch task, pb;
+    batch_alloc(&task, B, T);
+    batch_alloc(&pb, 2 * pairs, T);
+    Rng r;
+    rng_seed(&r, 7);
+    for (int i = 0; i < B * T; i++) { task.inputs[i] = rng_u32(&r) % cfg.vocab_size; task.targets[i] = rng_u32(&r) % cfg.vocab_size; task.mask[i] = (i % T) >= T / 4; }
+    mean_weights(&task);
+    for (int i = 0; i < 2 * pairs * T; i++) { pb.inputs[i] = rng_u32(&r) % cfg.vocab_size; pb.targets[i] = rng_u32(&r) % cfg.vocab_size; pb.mask[i] = (i % T) >= T / 4; }
+    double* fw = malloc_check((size_t)(steps + 1) * sizeof(double), "bench");
+    double* bw = malloc_check((size_t)(steps + 1) * sizeof(double), "bench");
+    double* up = malloc_check((size_t)(steps + 1) * sizeof(double), "bench");
+    double* st = malloc_check((size_t)(steps + 1) * sizeof(double), "bench");
+    for (int s = 0; s <= steps; s++) { // step 0 is the warm-up
+        double t0 = now_ms();
+        gpt2_zero_grad(&m);
+        task_loss(&m, &task);
+        double t1 = now_ms();
+        gpt2_backward(&m, task.weights, 0);
+        double t2 = now_ms();
+        gpt2_update(&m, 1e-5f, 0.0f);
+        double t3 = now_ms();
+        if (s > 0) { fw[s - 1] = t1 - t0; bw[s - 1] = t2 - t1; up[s - 1] = t3 - t2; st[s - 1] = t3 - t0; }
+    }
+    double step_ms = median(st, steps);
+    double flops = 3.0 * forward_matmul_flops(&cfg, B * T); // forward, and backward's two products
+    printf("%s_params: %zu\n", prefix, m.num_parameters);
+    printf("%s_step_ms: %.1f\n", prefix, step_ms);
+    printf("%s_forward_ms: %.1f\n", prefix, median(fw, steps));
+    printf("%s_backward_ms: %.1f\n", prefix, median(bw, steps));
+    printf("%s_update_ms: %.1f\n", prefix, median(up, steps));
+    printf("%s_gflops: %.1f\n", prefix, flops / step_ms / 1e6);
+    printf("%s_tokens_per_s: %.0f\n", prefix, B * T / (step_ms / 1e3));
+    printf("%s_peak_rss_mb: %.0f\n", prefix, peak_rss_mb());
+    fflush(stdout);
+    // SAP at the same task batch size
+    int layer = probe_layer;
+    gpt2_set_probe_layers(&m, &layer, 1);
+    SAP sap;
+    sap_init(&sap, &m, 2e-3f, 0.05f, 100.0f);
+    double* ph[4];
+    for (int k = 0; k < 4; k++) { ph[k] = malloc_check((size_t)(steps + 1) * sizeof(double), "bench"); }
+    for (int s = 0; s <= steps; s++) {
+        double t0 = now_ms();
+        sap_step(&m, &sap, &task, &pb, 1e-5f, 0.0f, NULL);
+        double t1 = now_ms();
+        if (s > 0) { st[s - 1] = t1 - t0; for (int k = 0; k < 4; k++) { ph[k][s - 1] = sap.ms[k]; } }
+    }
+    double sap_ms = median(st, steps);
+    printf("%s_sap_step_ms: %.1f\n", prefix, sap_ms);
+    const char* names[4] = {"contrastive", "perturbed", "task", "update"};
+    for (int k = 0; k < 4; k++) { printf("%s_sap_%s_ms: %.1f\n", prefix, names[k], median(ph[k], steps)); free(ph[k]); }
+    printf("%s_sap_over_sft: %.2f\n", prefix, sap_ms / step_ms);
+    printf("%s_sap_peak_rss_mb: %.0f\n", prefix, peak_rss_mb());
+    fflush(stdout);
+    free(fw); free(bw); free(up); free(st);
+    sap_free(&sap);
+    batch_free(&task); batch_free(&pb);
+    gpt2_free(&m);
+}
+
+void run_bench(const Options* o) {
+#ifdef _OPENMP
+    printf("threads: %d\n", omp_get_max_threads());
+#else
+    printf("threads: 1\n");
+#endif
+    // the shipped world's default shape first (its peak memory is then its own), then GPT-2 124M
+    GPT2Config world = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 4, .num_heads = 4, .channels = 128};
+    bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1);
+    GPT2Config gpt2 = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12, .num_heads = 12, .channels = 768};
+    bench_shape("gpt2_124m", gpt2, 4, 64, o->steps > 5 ? 5 : o->steps, 2, 3);
+}
+
+// ----------------------------------------------------------------------------
 // the experiment: every method on the benign and the poisoned fine-tuning set, several seeds,
 // all from the same base model and evaluated on the same held-out files
 
@@ -2090,6 +2204,7 @@ int main(int argc, char** argv) {
     Tokenizer tk, *tkp = NULL;
     if (o.tokenizer != NULL) { tokenizer_load(&tk, o.tokenizer); tkp = &tk; }
     if (strcmp(o.mode, "experiment") == 0) { run_experiment(&o, tkp); return 0; }
+    if (strcmp(o.mode, "bench") == 0) { run_bench(&o); return 0; }
 
     // the model
     GPT2 model;

@@ -463,6 +463,7 @@ static void act_load_tokens(const void* p) { TokenFile t; tokens_load(&t, p, 20)
 static void act_load_examples(const void* p) { ExampleFile e; examples_load(&e, p, 20, 8); }
 static void act_load_tokenizer(const void* p) { Tokenizer t; tokenizer_load(&t, p); }
 static void act_parse(const void* p) { Options o; const char* const* a = p; int n = 0; while (a[n]) { n++; } parse_options(&o, n, (char**)a); }
+static void act_layers(const void* p) { int l[4]; parse_layers(p, l, 4); }
 static void act_save_readonly(const void* p) { GPT2 m; gpt2_init_random(&m, tiny_config(), 1); gpt2_save(&m, p); }
 static void* volatile sink; // keeps the compiler from eliding the allocation below
 static void act_oom(const void* p) { (void)p; sink = malloc_check((size_t)1 << 62, "a test buffer"); }
@@ -556,8 +557,10 @@ static void test_bad_input(void) {
     write_examples(ex, 1, 1, 4, 19, zero, 6);
     expect_error("examples: zero-length prompt", act_load_examples, ex, "example 0: prompt has length 0");
     uint16_t big[6] = {2, 200, 1, 2, 3, 19};
-    write_examples(ex, 1, 1, 202, 19, big, 6);
+    write_examples(ex, 1, 1, 4, 19, big, 6);
     expect_error("examples: lengths claim more than the file holds", act_load_examples, ex, "claim more tokens");
+    write_examples(ex, 1, 1, 500, 19, good, 6);
+    expect_error("examples: header claims more tokens than the file holds", act_load_examples, ex, "header says 500 tokens");
     uint16_t badtok[6] = {2, 2, 1, 22, 3, 19};
     write_examples(ex, 1, 1, 4, 19, badtok, 6);
     expect_error("examples: token id >= V", act_load_examples, ex, "token 22");
@@ -576,6 +579,10 @@ static void test_bad_input(void) {
     tbuf[1024] = 1; tbuf[1025] = 'a'; tbuf[1026] = 0;
     write_bytes(tz, tbuf, 1027);
     expect_error("tokenizer: zero-length token", act_load_tokenizer, tz, "token 1 has length 0");
+    th[3] = 7;
+    memcpy(tbuf, th, 16);
+    write_bytes(tz, tbuf, 1027);
+    expect_error("tokenizer: end-of-text id outside its tokens", act_load_tokenizer, tz, "end-of-text id 7");
 
     const char* a1[] = {"sap", "-b", "0", NULL};
     expect_error("flags: batch size 0", act_parse, a1, "bad value for -b: '0'");
@@ -587,6 +594,9 @@ static void test_bad_input(void) {
     expect_error("flags: unknown flag", act_parse, a4, "unknown flag -Q");
     const char* a5[] = {"sap", "-n", NULL};
     expect_error("flags: missing value", act_parse, a5, "needs a value");
+    expect_error("flags: a probe layer twice", act_layers, "1,1", "block 1 twice");
+    expect_error("flags: a probe layer list ending in a comma", act_layers, "1,", "bad value for -P");
+    expect_error("flags: a probe layer that is not a number", act_layers, "x", "bad value for -P");
     const char* a6[] = {"sap", "-C", "10", "-H", "3", NULL};
     expect_error("flags: channels not divisible by heads", act_parse, a6, "not divisible");
     expect_error("sequence length longer than the model's maximum", act_t_too_long, NULL, "longer than the model's maximum 8");
