@@ -44,7 +44,7 @@ base: sap
 
 # the experiment table of the README: every method on the benign and the poisoned set, 3 seeds
 experiment: sap
-	./sap -m experiment -M experiment.md
+	./sap -m experiment -a 10 -M experiment.md
 
 # step times, GFLOP/s and peak memory, for the world's shape and GPT-2 124M
 bench: sap

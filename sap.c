@@ -1802,10 +1802,10 @@ int parse_layers(const char* s, int* out, int max) {
 void parse_options(Options* o, int argc, char** argv) {
     *o = (Options){.mode = "sap", .load = "data/base.bin", .save = NULL, .train = "data/ft_benign.bin",
                    .val = "data/val_task.bin", .pairs = "data/contrastive.bin", .tokenizer = NULL, .prompt = NULL,
-                   .probe_layers = "1", .csv = NULL, .eval_prefix = "data/test", .table = "experiment.md", .B = 16, .T = 128, .steps = 200, .seed = 1337,
-                   .lr = 3e-4f, .wd = 0.0f, .val_every = 0, .val_batches = 20,
+                   .probe_layers = "1", .csv = NULL, .eval_prefix = "data/test", .table = "experiment.md", .B = 16, .T = 128, .steps = 150, .seed = 1337,
+                   .lr = 1e-3f, .wd = 0.0f, .val_every = 0, .val_batches = 20,
                    .L = 4, .NH = 4, .C = 128, .maxT = 128, .V = 256, .fresh = 0,
-                   .rho = 2e-3f, .beta = 0.05f, .tau = 1.0f, .pair_batch = 8, .sam_rho = 0.05f,
+                   .rho = 2e-3f, .beta = 0.05f, .tau = 100.0f, .pair_batch = 8, .sam_rho = 0.05f,
                    .analyze_every = 0, .gen_tokens = 64, .temperature = 0.0f};
     int val_given = 0;
     for (int i = 1; i < argc; i += 2) {
@@ -1882,7 +1882,7 @@ static void print_eval(const char* what, const EvalResult* a, const EvalResult* 
 typedef struct {
     float loss;       // the last step's task loss
     float val_loss;   // validation loss at the end (NAN without -j)
-    double ms_per_step;
+    double ms_per_step; // mean time of the steps without analysis
     double mean_cos;  // mean cos(task gradient, harmful direction) over the analysed steps
     int analysed;     // how many steps were analysed
 } RunStats;
@@ -1955,7 +1955,8 @@ RunStats train_run(GPT2* model, const Options* o) {
     // the loop
     int* probed = malloc_check((size_t)c->num_layers * sizeof(int), "probe layers");
     RunStats rs = {.loss = NAN, .val_loss = NAN};
-    double total_ms = 0.0, sum_cos = 0.0;
+    double total_ms = 0.0, sum_cos = 0.0, plain_ms = 0.0;
+    int plain_steps = 0;
     for (int step = 0; step <= o->steps; step++) {
         int last = step == o->steps;
         if (o->val != NULL && (last || (o->val_every > 0 && step % o->val_every == 0))) {
@@ -1984,6 +1985,7 @@ RunStats train_run(GPT2* model, const Options* o) {
         }
         double ms = now_ms() - t0;
         total_ms += ms;
+        if (!analyze) { plain_ms += ms; plain_steps++; } // analysed steps cost more; ms/step leaves them out
         if (!isfinite(rs.loss)) { die("step %d: train loss is %f; stopping (no checkpoint written)", step, rs.loss); }
         printf("step %d: train loss %f (took %f ms)", step, rs.loss, ms);
         float probe_norm = sap_mode ? (float)l2_norm(model->probe, (size_t)c->num_layers * c->channels) : 0.0f;
@@ -2002,7 +2004,7 @@ RunStats train_run(GPT2* model, const Options* o) {
         }
     }
     if (csv != NULL && fclose(csv) != 0) { die("%s: write failed", o->csv); }
-    rs.ms_per_step = o->steps > 0 ? total_ms / o->steps : 0.0;
+    rs.ms_per_step = plain_steps > 0 ? plain_ms / plain_steps : o->steps > 0 ? total_ms / o->steps : 0.0;
     rs.mean_cos = rs.analysed > 0 ? sum_cos / rs.analysed : NAN;
     printf("done: %d steps, %.1f ms/step, %.0f tokens/s, final train loss %f, val loss %f\n", o->steps, rs.ms_per_step,
            o->steps > 0 ? (double)o->B * o->T * o->steps / (total_ms / 1e3) : 0.0, rs.loss, rs.val_loss);
