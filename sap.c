@@ -1331,7 +1331,7 @@ float sam_step(GPT2* model, float* theta_saved, float rho, const Batch* task, fl
 }
 
 // ----------------------------------------------------------------------------
-// evaluation: masked test loss, and generation
+// evaluation tools: masked test loss, and generation
 
 // evaluation sees theta alone: the probe is switched off around it and back on after.
 // saved holds L ints.
@@ -1708,7 +1708,7 @@ void show_answers(GPT2* model, EvalSet* es, const ExampleFile* ef, int n, const 
 }
 
 // ----------------------------------------------------------------------------
-// main: flags, then the training loop
+// flags: llm.c-style single letters, each followed by a value (the names are stable)
 
 typedef struct {
     const char* mode;        // -m lm | sft | sap | sam | gen
