@@ -2046,7 +2046,7 @@ static double forward_matmul_flops(const GPT2Config* c, int N) {
 }
 
 // times plain training and SAP on one shape; prefix names the output lines
-static void bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer) {
+static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer) {
     GPT2 m;
     gpt2_init_random(&m, cfg, 1);
     gpt2_allocate_activations(&m, B > 2 * pairs ? B : 2 * pairs, T);
@@ -2077,6 +2077,7 @@ static void bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int st
     double flops = 3.0 * forward_matmul_flops(&cfg, B * T); // forward, and backward's two products
     printf("%s_params: %zu\n", prefix, m.num_parameters);
     printf("%s_step_ms: %.1f\n", prefix, step_ms);
+    printf("%s_sft_step_ms: %.1f\n", prefix, step_ms);
     printf("%s_forward_ms: %.1f\n", prefix, median(fw, steps));
     printf("%s_backward_ms: %.1f\n", prefix, median(bw, steps));
     printf("%s_update_ms: %.1f\n", prefix, median(up, steps));
@@ -2108,6 +2109,7 @@ static void bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int st
     sap_free(&sap);
     batch_free(&task); batch_free(&pb);
     gpt2_free(&m);
+    return sap_ms / step_ms;
 }
 
 void run_bench(const Options* o) {
@@ -2118,7 +2120,8 @@ void run_bench(const Options* o) {
 #endif
     // the shipped world's default shape first (its peak memory is then its own), then GPT-2 124M
     GPT2Config world = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 4, .num_heads = 4, .channels = 128};
-    bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1);
+    double ratio = bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1);
+    printf("sap_over_sft: %.2f\n", ratio); // at the world's default shape and batch sizes
     GPT2Config gpt2 = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12, .num_heads = 12, .channels = 768};
     bench_shape("gpt2_124m", gpt2, 4, 64, o->steps > 5 ? 5 : o->steps, 2, 3);
 }
