@@ -46,6 +46,14 @@ base: sap
 experiment: sap
 	./sap -m experiment -a 10 -M experiment.md
 
+# the tests under AddressSanitizer and UndefinedBehaviorSanitizer (no OpenMP: its runtime confuses
+# the sanitizers). the out-of-memory test needs malloc to return NULL instead of aborting; leak
+# checking is off because the tests do not free everything they load.
+asan: test_sap.c sap.c
+	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+	      -std=c11 -Wall -Wextra -Wno-unknown-pragmas -o test_sap_asan test_sap.c -lm
+	ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 ./test_sap_asan
+
 # step times, GFLOP/s and peak memory, for the world's shape and GPT-2 124M
 bench: sap
 	./sap -m bench -n 10
@@ -66,7 +74,7 @@ data-check: data/world
 	@echo "data-check: data/ is what data/world.c makes"
 
 clean:
-	rm -f sap test_sap data/world
+	rm -f sap test_sap test_sap_asan data/world
 	rm -rf .data-check
 
-.PHONY: all test clean data data-check base experiment bench
+.PHONY: all test clean data data-check base experiment bench asan
