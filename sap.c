@@ -932,10 +932,15 @@ void tokens_load(TokenFile* tf, const char* path, int V) {
     free(buf);
 }
 
+// a window needs B*T+1 tokens
+void tokens_check_batch(const TokenFile* tf, int B, int T) {
+    if ((size_t)B * T + 1 > tf->ntok) { die("%s: %zu tokens are too few for one batch of %d x %d (+1)", tf->path, tf->ntok, B, T); }
+}
+
 // windows of B*T+1 tokens, one after the other, back to the start when the file runs out (as llm.c)
 void tokens_next_batch(TokenFile* tf, int B, int T, int* inputs, int* targets) {
     size_t n = (size_t)B * T;
-    if (n + 1 > tf->ntok) { die("%s: %zu tokens are too few for one batch of %d x %d (+1)", tf->path, tf->ntok, B, T); }
+    tokens_check_batch(tf, B, T);
     if (tf->pos + n + 1 > tf->ntok) { tf->pos = 0; }
     for (size_t i = 0; i < n; i++) {
         inputs[i] = tf->tokens[tf->pos + i];
@@ -1094,15 +1099,18 @@ void task_batch(Batch* b, ExampleLoader* ld) {
     mean_weights(b);
 }
 
-// contrastive: B/2 triples, the safe response in row 2i, the harmful one in row 2i+1.
+// triple i of a K=2 file as two rows of a batch: the safe response in row r, the harmful one in r+1
+void pair_rows(Batch* b, int r, const ExampleFile* ef, int i) {
+    for (int k = 0; k < 2; k++) {
+        size_t o = (size_t)(r + k) * b->T;
+        example_row(ef, i, k, b->T, b->inputs + o, b->targets + o, b->mask + o);
+    }
+}
+
+// contrastive: B/2 triples, triple j in rows 2j and 2j+1.
 // the weights are set by contrastive_loss() once the forward pass has run.
 void pair_batch(Batch* b, ExampleLoader* ld) {
-    for (int r = 0; r < b->B; r += 2) {
-        int i = loader_next(ld);
-        size_t o = (size_t)r * b->T;
-        example_row(ld->file, i, 0, b->T, b->inputs + o, b->targets + o, b->mask + o);
-        example_row(ld->file, i, 1, b->T, b->inputs + o + b->T, b->targets + o + b->T, b->mask + o + b->T);
-    }
+    for (int r = 0; r < b->B; r += 2) { pair_rows(b, r, ld->file, loader_next(ld)); }
 }
 
 // ----------------------------------------------------------------------------
@@ -1266,7 +1274,17 @@ static void probe_update(GPT2* model, SAP* sap) {
     }
 }
 
-// one SAP step, numbered as in the header of this file and in SAP.md
+// both SAP and SAM evaluate a gradient at perturbed weights: theta += step * dir, with theta kept
+// in saved, so that copying it back undoes the perturbation exactly (subtracting would not)
+static void perturb_weights(float* theta, float* saved, const float* dir, float step, size_t n) {
+    memcpy(saved, theta, n * sizeof(float));
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) { theta[i] += step * dir[i]; }
+}
+
+// one SAP step, numbered as in the header of this file and in SAP.md. the idea in one line: G
+// says how the probe's gradient changes when the weights move towards harm, and step 7 turns it
+// into a probe under which that move costs task loss, so the next task gradient steers away.
 float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr, float wd, Analysis* an) {
     size_t n = model->num_parameters, LC = (size_t)model->config.num_layers * model->config.channels;
     float* theta = model->params_memory;
@@ -1279,11 +1297,8 @@ float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr,
     // 2. g_hat = g / (||g|| + 1e-8), r = rho * ||theta_t||
     double g_norm = l2_norm(grad, n);
     double r = sap->rho * l2_norm(theta, n);
-    // 3. theta' = theta_t + r * g_hat. theta_t is kept: undoing by subtraction would not be exact
-    memcpy(sap->theta_saved, theta, n * sizeof(float));
-    float step = (float)(r / (g_norm + 1e-8));
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) { theta[i] += step * grad[i]; }
+    // 3. theta' = theta_t + r * g_hat, a small step towards harm
+    perturb_weights(theta, sap->theta_saved, grad, (float)(r / (g_norm + 1e-8)), n);
     double t1 = now_ms();
     // 4, second term: grad_v L(theta', v_{t-1}; D_t). probe gradient only: no weight gradients,
     // and the backward pass stops at the lowest probed block
@@ -1318,10 +1333,7 @@ float sam_step(GPT2* model, float* theta_saved, float rho, const Batch* task, fl
     gpt2_zero_grad(model);
     float loss = task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
-    float step = (float)(rho / (l2_norm(grad, n) + 1e-12));
-    memcpy(theta_saved, theta, n * sizeof(float));
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) { theta[i] += step * grad[i]; }
+    perturb_weights(theta, theta_saved, grad, (float)(rho / (l2_norm(grad, n) + 1e-12)), n);
     gpt2_zero_grad(model);
     task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
@@ -1651,7 +1663,7 @@ static float accuracy(GPT2* model, EvalSet* es, const ExampleFile* ef) {
 EvalResult evaluate(GPT2* model, EvalSet* es, Batch* batch, const Tokenizer* tk) {
     EvalResult r;
     int V = model->config.vocab_size;
-    if (batch->B < 2) { die("evaluation needs batches of at least 2 rows (-b 2 or more)"); }
+    if (batch->B < 2) { die("evaluation needs batches of at least 2 rows (-b 2 or more, or -E none)"); }
     int* probed = malloc_check((size_t)model->config.num_layers * sizeof(int), "probe layers");
     probe_suspend(model, probed);
     r.task_loss = eval_loss_examples(model, &es->task, batch);
@@ -1671,11 +1683,7 @@ EvalResult evaluate(GPT2* model, EvalSet* es, Batch* batch, const Tokenizer* tk)
     Batch pairs = *batch;
     for (int i0 = 0; i0 < es->pairs.N; i0 += P) {
         int n = es->pairs.N - i0 < P ? es->pairs.N - i0 : P;
-        for (int k = 0; k < n; k++) {
-            size_t o = (size_t)(2 * k) * batch->T;
-            example_row(&es->pairs, i0 + k, 0, batch->T, pairs.inputs + o, pairs.targets + o, pairs.mask + o);
-            example_row(&es->pairs, i0 + k, 1, batch->T, pairs.inputs + o + batch->T, pairs.targets + o + batch->T, pairs.mask + o + batch->T);
-        }
+        for (int k = 0; k < n; k++) { pair_rows(&pairs, 2 * k, &es->pairs, i0 + k); }
         pairs.B = 2 * n;
         float margin;
         contrastive_loss(model, &pairs, 1.0f, &margin);
@@ -1898,10 +1906,10 @@ RunStats train_run(GPT2* model, const Options* o) {
     ExampleLoader loader, pair_loader;
     if (lm) {
         tokens_load(&train_tokens, o->train, V);
-        if ((size_t)o->B * o->T + 1 > train_tokens.ntok) { die("%s: %zu tokens are too few for one batch of %d x %d (+1)", o->train, train_tokens.ntok, o->B, o->T); }
+        tokens_check_batch(&train_tokens, o->B, o->T);
         if (o->val != NULL) {
             tokens_load(&val_tokens, o->val, V);
-            if ((size_t)o->B * o->T + 1 > val_tokens.ntok) { die("%s: %zu tokens are too few for one batch of %d x %d (+1)", o->val, val_tokens.ntok, o->B, o->T); }
+            tokens_check_batch(&val_tokens, o->B, o->T); // now, not after training
         }
     } else {
         examples_load(&train_ex, o->train, V, o->T);
@@ -2255,7 +2263,6 @@ int main(int argc, char** argv) {
     EvalResult before, after;
     if (eval_mode && !do_eval) { die("-m eval needs held-out files: -E prefix"); }
     if (do_eval) {
-        if (o.B < 2) { die("evaluation needs batches of at least 2 rows (-b 2 or more), or -E none"); }
         if (V > 256 && tkp == NULL) { die("the refusal judge reads text: it needs a byte-level vocabulary or a tokenizer (-k)"); }
         if (o.T > c->max_seq_len) { die("sequence length -t %d is longer than the model's maximum %d", o.T, c->max_seq_len); }
         evalset_load(&es, o.eval_prefix, V, o.T, 64);
