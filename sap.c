@@ -93,6 +93,8 @@ static int32_t read_i32(const unsigned char* p) {
 }
 static int read_u16(const unsigned char* p) { return p[0] | p[1] << 8; }
 
+int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
 static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -233,94 +235,167 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
     }
 }
 
-// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC).
-// every output is the dot product of an input row and a weight row, both contiguous. we make
-// them in 4x4 tiles: per i, 4 input values and 4 weight values give 16 products, and the loop
-// over i vectorises into 16 independent sums. the 4 weight rows stay in L1 while all input rows
-// stream past them. a tile at an edge repeats its last row and stores only what is real, so
-// every output is computed by the same code in the same order, whatever the thread count.
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
-    int nb = (N + 3) / 4, ob = (OC + 3) / 4;
-    #pragma omp parallel for schedule(static)
-    for (int obi = 0; obi < ob; obi++) {
-        int o0 = obi * 4;
-        const float* w[4];
-        for (int k = 0; k < 4; k++) { w[k] = weight + (size_t)(o0 + k < OC ? o0 + k : OC - 1) * C; }
-        for (int nbi = 0; nbi < nb; nbi++) {
-            int n0 = nbi * 4;
-            const float* a[4];
-            for (int k = 0; k < 4; k++) { a[k] = inp + (size_t)(n0 + k < N ? n0 + k : N - 1) * C; }
-            float s[4][4] = {{0}};
-            for (int i = 0; i < C; i++) {
-                for (int r = 0; r < 4; r++) {
-                    for (int c = 0; c < 4; c++) { s[r][c] += a[r][i] * w[c][i]; }
-                }
-            }
-            for (int r = 0; r < 4 && n0 + r < N; r++) {
-                for (int c = 0; c < 4 && o0 + c < OC; c++) {
-                    out[(size_t)(n0 + r) * OC + o0 + c] = s[r][c] + (bias != NULL ? bias[o0 + c] : 0.0f);
-                }
-            }
+// the matmuls. all three products (forward, input gradient, weight gradient) are made of one
+// micro-kernel, matmul_tile(): a tile of MR x NR outputs whose sums stay in registers while k runs.
+// per k it broadcasts MR values of the left operand and multiplies them with NR contiguous values
+// of the right one, so the inner loop over NR vectorises into MR*NR/8 independent multiply-adds
+// (12 of the 16 AVX registers at 6 x 16; ARM's NEON has 32). the right operand is first copied
+// ("packed") into panels of NR columns, zero-padded at the edge, so that every tile reads one
+// contiguous block. every output is a plain sum over k in increasing order, made by one tile, so
+// the result does not depend on the thread count, nor on which tile or path computed it.
+#define MR 6   // rows of a tile
+#define NR 16  // columns of a tile: the vectorised width
+#define KC 256 // the input gradient's k-block: a KC x NR panel stays in L1 while all rows pass
+
+// acc[r][j] = sum_{k<K} a[r*ar + k*ak] * bp[k*NR + j]; then out[r*ldo + j] (+)= acc[r][j] (+ bias[r])
+// for the R <= MR rows and J <= NR columns that are real (rows past R repeat row R-1). with
+// transpose, the tile is stored transposed: out[j*ldo + r].
+static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar, size_t ak, const float* bp,
+                               int K, int R, int J, const float* bias, int accumulate, int transpose) {
+    float acc[MR][NR] = {{0.0f}};
+    for (int k = 0; k < K; k++) {
+        const float* b = bp + (size_t)k * NR;
+        for (int r = 0; r < MR; r++) {
+            float av = a[(size_t)(r < R ? r : R - 1) * ar + (size_t)k * ak];
+            #pragma omp simd
+            for (int j = 0; j < NR; j++) { acc[r][j] += av * b[j]; }
+        }
+    }
+    // out of the loop, through a copy with constant bounds: indexed by a variable, acc would be
+    // kept in memory rather than in registers (clang)
+    float sum[MR][NR];
+    for (int r = 0; r < MR; r++) {
+        for (int j = 0; j < NR; j++) { sum[r][j] = acc[r][j] + (bias != NULL ? bias[r] : 0.0f); }
+    }
+    for (int r = 0; r < R; r++) {
+        for (int j = 0; j < J; j++) {
+            float* o = transpose ? out + (size_t)j * ldo + r : out + (size_t)r * ldo + j;
+            *o = accumulate ? *o + sum[r][j] : sum[r][j];
         }
     }
 }
 
-// the workhorse of both backward matmuls: out[r][j] += sum_k x[r*xr + k*xk] * y[k*ldy + j]
-// for r < R (R <= 4) and j < J (J <= 64). the 4x64 block of sums lives in registers while k runs,
-// each step broadcasting 4 x values against one contiguous 64-float slice of y.
-static inline void outer_accumulate(float* out, size_t ldo, const float* x, size_t xr, size_t xk,
-                                    const float* y, size_t ldy, int K, int R, int J) {
-    float acc[4][64];
-    for (int r = 0; r < 4; r++) { for (int j = 0; j < 64; j++) { acc[r][j] = 0.0f; } }
+// the right operand's panels, rows k0..k0+K-1 and columns 0..J-1 of x (row stride ldx), as a
+// K x NR block with zeros in columns J..NR-1. pack_panel_transposed() takes column k of x's rows.
+static void pack_panel(float* panel, const float* x, size_t ldx, int K, int J) {
     for (int k = 0; k < K; k++) {
-        const float* yk = y + (size_t)k * ldy;
-        for (int r = 0; r < R; r++) {
-            float xv = x[r * xr + k * xk];
-            for (int j = 0; j < J; j++) { acc[r][j] += xv * yk[j]; }
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        for (int j = 0; j < J; j++) { out[r * ldo + j] += acc[r][j]; }
+        for (int j = 0; j < NR; j++) { panel[(size_t)k * NR + j] = j < J ? x[(size_t)k * ldx + j] : 0.0f; }
     }
 }
-static void outer_block(float* out, size_t ldo, const float* x, size_t xr, size_t xk,
-                        const float* y, size_t ldy, int K, int R, int J) {
-    if (R == 4 && J == 64) { outer_accumulate(out, ldo, x, xr, xk, y, ldy, K, 4, 64); } // constant bounds: fast
-    else { outer_accumulate(out, ldo, x, xr, xk, y, ldy, K, R, J); }
+static void pack_panel_transposed(float* panel, const float* x, size_t ldx, int K, int J) {
+    for (int j = 0; j < NR; j++) {
+        for (int k = 0; k < K; k++) { panel[(size_t)k * NR + j] = j < J ? x[(size_t)j * ldx + k] : 0.0f; }
+    }
+}
+
+// the packed panels live in one scratch buffer, sized for the model's largest matmul when its
+// activations are allocated (gpt2_allocate_activations), so that training never allocates. a
+// kernel called on a larger shape (the tests do) grows it.
+static float* matmul_scratch_memory = NULL;
+static size_t matmul_scratch_floats = 0;
+static float* matmul_scratch(size_t n) {
+    if (n > matmul_scratch_floats) {
+        free(matmul_scratch_memory);
+        matmul_scratch_memory = malloc_check(n * sizeof(float), "matmul panels");
+        matmul_scratch_floats = n;
+    }
+    return matmul_scratch_memory;
+}
+static int thread_count(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+// what the matmuls of N positions with at most C input or output channels need
+static size_t matmul_scratch_need(int N, int C) {
+    size_t all = (size_t)round_up(N, NR) * round_up(C, NR);   // forward, weight gradient
+    size_t panels = (size_t)thread_count() * KC * NR;          // input gradient
+    return all > panels ? all : panels;
+}
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC), made as its transpose weight @ inp^T:
+// inp is packed into panels of NR positions (small: N x C), and a tile takes MR weight rows, which
+// are read from memory once and reused from L1 against every panel. (packing the weight instead
+// would copy all of it at every call: at GPT-2's output layer, 154 MB.)
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
+    int np = (N + NR - 1) / NR, ob = (OC + MR - 1) / MR;
+    float* packed = matmul_scratch((size_t)np * NR * C);
+    #pragma omp parallel for schedule(static)
+    for (int p = 0; p < np; p++) {
+        pack_panel_transposed(packed + (size_t)p * C * NR, inp + (size_t)p * NR * C, C, C, min_int(NR, N - p * NR));
+    }
+    #pragma omp parallel for schedule(static)
+    for (int obi = 0; obi < ob; obi++) {
+        int o0 = obi * MR, R = min_int(MR, OC - o0);
+        for (int p = 0; p < np; p++) {
+            matmul_tile(out + (size_t)p * NR * OC + o0, OC, weight + (size_t)o0 * C, C, 1, packed + (size_t)p * C * NR, C, R,
+                        min_int(NR, N - p * NR), bias != NULL ? bias + o0 : NULL, 0, 1);
+        }
+    }
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int N, int C, int OC) {
-    int cb = (C + 63) / 64;
-    // dinp (N,C) += dout (N,OC) @ weight (OC,C). blocks of 64 input channels outside, so that
-    // the weight slab they read (OC x 64) stays in cache while all positions pass
+    int cp = (C + NR - 1) / NR;
+    // dinp (N,C) += dout (N,OC) @ weight (OC,C), the sum over o in blocks of KC, in order. per block,
+    // each thread packs a KC x NR panel of the weight and runs every position's rows of dout past
+    // it; the block of dout (N x KC) stays in L2 for all panels. (without blocking, the output
+    // layer would stream all 51 MB of its dout once per panel.)
     if (dinp != NULL) {
-        #pragma omp parallel for schedule(static)
-        for (int ci = 0; ci < cb; ci++) {
-            int i0 = ci * 64, J = C - i0 < 64 ? C - i0 : 64;
-            for (int n0 = 0; n0 < N; n0 += 4) {
-                int R = N - n0 < 4 ? N - n0 : 4;
-                outer_block(dinp + (size_t)n0 * C + i0, C, dout + (size_t)n0 * OC, OC, 1,
-                            weight + i0, C, OC, R, J);
+        float* panels = matmul_scratch((size_t)thread_count() * KC * NR);
+        for (int k0 = 0; k0 < OC; k0 += KC) {
+            int K = min_int(KC, OC - k0);
+            #pragma omp parallel for schedule(static)
+            for (int p = 0; p < cp; p++) {
+                int c0 = p * NR, J = min_int(NR, C - c0);
+                float* panel = panels + (size_t)thread_id() * KC * NR;
+                pack_panel(panel, weight + (size_t)k0 * C + c0, C, K, J);
+                for (int n0 = 0; n0 < N; n0 += MR) {
+                    int R = min_int(MR, N - n0);
+                    matmul_tile(dinp + (size_t)n0 * C + c0, C, dout + (size_t)n0 * OC + k0, OC, 1, panel, K, R, J, NULL, 1, 0);
+                }
             }
         }
     }
-    if (dweight == NULL) { return; }
-    // dweight (OC,C) += dout^T (OC,N) @ inp (N,C): every weight gradient is a sum over positions,
-    // made by one thread in position order
-    int ob = (OC + 3) / 4;
-    #pragma omp parallel for schedule(static)
-    for (int t = 0; t < ob * cb; t++) {
-        int o0 = (t / cb) * 4, i0 = (t % cb) * 64;
-        int R = OC - o0 < 4 ? OC - o0 : 4, J = C - i0 < 64 ? C - i0 : 64;
-        outer_block(dweight + (size_t)o0 * C + i0, C, dout + o0, 1, OC, inp + i0, C, N, R, J);
+    // dweight (OC,C) += dout^T (OC,N) @ inp (N,C), a sum over positions: inp is packed into panels
+    // of NR channels once; a tile takes MR columns of dout (MR outputs, read with stride OC) and
+    // reuses them from L1 against every panel
+    if (dweight != NULL) {
+        int ob = (OC + MR - 1) / MR;
+        float* packed = matmul_scratch((size_t)cp * NR * N);
+        #pragma omp parallel for schedule(static)
+        for (int p = 0; p < cp; p++) { pack_panel(packed + (size_t)p * N * NR, inp + p * NR, C, N, min_int(NR, C - p * NR)); }
+        #pragma omp parallel for schedule(static)
+        for (int obi = 0; obi < ob; obi++) {
+            int o0 = obi * MR, R = min_int(MR, OC - o0);
+            for (int p = 0; p < cp; p++) {
+                matmul_tile(dweight + (size_t)o0 * C + p * NR, C, dout + o0, 1, OC, packed + (size_t)p * N * NR, N, R,
+                            min_int(NR, C - p * NR), NULL, 1, 0);
+            }
+        }
     }
+    // dbias (OC) += the sum of dout over positions, 64 outputs at a time so that the loop over
+    // them vectorises; each output's sum runs over positions in order
     if (dbias != NULL) {
         #pragma omp parallel for schedule(static)
-        for (int o = 0; o < OC; o++) {
-            float s = 0.0f;
-            for (int n = 0; n < N; n++) { s += dout[(size_t)n * OC + o]; }
-            dbias[o] += s;
+        for (int o0 = 0; o0 < OC; o0 += 64) {
+            int J = min_int(64, OC - o0);
+            float s[64] = {0.0f};
+            for (int n = 0; n < N; n++) {
+                for (int j = 0; j < J; j++) { s[j] += dout[(size_t)n * OC + o0 + j]; }
+            }
+            for (int j = 0; j < J; j++) { dbias[o0 + j] += s[j]; }
         }
     }
 }
@@ -609,8 +684,6 @@ typedef struct {
     int lowest_probe;             // smallest probed layer, or L if none: backward can stop there
 } GPT2;
 
-int round_up(int x, int m) { return (x + m - 1) / m * m; }
-
 // memory for parameters, gradients and optimizer state, once the config is known
 static void gpt2_allocate_parameters(GPT2* model) {
     GPT2Config* c = &model->config;
@@ -735,6 +808,7 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
     model->grads_acts_memory = calloc_check(model->num_activations, sizeof(float), "activation gradients");
     carve_activations(&model->acts, model->acts_memory, model->act_sizes);
     carve_activations(&model->grads_acts, model->grads_acts_memory, model->act_sizes);
+    matmul_scratch(matmul_scratch_need(B * T, 4 * c->channels)); // the widest matmul is the MLP's
     model->inputs = malloc_check((size_t)B * T * sizeof(int), "inputs");
     model->targets = malloc_check((size_t)B * T * sizeof(int), "targets");
     model->max_B = B;
