@@ -317,8 +317,8 @@ static int thread_id(void) {
 }
 // what the matmuls of N positions with at most C input or output channels need
 static size_t matmul_scratch_need(int N, int C) {
-    size_t all = (size_t)round_up(N, NR) * round_up(C, NR);   // forward, weight gradient
-    size_t panels = (size_t)thread_count() * KC * NR;          // input gradient
+    size_t all = (size_t)round_up(N, NR) * round_up(C, NR) + (size_t)thread_count() * N * MR; // forward, weight gradient
+    size_t panels = (size_t)thread_count() * KC * NR;                                         // input gradient
     return all > panels ? all : panels;
 }
 
@@ -369,18 +369,24 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
         }
     }
     // dweight (OC,C) += dout^T (OC,N) @ inp (N,C), a sum over positions: inp is packed into panels
-    // of NR channels once; a tile takes MR columns of dout (MR outputs, read with stride OC) and
-    // reuses them from L1 against every panel
+    // of NR channels once; a tile takes MR outputs, whose columns of dout each thread first packs
+    // into N x MR contiguous floats (6 KB at N = 256, rather than N cache lines), and reuses them
+    // from L1 against every panel
     if (dweight != NULL) {
         int ob = (OC + MR - 1) / MR;
-        float* packed = matmul_scratch((size_t)cp * NR * N);
+        size_t inp_floats = (size_t)cp * NR * N;
+        float* packed = matmul_scratch(inp_floats + (size_t)thread_count() * N * MR);
         #pragma omp parallel for schedule(static)
         for (int p = 0; p < cp; p++) { pack_panel(packed + (size_t)p * N * NR, inp + p * NR, C, N, min_int(NR, C - p * NR)); }
         #pragma omp parallel for schedule(static)
         for (int obi = 0; obi < ob; obi++) {
             int o0 = obi * MR, R = min_int(MR, OC - o0);
+            float* a = packed + inp_floats + (size_t)thread_id() * N * MR;
+            for (int n = 0; n < N; n++) {
+                for (int r = 0; r < MR; r++) { a[(size_t)n * MR + r] = dout[(size_t)n * OC + o0 + min_int(r, R - 1)]; }
+            }
             for (int p = 0; p < cp; p++) {
-                matmul_tile(dweight + (size_t)o0 * C + p * NR, C, dout + o0, 1, OC, packed + (size_t)p * N * NR, N, R,
+                matmul_tile(dweight + (size_t)o0 * C + p * NR, C, a, 1, MR, packed + (size_t)p * N * NR, N, R,
                             min_int(NR, C - p * NR), NULL, 1, 0);
             }
         }
