@@ -904,9 +904,20 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
     softmax_crossentropy_forward(a.probs, a.losses, a.logits, targets, N, V, Vp);
 }
 
+// the passes read the weights through model->params: pointing those at another parameter-sized
+// buffer (SAP's and SAM's perturbed weights) runs the model there
+void gpt2_point_weights(GPT2* model, float* memory) {
+    carve_parameters(&model->params, memory, model->param_sizes);
+}
+
 void gpt2_zero_grad(GPT2* model) {
     memset(model->grads_memory, 0, model->num_parameters * sizeof(float));
     memset(model->dprobe, 0, (size_t)model->config.num_layers * model->config.channels * sizeof(float));
+}
+
+// sets layers l0..l1-1 of a layer-stacked tensor with per_layer floats per layer to zero
+static void zero_layers(float* t, int l0, int l1, size_t per_layer) {
+    memset(t + (size_t)l0 * per_layer, 0, (size_t)(l1 - l0) * per_layer * sizeof(float));
 }
 
 // backward from the loss sum_n weights[n] * losses[n] of the last forward pass. parameter and
@@ -922,7 +933,24 @@ void gpt2_backward(GPT2* model, const float* weights, int probe_only) {
     ActivationTensors a = model->acts;
     ActivationTensors d = model->grads_acts;
     int wg = !probe_only; // make weight gradients?
-    memset(model->grads_acts_memory, 0, model->num_activations * sizeof(float));
+    // the activation gradients that backward accumulates into start at zero: only those (attention
+    // uses its two as scratch, probs and losses get none), for this batch's N positions, and only
+    // the layers the pass visits (the probe-only pass stops at the lowest probed block)
+    int l0 = probe_only && model->lowest_probe < L ? model->lowest_probe : 0;
+    size_t NC = (size_t)N * C;
+    if (l0 == 0) { zero_layers(d.encoded, 0, 1, NC); }
+    zero_layers(d.ln1, l0, L, NC);
+    zero_layers(d.qkv, l0, L, 3 * NC);
+    zero_layers(d.atty, l0, L, NC);
+    zero_layers(d.attproj, l0, L, NC);
+    zero_layers(d.residual2, l0, L, NC);
+    zero_layers(d.ln2, l0, L, NC);
+    zero_layers(d.fch, l0, L, 4 * NC);
+    zero_layers(d.fch_gelu, l0, L, 4 * NC);
+    zero_layers(d.fcproj, l0, L, NC);
+    zero_layers(d.residual3, l0, L, NC);
+    zero_layers(d.lnf, 0, 1, NC);
+    zero_layers(d.logits, 0, 1, (size_t)N * Vp);
     crossentropy_softmax_backward(d.logits, a.probs, model->targets, weights, N, V, Vp);
     matmul_backward(d.lnf, wg ? g.wte : NULL, NULL, d.logits, a.lnf, p.wte, N, C, Vp);
     float* residual = a.residual3 + (size_t)(L - 1) * N * C;
@@ -1314,7 +1342,7 @@ typedef struct {
     float rho;           // perturbation radius, relative to ||theta||
     float beta;          // probe learning rate
     float tau;           // contrastive temperature
-    float* theta_saved;  // (num_parameters) theta_t, to undo the perturbation exactly
+    float* theta_prime;  // (num_parameters) theta', the perturbed weights of step 3
     float* probe_opt;    // one allocation for the three (L, C) tensors below
     float* G;            // (L, C) grad_v L(theta) - grad_v L(theta')
     float* probe_m;      // (L, C) Adam first moment of G, persists across steps
@@ -1326,14 +1354,14 @@ typedef struct {
 void sap_init(SAP* sap, const GPT2* model, float rho, float beta, float tau) {
     size_t LC = (size_t)model->config.num_layers * model->config.channels;
     sap->rho = rho; sap->beta = beta; sap->tau = tau;
-    sap->theta_saved = malloc_check(model->num_parameters * sizeof(float), "SAP weight copy");
+    sap->theta_prime = malloc_check(model->num_parameters * sizeof(float), "SAP perturbed weights");
     sap->probe_opt = calloc_check(3 * LC, sizeof(float), "probe optimizer");
     sap->G = sap->probe_opt;
     sap->probe_m = sap->probe_opt + LC;
     sap->probe_v = sap->probe_opt + 2 * LC;
     sap->probe_step = 0;
 }
-void sap_free(SAP* sap) { free(sap->theta_saved); free(sap->probe_opt); }
+void sap_free(SAP* sap) { free(sap->theta_prime); free(sap->probe_opt); }
 
 // step 7: the probe is rebuilt from zero, v = 0 - beta * mhat / (sqrt(vhat) + eps), so its size is
 // about beta per element whatever the size of G. (with v reset to 0 each step, weight decay on v
@@ -1354,12 +1382,12 @@ static void probe_update(GPT2* model, SAP* sap) {
     }
 }
 
-// both SAP and SAM evaluate a gradient at perturbed weights: theta += step * dir, with theta kept
-// in saved, so that copying it back undoes the perturbation exactly (subtracting would not)
-static void perturb_weights(float* theta, float* saved, const float* dir, float step, size_t n) {
-    memcpy(saved, theta, n * sizeof(float));
+// both SAP and SAM evaluate a gradient at perturbed weights theta + step * dir. they are written to
+// a second buffer, at which the model is pointed for that pass (gpt2_point_weights): theta itself
+// never changes, so going back to it is exact (subtracting would not be) and costs no copy
+static void perturbed_weights(float* out, const float* theta, const float* dir, float step, size_t n) {
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) { theta[i] += step * dir[i]; }
+    for (size_t i = 0; i < n; i++) { out[i] = theta[i] + step * dir[i]; }
 }
 
 // one SAP step, numbered as in the header of this file and in SAP.md. the idea in one line: G
@@ -1378,15 +1406,16 @@ float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr,
     double g_norm = l2_norm(grad, n);
     double r = sap->rho * l2_norm(theta, n);
     // 3. theta' = theta_t + r * g_hat, a small step towards harm
-    perturb_weights(theta, sap->theta_saved, grad, (float)(r / (g_norm + 1e-8)), n);
+    perturbed_weights(sap->theta_prime, theta, grad, (float)(r / (g_norm + 1e-8)), n);
     double t1 = now_ms();
     // 4, second term: grad_v L(theta', v_{t-1}; D_t). probe gradient only: no weight gradients,
     // and the backward pass stops at the lowest probed block
     memset(model->dprobe, 0, LC * sizeof(float));
+    gpt2_point_weights(model, sap->theta_prime);
     task_loss(model, task);
     gpt2_backward(model, task->weights, 1);
+    gpt2_point_weights(model, theta); // back to theta_t, which never changed
     for (size_t i = 0; i < LC; i++) { sap->G[i] = -model->dprobe[i]; }
-    memcpy(theta, sap->theta_saved, n * sizeof(float)); // back to theta_t, bit for bit
     double t2 = now_ms();
     // 5. g_task = grad_theta L(theta_t, v_{t-1}; D_t); the same pass gives 4's first term
     gpt2_zero_grad(model);
@@ -1406,18 +1435,19 @@ float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr,
 
 // SAM, the baseline: perturb the weights towards higher task loss, take the gradient there.
 // eps = rho * g / ||g||;  g' = grad L(theta + eps);  theta = AdamW(theta, g')
-float sam_step(GPT2* model, float* theta_saved, float rho, const Batch* task, float lr, float wd) {
+float sam_step(GPT2* model, float* perturbed, float rho, const Batch* task, float lr, float wd) {
     size_t n = model->num_parameters;
     float* theta = model->params_memory;
     float* grad = model->grads_memory;
     gpt2_zero_grad(model);
     float loss = task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
-    perturb_weights(theta, theta_saved, grad, (float)(rho / (l2_norm(grad, n) + 1e-12)), n);
+    perturbed_weights(perturbed, theta, grad, (float)(rho / (l2_norm(grad, n) + 1e-12)), n);
     gpt2_zero_grad(model);
+    gpt2_point_weights(model, perturbed);
     task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
-    memcpy(theta, theta_saved, n * sizeof(float));
+    gpt2_point_weights(model, theta);
     gpt2_update(model, lr, wd);
     return loss;
 }
@@ -2018,14 +2048,14 @@ RunStats train_run(GPT2* model, const Options* o) {
     int layers[1000];
     int nlayers = parse_layers(o->probe_layers, layers, c->num_layers);
     SAP sap;
-    float* sam_saved = NULL;
+    float* sam_perturbed = NULL;
     gpt2_set_probe_layers(model, layers, sap_mode ? nlayers : 0);
     memset(model->probe, 0, (size_t)c->num_layers * c->channels * sizeof(float)); // v_0 = 0
     if (sap_mode) {
         sap_init(&sap, model, o->rho, o->beta, o->tau);
         printf("sap: rho %g, beta %g, tau %g, probe layers %s, %d triples per step\n", o->rho, o->beta, o->tau, o->probe_layers, o->pair_batch);
     }
-    if (sam) { sam_saved = malloc_check(model->num_parameters * sizeof(float), "SAM weight copy"); }
+    if (sam) { sam_perturbed = malloc_check(model->num_parameters * sizeof(float), "SAM perturbed weights"); }
     Analysis an = {0};
     FILE* csv = NULL;
     if (o->analyze_every > 0) {
@@ -2062,7 +2092,7 @@ RunStats train_run(GPT2* model, const Options* o) {
             pair_batch(&pairs, &pair_loader);
             rs.loss = sap_step(model, &sap, &task, &pairs, o->lr, o->wd, anp);
         } else if (sam) {
-            rs.loss = sam_step(model, sam_saved, o->sam_rho, &task, o->lr, o->wd);
+            rs.loss = sam_step(model, sam_perturbed, o->sam_rho, &task, o->lr, o->wd);
         } else {
             if (analyze) { // the harmful direction at theta_t, for the cosine only
                 pair_batch(&pairs, &pair_loader);
@@ -2103,7 +2133,7 @@ RunStats train_run(GPT2* model, const Options* o) {
     else { examples_free(&train_ex); free(loader.order); if (o->val != NULL) { examples_free(&val_ex); } }
     if (need_pairs) { examples_free(&pair_ex); free(pair_loader.order); }
     if (sap_mode) { sap_free(&sap); }
-    free(sam_saved); free(an.harm_dir); free(an.cos_layer); free(probed);
+    free(sam_perturbed); free(an.harm_dir); free(an.cos_layer); free(probed);
     batch_free(&task); batch_free(&pairs); batch_free(&valb);
     return rs;
 }
