@@ -282,7 +282,7 @@ static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar
     // kept in memory rather than in registers (clang)
     float sum[MR][NR];
     for (int r = 0; r < MR; r++) {
-        for (int j = 0; j < NR; j++) { sum[r][j] = acc[r][j] + (bias != NULL ? bias[r] : 0.0f); }
+        for (int j = 0; j < NR; j++) { sum[r][j] = acc[r][j] + (bias != NULL ? bias[r < R ? r : R - 1] : 0.0f); }
     }
     for (int r = 0; r < R; r++) {
         for (int j = 0; j < J; j++) {
