@@ -13,6 +13,10 @@ endif
 # OpenMP, found automatically: -fopenmp on Linux, Homebrew's libomp on macOS
 ifdef NO_OMP
   CFLAGS += -Wno-unknown-pragmas
+  # still honour `#pragma omp simd`: the matmul's inner loop needs it to vectorise the right way
+  ifeq ($(shell $(CC) -fopenmp-simd -x c -c -o /dev/null /dev/null 2>/dev/null && echo yes),yes)
+    CFLAGS += -fopenmp-simd
+  endif
 else
   ifeq ($(UNAME),Darwin)
     LIBOMP := $(shell brew --prefix libomp 2>/dev/null)

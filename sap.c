@@ -93,6 +93,8 @@ static int32_t read_i32(const unsigned char* p) {
 }
 static int read_u16(const unsigned char* p) { return p[0] | p[1] << 8; }
 
+int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
 static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -125,6 +127,23 @@ static void shuffle(int* a, int n, Rng* r) {
         int j = (int)(rng_u32(r) % (uint32_t)(i + 1));
         int tmp = a[i]; a[i] = a[j]; a[j] = tmp;
     }
+}
+
+// e^x in plain arithmetic, which the compiler vectorises (the C library's expf is a call per
+// element): e^x = 2^k e^r with k = round(x / ln 2) and |r| <= ln2 / 2, e^r from its Taylor series
+// to r^7 (relative error 5e-9), and 2^k written straight into the float's exponent bits. x is
+// first clamped to [-87, 88], where 2^k is a normal float (a NaN becomes -87). relative error: a
+// few 1e-7 for |x| < 10, below 1e-6 everywhere; the softmax of attention and GELU's tanh use it.
+static inline float exp_approx(float x) {
+    x = x > -87.0f ? x : -87.0f;
+    x = x < 88.0f ? x : 88.0f;
+    float k = floorf(x * 1.44269504f + 0.5f);
+    float r = x - k * 0.693147181f;
+    float er = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    int32_t bits = ((int32_t)k + 127) << 23;
+    float two_k;
+    memcpy(&two_k, &bits, sizeof two_k);
+    return er * two_k;
 }
 
 // sums that do not depend on the thread count: a fixed number of chunks, each summed by one
@@ -233,94 +252,182 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
     }
 }
 
-// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC).
-// every output is the dot product of an input row and a weight row, both contiguous. we make
-// them in 4x4 tiles: per i, 4 input values and 4 weight values give 16 products, and the loop
-// over i vectorises into 16 independent sums. the 4 weight rows stay in L1 while all input rows
-// stream past them. a tile at an edge repeats its last row and stores only what is real, so
-// every output is computed by the same code in the same order, whatever the thread count.
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
-    int nb = (N + 3) / 4, ob = (OC + 3) / 4;
-    #pragma omp parallel for schedule(static)
-    for (int obi = 0; obi < ob; obi++) {
-        int o0 = obi * 4;
-        const float* w[4];
-        for (int k = 0; k < 4; k++) { w[k] = weight + (size_t)(o0 + k < OC ? o0 + k : OC - 1) * C; }
-        for (int nbi = 0; nbi < nb; nbi++) {
-            int n0 = nbi * 4;
-            const float* a[4];
-            for (int k = 0; k < 4; k++) { a[k] = inp + (size_t)(n0 + k < N ? n0 + k : N - 1) * C; }
-            float s[4][4] = {{0}};
-            for (int i = 0; i < C; i++) {
-                for (int r = 0; r < 4; r++) {
-                    for (int c = 0; c < 4; c++) { s[r][c] += a[r][i] * w[c][i]; }
-                }
-            }
-            for (int r = 0; r < 4 && n0 + r < N; r++) {
-                for (int c = 0; c < 4 && o0 + c < OC; c++) {
-                    out[(size_t)(n0 + r) * OC + o0 + c] = s[r][c] + (bias != NULL ? bias[o0 + c] : 0.0f);
-                }
-            }
+// the matmuls. all three products (forward, input gradient, weight gradient) are made of one
+// micro-kernel, matmul_tile(): a tile of MR x NR outputs whose sums stay in registers while k runs.
+// per k it broadcasts MR values of the left operand and multiplies them with NR contiguous values
+// of the right one, so the inner loop over NR vectorises into MR*NR/8 independent multiply-adds
+// (12 of the 16 AVX registers at 6 x 16; ARM's NEON has 32). the right operand is first copied
+// ("packed") into panels of NR columns, zero-padded at the edge, so that every tile reads one
+// contiguous block. every output is a plain sum over k in increasing order, made by one tile, so
+// the result does not depend on the thread count, nor on which tile or path computed it.
+#define MR 6   // rows of a tile
+#define NR 16  // columns of a tile: the vectorised width
+#define KC 256 // the input gradient's k-block: a KC x NR panel stays in L1 while all rows pass
+
+// acc[r][j] = sum_{k<K} a[r*ar + k*ak] * bp[k*NR + j]; then out[r*ldo + j] (+)= acc[r][j] (+ bias[r])
+// for the R <= MR rows and J <= NR columns that are real (rows past R repeat row R-1). with
+// transpose, the tile is stored transposed: out[j*ldo + r].
+static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar, size_t ak, const float* bp,
+                               int K, int R, int J, const float* bias, int accumulate, int transpose) {
+    float acc[MR][NR] = {{0.0f}};
+    for (int k = 0; k < K; k++) {
+        const float* b = bp + (size_t)k * NR;
+        for (int r = 0; r < MR; r++) {
+            float av = a[(size_t)(r < R ? r : R - 1) * ar + (size_t)k * ak];
+            #pragma omp simd
+            for (int j = 0; j < NR; j++) { acc[r][j] += av * b[j]; }
+        }
+    }
+    // out of the loop, through a copy with constant bounds: indexed by a variable, acc would be
+    // kept in memory rather than in registers (clang)
+    float sum[MR][NR];
+    for (int r = 0; r < MR; r++) {
+        for (int j = 0; j < NR; j++) { sum[r][j] = acc[r][j] + (bias != NULL ? bias[r < R ? r : R - 1] : 0.0f); }
+    }
+    for (int r = 0; r < R; r++) {
+        for (int j = 0; j < J; j++) {
+            float* o = transpose ? out + (size_t)j * ldo + r : out + (size_t)r * ldo + j;
+            *o = accumulate ? *o + sum[r][j] : sum[r][j];
         }
     }
 }
 
-// the workhorse of both backward matmuls: out[r][j] += sum_k x[r*xr + k*xk] * y[k*ldy + j]
-// for r < R (R <= 4) and j < J (J <= 64). the 4x64 block of sums lives in registers while k runs,
-// each step broadcasting 4 x values against one contiguous 64-float slice of y.
-static inline void outer_accumulate(float* out, size_t ldo, const float* x, size_t xr, size_t xk,
-                                    const float* y, size_t ldy, int K, int R, int J) {
-    float acc[4][64];
-    for (int r = 0; r < 4; r++) { for (int j = 0; j < 64; j++) { acc[r][j] = 0.0f; } }
+// the right operand's panels, rows k0..k0+K-1 and columns 0..J-1 of x (row stride ldx), as a
+// K x NR block with zeros in columns J..NR-1. pack_panel_transposed() takes column k of x's rows.
+static void pack_panel(float* panel, const float* x, size_t ldx, int K, int J) {
     for (int k = 0; k < K; k++) {
-        const float* yk = y + (size_t)k * ldy;
-        for (int r = 0; r < R; r++) {
-            float xv = x[r * xr + k * xk];
-            for (int j = 0; j < J; j++) { acc[r][j] += xv * yk[j]; }
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        for (int j = 0; j < J; j++) { out[r * ldo + j] += acc[r][j]; }
+        float* p = panel + (size_t)k * NR;
+        const float* row = x + (size_t)k * ldx;
+        if (J == NR) { for (int j = 0; j < NR; j++) { p[j] = row[j]; } } // the common case: a plain copy
+        else { for (int j = 0; j < NR; j++) { p[j] = j < J ? row[j] : 0.0f; } }
     }
 }
-static void outer_block(float* out, size_t ldo, const float* x, size_t xr, size_t xk,
-                        const float* y, size_t ldy, int K, int R, int J) {
-    if (R == 4 && J == 64) { outer_accumulate(out, ldo, x, xr, xk, y, ldy, K, 4, 64); } // constant bounds: fast
-    else { outer_accumulate(out, ldo, x, xr, xk, y, ldy, K, R, J); }
+static void pack_panel_transposed(float* panel, const float* x, size_t ldx, int K, int J) {
+    for (int j = 0; j < NR; j++) {
+        for (int k = 0; k < K; k++) { panel[(size_t)k * NR + j] = j < J ? x[(size_t)j * ldx + k] : 0.0f; }
+    }
+}
+
+// the packed panels live in one scratch buffer, sized for the model's largest matmul when its
+// activations are allocated (gpt2_allocate_activations), so that training never allocates. a
+// kernel called on a larger shape (the tests do) grows it.
+static float* matmul_scratch_memory = NULL;
+static size_t matmul_scratch_floats = 0;
+static float* matmul_scratch(size_t n) {
+    if (n > matmul_scratch_floats) {
+        free(matmul_scratch_memory);
+        matmul_scratch_memory = malloc_check(n * sizeof(float), "matmul panels");
+        matmul_scratch_floats = n;
+    }
+    return matmul_scratch_memory;
+}
+static int thread_count(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+// what the matmuls of N positions with at most C input or output channels need
+static size_t matmul_scratch_need(int N, int C) {
+    size_t all = (size_t)round_up(N, NR) * round_up(C, NR) + (size_t)thread_count() * N * MR; // forward, weight gradient
+    size_t panels = (size_t)KC * round_up(C, NR);                                             // input gradient
+    return all > panels ? all : panels;
+}
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC), made as its transpose weight @ inp^T:
+// inp is packed into panels of NR positions (small: N x C), and a tile takes MR weight rows, which
+// are read from memory once and reused from L1 against every panel. (packing the weight instead
+// would copy all of it at every call: at GPT-2's output layer, 154 MB.)
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
+    int np = (N + NR - 1) / NR, ob = (OC + MR - 1) / MR;
+    float* packed = matmul_scratch((size_t)np * NR * C);
+    #pragma omp parallel for schedule(static)
+    for (int p = 0; p < np; p++) {
+        pack_panel_transposed(packed + (size_t)p * C * NR, inp + (size_t)p * NR * C, C, C, min_int(NR, N - p * NR));
+    }
+    #pragma omp parallel for schedule(static)
+    for (int obi = 0; obi < ob; obi++) {
+        int o0 = obi * MR, R = min_int(MR, OC - o0);
+        for (int p = 0; p < np; p++) {
+            matmul_tile(out + (size_t)p * NR * OC + o0, OC, weight + (size_t)o0 * C, C, 1, packed + (size_t)p * C * NR, C, R,
+                        min_int(NR, N - p * NR), bias != NULL ? bias + o0 : NULL, 0, 1);
+        }
+    }
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int N, int C, int OC) {
-    int cb = (C + 63) / 64;
-    // dinp (N,C) += dout (N,OC) @ weight (OC,C). blocks of 64 input channels outside, so that
-    // the weight slab they read (OC x 64) stays in cache while all positions pass
+    int cp = (C + NR - 1) / NR;
+    // dinp (N,C) += dout (N,OC) @ weight (OC,C), the sum over o in blocks of KC, in order. per block,
+    // the threads first pack the block's KC rows of the weight into panels (reading each row from
+    // start to end, which memory serves fastest), then run every position's rows of dout past the
+    // panels; the block of dout (N x KC) stays in L2 meanwhile. (without blocking, the output
+    // layer would stream all 51 MB of its dout once per panel.)
     if (dinp != NULL) {
-        #pragma omp parallel for schedule(static)
-        for (int ci = 0; ci < cb; ci++) {
-            int i0 = ci * 64, J = C - i0 < 64 ? C - i0 : 64;
-            for (int n0 = 0; n0 < N; n0 += 4) {
-                int R = N - n0 < 4 ? N - n0 : 4;
-                outer_block(dinp + (size_t)n0 * C + i0, C, dout + (size_t)n0 * OC, OC, 1,
-                            weight + i0, C, OC, R, J);
+        float* panels = matmul_scratch((size_t)KC * cp * NR);
+        #pragma omp parallel
+        for (int k0 = 0; k0 < OC; k0 += KC) {
+            int K = min_int(KC, OC - k0);
+            #pragma omp for schedule(static)
+            for (int k = 0; k < K; k++) {
+                for (int p = 0; p < cp; p++) {
+                    pack_panel(panels + ((size_t)p * KC + k) * NR, weight + (size_t)(k0 + k) * C + p * NR, C, 1, min_int(NR, C - p * NR));
+                }
+            }
+            #pragma omp for schedule(static)
+            for (int p = 0; p < cp; p++) {
+                int J = min_int(NR, C - p * NR);
+                for (int n0 = 0; n0 < N; n0 += MR) {
+                    matmul_tile(dinp + (size_t)n0 * C + p * NR, C, dout + (size_t)n0 * OC + k0, OC, 1, panels + (size_t)p * KC * NR,
+                                K, min_int(MR, N - n0), J, NULL, 1, 0);
+                }
             }
         }
     }
-    if (dweight == NULL) { return; }
-    // dweight (OC,C) += dout^T (OC,N) @ inp (N,C): every weight gradient is a sum over positions,
-    // made by one thread in position order
-    int ob = (OC + 3) / 4;
-    #pragma omp parallel for schedule(static)
-    for (int t = 0; t < ob * cb; t++) {
-        int o0 = (t / cb) * 4, i0 = (t % cb) * 64;
-        int R = OC - o0 < 4 ? OC - o0 : 4, J = C - i0 < 64 ? C - i0 : 64;
-        outer_block(dweight + (size_t)o0 * C + i0, C, dout + o0, 1, OC, inp + i0, C, N, R, J);
+    // dweight (OC,C) += dout^T (OC,N) @ inp (N,C), a sum over positions: inp is packed into panels
+    // of NR channels once; a tile takes MR outputs, whose columns of dout each thread first packs
+    // into N x MR contiguous floats (6 KB at N = 256, rather than N cache lines), and reuses them
+    // from L1 against every panel
+    if (dweight != NULL) {
+        int ob = (OC + MR - 1) / MR;
+        size_t inp_floats = (size_t)cp * NR * N;
+        float* packed = matmul_scratch(inp_floats + (size_t)thread_count() * N * MR);
+        #pragma omp parallel for schedule(static)
+        for (int p = 0; p < cp; p++) { pack_panel(packed + (size_t)p * N * NR, inp + p * NR, C, N, min_int(NR, C - p * NR)); }
+        #pragma omp parallel for schedule(static)
+        for (int obi = 0; obi < ob; obi++) {
+            int o0 = obi * MR, R = min_int(MR, OC - o0);
+            float* a = packed + inp_floats + (size_t)thread_id() * N * MR;
+            for (int n = 0; n < N; n++) {
+                for (int r = 0; r < MR; r++) { a[(size_t)n * MR + r] = dout[(size_t)n * OC + o0 + min_int(r, R - 1)]; }
+            }
+            for (int p = 0; p < cp; p++) {
+                matmul_tile(dweight + (size_t)o0 * C + p * NR, C, a, 1, MR, packed + (size_t)p * N * NR, N, R,
+                            min_int(NR, C - p * NR), NULL, 1, 0);
+            }
+        }
     }
+    // dbias (OC) += the sum of dout over positions, 64 outputs at a time so that the loop over
+    // them vectorises; each output's sum runs over positions in order
     if (dbias != NULL) {
         #pragma omp parallel for schedule(static)
-        for (int o = 0; o < OC; o++) {
-            float s = 0.0f;
-            for (int n = 0; n < N; n++) { s += dout[(size_t)n * OC + o]; }
-            dbias[o] += s;
+        for (int o0 = 0; o0 < OC; o0 += 64) {
+            int J = min_int(64, OC - o0);
+            float s[64] = {0.0f};
+            for (int n = 0; n < N; n++) {
+                for (int j = 0; j < J; j++) { s[j] += dout[(size_t)n * OC + o0 + j]; }
+            }
+            for (int j = 0; j < J; j++) { dbias[o0 + j] += s[j]; }
         }
     }
 }
@@ -347,7 +454,7 @@ void attention_forward(float* out, float* preatt, float* att, const float* inp, 
                     if (s > maxval) { maxval = s; }
                 }
                 float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) { a[t2] = expf(pre[t2] - maxval); sum += a[t2]; }
+                for (int t2 = 0; t2 <= t; t2++) { a[t2] = exp_approx(pre[t2] - maxval); sum += a[t2]; }
                 for (int t2 = 0; t2 <= t; t2++) { a[t2] /= sum; }
                 for (int t2 = t + 1; t2 < T; t2++) { a[t2] = 0.0f; pre[t2] = 0.0f; } // the causal mask
                 float* o = out + ((size_t)b * T + t) * C + h * hs;
@@ -404,11 +511,15 @@ void attention_backward(float* dinp, float* dpreatt, float* datt, const float* d
 
 // GELU, tanh approximation (as GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 #define GELU_SCALE 0.7978845608f
+
+// tanh(u) = 1 - 2 / (e^{2u} + 1), with the vectorised exp (tanhf is a call per element, and took a
+// third of a training step at the world's shape). the error is a few 1e-7, like tanhf's.
+static inline float tanh_approx(float u) { return 1.0f - 2.0f / (exp_approx(2.0f * u) + 1.0f); }
 void gelu_forward(float* out, const float* inp, size_t n) {
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+        out[i] = 0.5f * x * (1.0f + tanh_approx(GELU_SCALE * (x + 0.044715f * x * x * x)));
     }
 }
 
@@ -417,7 +528,7 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
+        float th = tanh_approx(GELU_SCALE * (x + 0.044715f * x * x * x));
         float local = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
         dinp[i] += local * dout[i];
     }
@@ -609,8 +720,6 @@ typedef struct {
     int lowest_probe;             // smallest probed layer, or L if none: backward can stop there
 } GPT2;
 
-int round_up(int x, int m) { return (x + m - 1) / m * m; }
-
 // memory for parameters, gradients and optimizer state, once the config is known
 static void gpt2_allocate_parameters(GPT2* model) {
     GPT2Config* c = &model->config;
@@ -735,6 +844,7 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
     model->grads_acts_memory = calloc_check(model->num_activations, sizeof(float), "activation gradients");
     carve_activations(&model->acts, model->acts_memory, model->act_sizes);
     carve_activations(&model->grads_acts, model->grads_acts_memory, model->act_sizes);
+    matmul_scratch(matmul_scratch_need(B * T, 4 * c->channels)); // the widest matmul is the MLP's
     model->inputs = malloc_check((size_t)B * T * sizeof(int), "inputs");
     model->targets = malloc_check((size_t)B * T * sizeof(int), "targets");
     model->max_B = B;
@@ -824,9 +934,20 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
     softmax_crossentropy_forward(a.probs, a.losses, a.logits, targets, N, V, Vp);
 }
 
+// the passes read the weights through model->params: pointing those at another parameter-sized
+// buffer (SAP's and SAM's perturbed weights) runs the model there
+void gpt2_point_weights(GPT2* model, float* memory) {
+    carve_parameters(&model->params, memory, model->param_sizes);
+}
+
 void gpt2_zero_grad(GPT2* model) {
     memset(model->grads_memory, 0, model->num_parameters * sizeof(float));
     memset(model->dprobe, 0, (size_t)model->config.num_layers * model->config.channels * sizeof(float));
+}
+
+// sets layers l0..l1-1 of a layer-stacked tensor with per_layer floats per layer to zero
+static void zero_layers(float* t, int l0, int l1, size_t per_layer) {
+    memset(t + (size_t)l0 * per_layer, 0, (size_t)(l1 - l0) * per_layer * sizeof(float));
 }
 
 // backward from the loss sum_n weights[n] * losses[n] of the last forward pass. parameter and
@@ -842,7 +963,24 @@ void gpt2_backward(GPT2* model, const float* weights, int probe_only) {
     ActivationTensors a = model->acts;
     ActivationTensors d = model->grads_acts;
     int wg = !probe_only; // make weight gradients?
-    memset(model->grads_acts_memory, 0, model->num_activations * sizeof(float));
+    // the activation gradients that backward accumulates into start at zero: only those (attention
+    // uses its two as scratch, probs and losses get none), for this batch's N positions, and only
+    // the layers the pass visits (the probe-only pass stops at the lowest probed block)
+    int l0 = probe_only && model->lowest_probe < L ? model->lowest_probe : 0;
+    size_t NC = (size_t)N * C;
+    if (l0 == 0) { zero_layers(d.encoded, 0, 1, NC); }
+    zero_layers(d.ln1, l0, L, NC);
+    zero_layers(d.qkv, l0, L, 3 * NC);
+    zero_layers(d.atty, l0, L, NC);
+    zero_layers(d.attproj, l0, L, NC);
+    zero_layers(d.residual2, l0, L, NC);
+    zero_layers(d.ln2, l0, L, NC);
+    zero_layers(d.fch, l0, L, 4 * NC);
+    zero_layers(d.fch_gelu, l0, L, 4 * NC);
+    zero_layers(d.fcproj, l0, L, NC);
+    zero_layers(d.residual3, l0, L, NC);
+    zero_layers(d.lnf, 0, 1, NC);
+    zero_layers(d.logits, 0, 1, (size_t)N * Vp);
     crossentropy_softmax_backward(d.logits, a.probs, model->targets, weights, N, V, Vp);
     matmul_backward(d.lnf, wg ? g.wte : NULL, NULL, d.logits, a.lnf, p.wte, N, C, Vp);
     float* residual = a.residual3 + (size_t)(L - 1) * N * C;
@@ -1234,7 +1372,7 @@ typedef struct {
     float rho;           // perturbation radius, relative to ||theta||
     float beta;          // probe learning rate
     float tau;           // contrastive temperature
-    float* theta_saved;  // (num_parameters) theta_t, to undo the perturbation exactly
+    float* theta_prime;  // (num_parameters) theta', the perturbed weights of step 3
     float* probe_opt;    // one allocation for the three (L, C) tensors below
     float* G;            // (L, C) grad_v L(theta) - grad_v L(theta')
     float* probe_m;      // (L, C) Adam first moment of G, persists across steps
@@ -1246,14 +1384,14 @@ typedef struct {
 void sap_init(SAP* sap, const GPT2* model, float rho, float beta, float tau) {
     size_t LC = (size_t)model->config.num_layers * model->config.channels;
     sap->rho = rho; sap->beta = beta; sap->tau = tau;
-    sap->theta_saved = malloc_check(model->num_parameters * sizeof(float), "SAP weight copy");
+    sap->theta_prime = malloc_check(model->num_parameters * sizeof(float), "SAP perturbed weights");
     sap->probe_opt = calloc_check(3 * LC, sizeof(float), "probe optimizer");
     sap->G = sap->probe_opt;
     sap->probe_m = sap->probe_opt + LC;
     sap->probe_v = sap->probe_opt + 2 * LC;
     sap->probe_step = 0;
 }
-void sap_free(SAP* sap) { free(sap->theta_saved); free(sap->probe_opt); }
+void sap_free(SAP* sap) { free(sap->theta_prime); free(sap->probe_opt); }
 
 // step 7: the probe is rebuilt from zero, v = 0 - beta * mhat / (sqrt(vhat) + eps), so its size is
 // about beta per element whatever the size of G. (with v reset to 0 each step, weight decay on v
@@ -1274,12 +1412,12 @@ static void probe_update(GPT2* model, SAP* sap) {
     }
 }
 
-// both SAP and SAM evaluate a gradient at perturbed weights: theta += step * dir, with theta kept
-// in saved, so that copying it back undoes the perturbation exactly (subtracting would not)
-static void perturb_weights(float* theta, float* saved, const float* dir, float step, size_t n) {
-    memcpy(saved, theta, n * sizeof(float));
+// both SAP and SAM evaluate a gradient at perturbed weights theta + step * dir. they are written to
+// a second buffer, at which the model is pointed for that pass (gpt2_point_weights): theta itself
+// never changes, so going back to it is exact (subtracting would not be) and costs no copy
+static void perturbed_weights(float* out, const float* theta, const float* dir, float step, size_t n) {
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) { theta[i] += step * dir[i]; }
+    for (size_t i = 0; i < n; i++) { out[i] = theta[i] + step * dir[i]; }
 }
 
 // one SAP step, numbered as in the header of this file and in SAP.md. the idea in one line: G
@@ -1298,15 +1436,16 @@ float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr,
     double g_norm = l2_norm(grad, n);
     double r = sap->rho * l2_norm(theta, n);
     // 3. theta' = theta_t + r * g_hat, a small step towards harm
-    perturb_weights(theta, sap->theta_saved, grad, (float)(r / (g_norm + 1e-8)), n);
+    perturbed_weights(sap->theta_prime, theta, grad, (float)(r / (g_norm + 1e-8)), n);
     double t1 = now_ms();
     // 4, second term: grad_v L(theta', v_{t-1}; D_t). probe gradient only: no weight gradients,
     // and the backward pass stops at the lowest probed block
     memset(model->dprobe, 0, LC * sizeof(float));
+    gpt2_point_weights(model, sap->theta_prime);
     task_loss(model, task);
     gpt2_backward(model, task->weights, 1);
+    gpt2_point_weights(model, theta); // back to theta_t, which never changed
     for (size_t i = 0; i < LC; i++) { sap->G[i] = -model->dprobe[i]; }
-    memcpy(theta, sap->theta_saved, n * sizeof(float)); // back to theta_t, bit for bit
     double t2 = now_ms();
     // 5. g_task = grad_theta L(theta_t, v_{t-1}; D_t); the same pass gives 4's first term
     gpt2_zero_grad(model);
@@ -1326,18 +1465,19 @@ float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr,
 
 // SAM, the baseline: perturb the weights towards higher task loss, take the gradient there.
 // eps = rho * g / ||g||;  g' = grad L(theta + eps);  theta = AdamW(theta, g')
-float sam_step(GPT2* model, float* theta_saved, float rho, const Batch* task, float lr, float wd) {
+float sam_step(GPT2* model, float* perturbed, float rho, const Batch* task, float lr, float wd) {
     size_t n = model->num_parameters;
     float* theta = model->params_memory;
     float* grad = model->grads_memory;
     gpt2_zero_grad(model);
     float loss = task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
-    perturb_weights(theta, theta_saved, grad, (float)(rho / (l2_norm(grad, n) + 1e-12)), n);
+    perturbed_weights(perturbed, theta, grad, (float)(rho / (l2_norm(grad, n) + 1e-12)), n);
     gpt2_zero_grad(model);
+    gpt2_point_weights(model, perturbed);
     task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
-    memcpy(theta, theta_saved, n * sizeof(float));
+    gpt2_point_weights(model, theta);
     gpt2_update(model, lr, wd);
     return loss;
 }
@@ -1938,14 +2078,14 @@ RunStats train_run(GPT2* model, const Options* o) {
     int layers[1000];
     int nlayers = parse_layers(o->probe_layers, layers, c->num_layers);
     SAP sap;
-    float* sam_saved = NULL;
+    float* sam_perturbed = NULL;
     gpt2_set_probe_layers(model, layers, sap_mode ? nlayers : 0);
     memset(model->probe, 0, (size_t)c->num_layers * c->channels * sizeof(float)); // v_0 = 0
     if (sap_mode) {
         sap_init(&sap, model, o->rho, o->beta, o->tau);
         printf("sap: rho %g, beta %g, tau %g, probe layers %s, %d triples per step\n", o->rho, o->beta, o->tau, o->probe_layers, o->pair_batch);
     }
-    if (sam) { sam_saved = malloc_check(model->num_parameters * sizeof(float), "SAM weight copy"); }
+    if (sam) { sam_perturbed = malloc_check(model->num_parameters * sizeof(float), "SAM perturbed weights"); }
     Analysis an = {0};
     FILE* csv = NULL;
     if (o->analyze_every > 0) {
@@ -1982,7 +2122,7 @@ RunStats train_run(GPT2* model, const Options* o) {
             pair_batch(&pairs, &pair_loader);
             rs.loss = sap_step(model, &sap, &task, &pairs, o->lr, o->wd, anp);
         } else if (sam) {
-            rs.loss = sam_step(model, sam_saved, o->sam_rho, &task, o->lr, o->wd);
+            rs.loss = sam_step(model, sam_perturbed, o->sam_rho, &task, o->lr, o->wd);
         } else {
             if (analyze) { // the harmful direction at theta_t, for the cosine only
                 pair_batch(&pairs, &pair_loader);
@@ -2023,7 +2163,7 @@ RunStats train_run(GPT2* model, const Options* o) {
     else { examples_free(&train_ex); free(loader.order); if (o->val != NULL) { examples_free(&val_ex); } }
     if (need_pairs) { examples_free(&pair_ex); free(pair_loader.order); }
     if (sap_mode) { sap_free(&sap); }
-    free(sam_saved); free(an.harm_dir); free(an.cos_layer); free(probed);
+    free(sam_perturbed); free(an.harm_dir); free(an.cos_layer); free(probed);
     batch_free(&task); batch_free(&pairs); batch_free(&valb);
     return rs;
 }

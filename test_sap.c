@@ -762,19 +762,21 @@ static void test_pruned_probe_pass(Rng* r) {
     memcpy(full, m.dprobe, sizeof full);
     gpt2_zero_grad(&m);
     task_loss(&m, &b);
+    // a marker in every activation gradient: what the probe-only pass neither zeroes nor writes keeps it
+    for (size_t i = 0; i < m.num_activations; i++) { m.grads_acts_memory[i] = 12345.0f; }
     gpt2_backward(&m, b.weights, 1);
     int zero_w = 1;
     for (size_t i = 0; i < m.num_parameters; i++) { zero_w &= m.grads_memory[i] == 0.0f; }
     check(memcmp(full, m.dprobe, sizeof full) == 0, "probe-only pass: same probe gradient as a full backward, bit for bit", "differs");
     check(zero_w, "probe-only pass: makes no weight gradient", "weights have gradient");
-    // and it stops at block 1: block 0's activation gradients are never touched
     // and it stops at block 1: neither block 1's own backward (which writes the gradient of block
-    // 0's output, residual3[0], and its own residual2[1]) nor block 0's ran
+    // 0's output, residual3[0], and its own residual2[1]) nor block 0's ran. block 0's activation
+    // gradients are not even zeroed; block 1's are (the pass zeroes from the lowest probed block up)
     size_t N = 12, C = 8;
     int untouched = 1;
     for (size_t i = 0; i < N * C; i++) {
-        untouched &= m.grads_acts.residual2[i] == 0.0f && m.grads_acts.encoded[i] == 0.0f;
-        untouched &= m.grads_acts.residual3[i] == 0.0f && m.grads_acts.residual2[N * C + i] == 0.0f;
+        untouched &= m.grads_acts.residual2[i] == 12345.0f && m.grads_acts.encoded[i] == 12345.0f;
+        untouched &= m.grads_acts.residual3[i] == 12345.0f && m.grads_acts.residual2[N * C + i] == 0.0f;
     }
     check(untouched, "probe-only pass: stops at the lowest probed block", "blocks 0 or 1 were visited");
     batch_free(&b);
