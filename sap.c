@@ -49,14 +49,24 @@ It reads and writes llm.c's checkpoint and token formats byte for byte.
 // ----------------------------------------------------------------------------
 // utilities
 
-// every error a user can cause ends here: one line on stderr, exit code 1, never a crash
+#ifdef FUZZ
+#include <setjmp.h>
+static jmp_buf die_escape; // the fuzz harness (test_sap.c, make fuzz) catches die() here
+#endif
+
+// every error a user can cause ends here: one line on stderr, exit code 1, never a crash.
+// control characters (a newline in a file name or a flag value) print as '?': one line stays one.
 static void die(const char* fmt, ...) {
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "sap: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    for (char* p = msg; *p; p++) { if ((unsigned char)*p < 32 || *p == 127) { *p = '?'; } }
+    fprintf(stderr, "sap: %s\n", msg);
+#ifdef FUZZ
+    longjmp(die_escape, 1); // fuzzing runs millions of inputs in one process: no exit
+#endif
     exit(1);
 }
 
@@ -670,11 +680,12 @@ void gpt2_init_random(GPT2* model, GPT2Config config, uint64_t seed) {
     for (size_t i = 0; i < L * 4 * C * C; i++) { p->fcprojw[i] = std_resid * rng_normal(&rng); }
 }
 
-// llm.c's checkpoint: 256 int32 header, then every parameter tensor as float32, in table order
+// llm.c's checkpoint: 256 int32 header, then every parameter tensor as float32, in table order.
+// every reader comes in two parts: X_load() reads the file, X_from_bytes() checks and parses its
+// bytes (the part the fuzzers call). path is only for the messages. nothing is allocated before
+// the header and the size are checked.
 #define CHECKPOINT_MAGIC 20240326
-void gpt2_load(GPT2* model, const char* path) {
-    size_t size;
-    unsigned char* buf = read_file(path, &size);
+void gpt2_from_bytes(GPT2* model, const unsigned char* buf, size_t size, const char* path) {
     if (size < 1024) { die("%s: too small for a checkpoint header (%zu bytes)", path, size); }
     if (read_i32(buf) != CHECKPOINT_MAGIC) { die("%s: not an llm.c checkpoint (bad magic %d)", path, read_i32(buf)); }
     if (read_i32(buf + 4) != 3) { die("%s: unsupported checkpoint version %d (need 3: float32, padded vocab)", path, read_i32(buf + 4)); }
@@ -693,6 +704,16 @@ void gpt2_load(GPT2* model, const char* path) {
     model->config = c;
     gpt2_allocate_parameters(model);
     memcpy(model->params_memory, buf + 1024, n * sizeof(float)); // little-endian host checked in main
+    // a NaN or infinite weight would only show up later as a NaN loss: say where it is now
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(model->params_memory[i])) { die("%s: weight %zu of %zu is %f", path, i, n, model->params_memory[i]); }
+    }
+}
+
+void gpt2_load(GPT2* model, const char* path) {
+    size_t size;
+    unsigned char* buf = read_file(path, &size);
+    gpt2_from_bytes(model, buf, size, path);
     free(buf);
 }
 
@@ -912,9 +933,7 @@ typedef struct {
     size_t pos;       // where the next batch window starts
 } TokenFile;
 
-void tokens_load(TokenFile* tf, const char* path, int V) {
-    size_t size;
-    unsigned char* buf = read_file(path, &size);
+void tokens_from_bytes(TokenFile* tf, const unsigned char* buf, size_t size, const char* path, int V) {
     if (size < 1024) { die("%s: too small for a token file header (%zu bytes)", path, size); }
     if (read_i32(buf) != TOKENS_MAGIC) { die("%s: not an llm.c token file (bad magic %d)", path, read_i32(buf)); }
     if (read_i32(buf + 4) != 1) { die("%s: unsupported token file version %d (need 1)", path, read_i32(buf + 4)); }
@@ -929,6 +948,12 @@ void tokens_load(TokenFile* tf, const char* path, int V) {
         tf->tokens[i] = (uint16_t)read_u16(buf + 1024 + 2 * i);
         if (tf->tokens[i] >= V) { die("%s: token %d at position %zu is not below the vocabulary size %d", path, tf->tokens[i], i, V); }
     }
+}
+
+void tokens_load(TokenFile* tf, const char* path, int V) {
+    size_t size;
+    unsigned char* buf = read_file(path, &size);
+    tokens_from_bytes(tf, buf, size, path, V);
     free(buf);
 }
 
@@ -962,9 +987,7 @@ typedef struct {
 
 // reads and checks an example file: every length and the exact size before anything is trusted.
 // T is the sequence length it will be used with: a prompt must leave room for a response.
-void examples_load(ExampleFile* ef, const char* path, int V, int T) {
-    size_t size;
-    unsigned char* buf = read_file(path, &size);
+void examples_from_bytes(ExampleFile* ef, const unsigned char* buf, size_t size, const char* path, int V, int T) {
     if (size < 1024) { die("%s: too small for an example file header (%zu bytes)", path, size); }
     if (read_i32(buf) != EXAMPLES_MAGIC) { die("%s: not a sap example file (bad magic %d)", path, read_i32(buf)); }
     if (read_i32(buf + 4) != 1) { die("%s: unsupported example file version %d (need 1)", path, read_i32(buf + 4)); }
@@ -1005,6 +1028,12 @@ void examples_load(ExampleFile* ef, const char* path, int V, int T) {
     }
     if (ntok != (size_t)total) { die("%s: records hold %zu tokens, header says %d", path, ntok, total); }
     if (pos != size) { die("%s: %zu bytes after the last example", path, size - pos); }
+}
+
+void examples_load(ExampleFile* ef, const char* path, int V, int T) {
+    size_t size;
+    unsigned char* buf = read_file(path, &size);
+    examples_from_bytes(ef, buf, size, path, V, T);
     free(buf);
 }
 
@@ -1511,9 +1540,7 @@ typedef struct {
     char** text;  // (n) each token's bytes, 0-terminated
 } Tokenizer;
 
-void tokenizer_load(Tokenizer* tk, const char* path) {
-    size_t size;
-    unsigned char* buf = read_file(path, &size);
+void tokenizer_from_bytes(Tokenizer* tk, const unsigned char* buf, size_t size, const char* path) {
     if (size < 1024) { die("%s: too small for a tokenizer header (%zu bytes)", path, size); }
     if (read_i32(buf) != TOKENIZER_MAGIC) { die("%s: not an llm.c tokenizer file (bad magic %d)", path, read_i32(buf)); }
     int version = read_i32(buf + 4);
@@ -1522,6 +1549,7 @@ void tokenizer_load(Tokenizer* tk, const char* path) {
     tk->eot = version == 2 ? read_i32(buf + 12) : 50256; // version 1 predates the field: GPT-2's id
     if (tk->n <= 0 || tk->n > 1 << 20) { die("%s: bad token count %d", path, tk->n); }
     if (version == 2 && (tk->eot < 0 || tk->eot >= tk->n)) { die("%s: end-of-text id %d is not one of its %d tokens", path, tk->eot, tk->n); }
+    if ((size - 1024) / 2 < (size_t)tk->n) { die("%s: file too small for %d tokens (%zu bytes)", path, tk->n, size); }
     tk->text = calloc_check((size_t)tk->n, sizeof(char*), path);
     size_t pos = 1024;
     for (int i = 0; i < tk->n; i++) {
@@ -1535,6 +1563,12 @@ void tokenizer_load(Tokenizer* tk, const char* path) {
         pos += (size_t)len;
     }
     if (pos != size) { die("%s: %zu bytes after the last token", path, size - pos); }
+}
+
+void tokenizer_load(Tokenizer* tk, const char* path) {
+    size_t size;
+    unsigned char* buf = read_file(path, &size);
+    tokenizer_from_bytes(tk, buf, size, path);
     free(buf);
 }
 

@@ -574,15 +574,15 @@ static void test_bad_input(void) {
     expect_error("examples: fewer records than the header says", act_load_examples, ex, "too small for 2 examples");
 
     const char* tz = "/tmp/sap_test_tokenizer.bin";
-    unsigned char tbuf[1024 + 4] = {0};
+    unsigned char tbuf[1024 + 8] = {0};
     int32_t th[4] = {TOKENIZER_MAGIC, 2, 3, 0};
     memcpy(tbuf, th, 16);
-    tbuf[1024] = 1; tbuf[1025] = 'a'; tbuf[1026] = 0;
-    write_bytes(tz, tbuf, 1027);
+    memcpy(tbuf + 1024, "\001a\000\001b\001c", 7);
+    write_bytes(tz, tbuf, 1031);
     expect_error("tokenizer: zero-length token", act_load_tokenizer, tz, "token 1 has length 0");
     th[3] = 7;
     memcpy(tbuf, th, 16);
-    write_bytes(tz, tbuf, 1027);
+    write_bytes(tz, tbuf, 1031);
     expect_error("tokenizer: end-of-text id outside its tokens", act_load_tokenizer, tz, "end-of-text id 7");
 
     const char* a1[] = {"sap", "-b", "0", NULL};
@@ -1047,7 +1047,163 @@ static void test_sap_on_shipped_data(void) {
     gpt2_free(&m);
 }
 
-int main(void) {
+// ----------------------------------------------------------------------------
+// fuzzing (make fuzz): test_sap.c built with clang -fsanitize=fuzzer,address,undefined and
+// -DFUZZ=n is a libFuzzer target for one reader: 1 checkpoint, 2 token file, 3 example file,
+// 4 flags, 5 tokenizer. under FUZZ, die() longjmps back here instead of exiting. whatever the
+// reader allocated before dying sits in the static objects below and is freed after each input,
+// so a long run does not leak. an input that loads is then used, with its invariants checked:
+// the sanitizers and abort() turn any violation into a finding.
+
+#define FUZZ_V 256 // readers are fuzzed against a byte-level vocabulary
+#define FUZZ_T 16  // and sequences of 16 tokens
+
+static void write_file_or_die(const char* dir, const char* name, const void* data, size_t n) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE* f = fopen(path, "wb");
+    if (f == NULL || fwrite(data, 1, n, f) != n || fclose(f) != 0) { fprintf(stderr, "cannot write %s\n", path); exit(2); }
+}
+
+// small valid files of each kind, one directory per target: DIR/checkpoint, DIR/tokens, ...
+static void write_seeds(const char* dir) {
+    const char* sub[5] = {"checkpoint", "tokens", "examples", "flags", "tokenizer"};
+    char path[1024];
+    for (int i = 0; i < 5; i++) { snprintf(path, sizeof path, "%s/%s", dir, sub[i]); mkdir(dir, 0755); mkdir(path, 0755); }
+    GPT2Config cs[2] = {{.max_seq_len = 4, .vocab_size = 5, .padded_vocab_size = 8, .num_layers = 1, .num_heads = 1, .channels = 4},
+                        {.max_seq_len = 3, .vocab_size = 3, .padded_vocab_size = 3, .num_layers = 2, .num_heads = 2, .channels = 2}};
+    for (int i = 0; i < 2; i++) {
+        GPT2 m;
+        gpt2_init_random(&m, cs[i], 1);
+        snprintf(path, sizeof path, "%s/checkpoint/seed%d", dir, i);
+        gpt2_save(&m, path);
+        gpt2_free(&m);
+    }
+    unsigned char buf[1024 + 64] = {0};
+    int32_t th[3] = {TOKENS_MAGIC, 1, 20};
+    memcpy(buf, th, 12);
+    for (int i = 0; i < 20; i++) { buf[1024 + 2 * i] = (unsigned char)(i * 13); buf[1025 + 2 * i] = 0; }
+    write_file_or_die(dir, "tokens/seed0", buf, 1024 + 40);
+    // K=1: (1 2 | 3 4 5) and (7 | 8); K=2: (1 | 2 3 | 4) and (5 6 | 7 | 8 9 10)
+    uint16_t k1[11] = {2, 3, 1, 2, 3, 4, 5, 1, 1, 7, 8}, k2[17] = {1, 2, 1, 1, 2, 3, 4, 2, 1, 3, 5, 6, 7, 8, 9, 10, 0};
+    int32_t eh[6] = {EXAMPLES_MAGIC, 1, 2, 1, 7, 0};
+    memset(buf, 0, sizeof buf);
+    memcpy(buf, eh, 24); memcpy(buf + 1024, k1, 22);
+    write_file_or_die(dir, "examples/seed0", buf, 1024 + 22);
+    eh[3] = 2; eh[4] = 10;
+    memcpy(buf, eh, 24); memcpy(buf + 1024, k2, 32);
+    write_file_or_die(dir, "examples/seed1", buf, 1024 + 32);
+    int32_t zh[4] = {TOKENIZER_MAGIC, 2, 3, 2};
+    memset(buf, 0, sizeof buf);
+    memcpy(buf, zh, 16);
+    memcpy(buf + 1024, "\001a\002bc\005<eot>", 11);
+    write_file_or_die(dir, "tokenizer/seed0", buf, 1024 + 11);
+    // flags: argv[1..] separated by NUL bytes
+    const char f0[] = "-m\0sap\0-b\0004\0-t\00032\0-P\0001,2\0-l\0001e-3\0-r\0000.01\0-q\0002";
+    const char f1[] = "-m\0lm\0-L\0002\0-H\0002\0-C\00016\0-V\000300\0-j\0none\0-E\0none\0-n\0000";
+    write_file_or_die(dir, "flags/seed0", f0, sizeof f0 - 1);
+    write_file_or_die(dir, "flags/seed1", f1, sizeof f1 - 1);
+}
+
+#ifdef FUZZ
+static GPT2 fz_model;
+static TokenFile fz_tokens;
+static ExampleFile fz_examples;
+static Tokenizer fz_tokenizer;
+static char fz_args[4096];
+static char* fz_argv[65];
+
+static void fuzz_check(int ok, const char* what) {
+    if (!ok) { fprintf(stderr, "fuzz: invariant broken: %s\n", what); abort(); }
+}
+
+// runs one input through the reader; returns only if it loaded
+static void fuzz_one(const uint8_t* data, size_t size) {
+    const char* path = "fuzz-input";
+    if (FUZZ == 1) {
+        gpt2_from_bytes(&fz_model, data, size, path);
+        // a forward and backward pass on the loaded model: a loaded config must be one that works
+        int T = fz_model.config.max_seq_len < 4 ? fz_model.config.max_seq_len : 4;
+        gpt2_allocate_activations(&fz_model, 1, T);
+        int tok[4] = {0, 0, 0, 0};
+        float w[4] = {0.25f, 0.25f, 0.25f, 0.25f};
+        gpt2_zero_grad(&fz_model);
+        gpt2_forward(&fz_model, tok, tok, 1, T);
+        gpt2_backward(&fz_model, w, 0);
+    } else if (FUZZ == 2) {
+        tokens_from_bytes(&fz_tokens, data, size, path, FUZZ_V);
+        int in[8], tg[8];
+        if (fz_tokens.ntok >= 9) {
+            for (int i = 0; i < 5; i++) {
+                tokens_next_batch(&fz_tokens, 2, 4, in, tg);
+                for (int j = 0; j < 8; j++) { fuzz_check(in[j] < FUZZ_V && tg[j] < FUZZ_V, "token batch below V"); }
+            }
+        }
+    } else if (FUZZ == 3) {
+        examples_from_bytes(&fz_examples, data, size, path, FUZZ_V, FUZZ_T);
+        int in[FUZZ_T], tg[FUZZ_T];
+        float mask[FUZZ_T];
+        for (int i = 0; i < fz_examples.N; i++) {
+            for (int k = 0; k < fz_examples.K; k++) {
+                int count = example_row(&fz_examples, i, k, FUZZ_T, in, tg, mask);
+                fuzz_check(count >= 1, "every example has a response target");
+                for (int t = 0; t < FUZZ_T; t++) { fuzz_check(in[t] >= 0 && in[t] < FUZZ_V && tg[t] >= 0 && tg[t] < FUZZ_V, "row tokens below V"); }
+            }
+        }
+    } else if (FUZZ == 4) {
+        // argv[1..] are the NUL-separated pieces of the input; -h prints the usage and exits
+        size_t n = size < sizeof fz_args - 1 ? size : sizeof fz_args - 1;
+        memcpy(fz_args, data, n);
+        fz_args[n] = 0;
+        int argc = 1;
+        fz_argv[0] = "sap";
+        for (size_t i = 0; i <= n && argc < 64; i += strlen(fz_args + i) + 1) { fz_argv[argc++] = fz_args + i; }
+        fz_argv[argc] = NULL;
+        for (int i = 1; i < argc; i++) { if (strcmp(fz_argv[i], "-h") == 0 || strcmp(fz_argv[i], "--help") == 0) { return; } }
+        Options o;
+        parse_options(&o, argc, fz_argv);
+        // the probe layers, as train_run() takes them, for a model of 4 layers
+        int layers[4], probed[4];
+        GPT2 m = {.config = {.num_layers = 4}, .probed = probed};
+        int nl = parse_layers(o.probe_layers, layers, 4);
+        gpt2_set_probe_layers(&m, layers, nl);
+        for (int i = 0; i < nl; i++) { fuzz_check(layers[i] >= 0 && layers[i] < 4 && probed[layers[i]] == 1, "probe layers in range"); }
+        fuzz_check(o.B >= 1 && o.T >= 1 && o.steps >= 0 && o.lr >= 0 && o.tau > 0 && o.pair_batch >= 1, "flags in range");
+    } else {
+        tokenizer_from_bytes(&fz_tokenizer, data, size, path);
+        // decoding every token, through a small buffer (a token's bytes may include a 0: it ends the text there)
+        char text[64];
+        for (int i = 0; i < fz_tokenizer.n; i++) {
+            int tok[2] = {i, fz_tokenizer.eot};
+            decode_text(text, sizeof text, tok, 2, &fz_tokenizer, fz_tokenizer.n, fz_tokenizer.eot);
+            fuzz_check(strlen(text) < sizeof text, "decoded text fits");
+        }
+    }
+}
+
+static void fuzz_free(void) {
+    gpt2_free(&fz_model);
+    free(fz_tokens.tokens);
+    examples_free(&fz_examples);
+    if (fz_tokenizer.text != NULL) { for (int i = 0; i < fz_tokenizer.n; i++) { free(fz_tokenizer.text[i]); } }
+    free(fz_tokenizer.text);
+    memset(&fz_model, 0, sizeof fz_model); memset(&fz_tokens, 0, sizeof fz_tokens);
+    memset(&fz_examples, 0, sizeof fz_examples); memset(&fz_tokenizer, 0, sizeof fz_tokenizer);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    if (setjmp(die_escape) == 0) { fuzz_one(data, size); }
+    fuzz_free();
+    return 0;
+}
+#endif
+
+#ifndef FUZZ
+// `test_sap --seeds DIR` writes the fuzzers' seed corpus (make fuzz); plain `test_sap` runs the tests
+static void write_seeds(const char* dir);
+int main(int argc, char** argv) {
+    if (argc == 3 && strcmp(argv[1], "--seeds") == 0) { write_seeds(argv[2]); return 0; }
+    if (argc != 1) { fprintf(stderr, "usage: test_sap [--seeds DIR]\n"); return 2; }
     Rng r;
     rng_seed(&r, 2024);
     test_checker_catches_errors(&r);
@@ -1079,3 +1235,4 @@ int main(void) {
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
+#endif
