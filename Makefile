@@ -59,7 +59,7 @@ asan: test_sap.c sap.c
 # grows in .fuzz/corpus/<target>; a finding is saved as .fuzz/<target>-crash-* and fails the target.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = checkpoint tokens examples flags tokenizer
+FUZZ_TARGETS = checkpoint tokens examples flags tokenizer resume
 fuzz: test_sap.c sap.c test_sap
 	@mkdir -p .fuzz/corpus
 	./test_sap --seeds .fuzz/corpus
@@ -95,6 +95,6 @@ data-check: data/world
 
 clean:
 	rm -f sap test_sap test_sap_asan data/world
-	rm -rf .data-check .fuzz/checkpoint .fuzz/tokens .fuzz/examples .fuzz/flags .fuzz/tokenizer
+	rm -rf .data-check $(addprefix .fuzz/,$(FUZZ_TARGETS))
 
 .PHONY: all test clean data data-check base experiment bench asan fuzz

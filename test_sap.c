@@ -1249,6 +1249,25 @@ static void test_messages_one_line(void) {
     const char* a[] = {"sap", "-b", "4\n2", NULL};
     expect_error("a flag value with a newline: still one line", act_parse, a, "bad value for -b: '4?2'");
     expect_error("probe layer beyond the model (from fuzzing -P)", act_probe_out_of_range, NULL, "probe layer 2112 out of range (the model has 2 layers)");
+    // tokenizer findings: a token whose byte is 0 (GPT-2 has one) loads and decodes to nothing;
+    // a header claiming more tokens than the file can hold is refused before allocating
+    const char* tz = "/tmp/sap_test_tokenizer0.bin";
+    unsigned char tbuf[1024 + 6] = {0};
+    int32_t th[4] = {TOKENIZER_MAGIC, 2, 2, 1};
+    memcpy(tbuf, th, 16);
+    memcpy(tbuf + 1024, "\001\000\003eot", 6);
+    write_bytes(tz, tbuf, sizeof tbuf);
+    Tokenizer tok;
+    tokenizer_load(&tok, tz);
+    char text[8];
+    int ids[2] = {0, 0};
+    decode_text(text, sizeof text, ids, 2, &tok, 2, 1);
+    check(tok.n == 2 && strcmp(tok.text[1], "eot") == 0 && text[0] == 0, "tokenizer: a token that is the byte 0 loads, and decodes to nothing", "n %d", tok.n);
+    free(tok.text[0]); free(tok.text[1]); free(tok.text);
+    th[2] = 1000000; th[3] = 0;
+    memcpy(tbuf, th, 16);
+    write_bytes(tz, tbuf, sizeof tbuf);
+    expect_error("tokenizer: a million tokens claimed in 6 bytes", act_load_tokenizer, tz, "file too small for 1000000 tokens");
     const char* s[] = {"sap", "-S", "5", NULL};
     expect_error("flags: -S without -o or -Y", act_parse, s, "-S: saving every 5 steps needs -o or -Y");
     const char* s2[] = {"sap", "-S", "-1", "-o", "x", NULL};
@@ -1570,7 +1589,7 @@ static void test_write_failures(void) {
 // ----------------------------------------------------------------------------
 // fuzzing (make fuzz): test_sap.c built with clang -fsanitize=fuzzer,address,undefined and
 // -DFUZZ=n is a libFuzzer target for one reader: 1 checkpoint, 2 token file, 3 example file,
-// 4 flags, 5 tokenizer. under FUZZ, die() longjmps back here instead of exiting. whatever the
+// 4 flags, 5 tokenizer, 6 resume file. under FUZZ, die() longjmps back here instead of exiting. whatever the
 // reader allocated before dying sits in the static objects below and is freed after each input,
 // so a long run does not leak. an input that loads is then used, with its invariants checked:
 // the sanitizers and abort() turn any violation into a finding.
@@ -1585,11 +1604,39 @@ static void write_file_or_die(const char* dir, const char* name, const void* dat
     if (f == NULL || fwrite(data, 1, n, f) != n || fclose(f) != 0) { fprintf(stderr, "cannot write %s\n", path); exit(2); }
 }
 
+// the run a resume file is fuzzed against: a small model with SAP, 3 training and 2 contrastive
+// examples (static: the fuzz harness keeps it for the whole run)
+static GPT2 rs_model;
+static SAP rs_sap;
+static ExampleFile rs_files[2];
+static ExampleLoader rs_loaders[2];
+static void resume_target(RunState* rs) {
+    static int ready = 0;
+    if (!ready) {
+        GPT2Config c = {.max_seq_len = 2, .vocab_size = 8, .padded_vocab_size = 8, .num_layers = 1, .num_heads = 1, .channels = 2};
+        gpt2_init_random(&rs_model, c, 1); // small enough that its resume file is 2 KB
+        sap_init(&rs_sap, &rs_model, 0.01f, 0.05f, 1.0f);
+        for (int k = 0; k < 2; k++) {
+            unsigned char buf[1024 + 64] = {0};
+            int32_t h[6] = {EXAMPLES_MAGIC, 1, 3 - k, 1 + k, (3 - k) * (2 + k), 0};
+            memcpy(buf, h, 24);
+            size_t pos = 1024;
+            for (int i = 0; i < 3 - k; i++) {
+                for (int j = 0; j < 2 + 2 * (1 + k); j++) { buf[pos] = (unsigned char)(j < 1 + (1 + k) ? 1 : 3 + i); pos += 2; }
+            }
+            examples_from_bytes(&rs_files[k], buf, pos, "fuzz examples", 8, 8);
+            loader_init(&rs_loaders[k], &rs_files[k], (uint64_t)k);
+        }
+        ready = 1;
+    }
+    *rs = (RunState){.model = &rs_model, .sap = &rs_sap, .loaders = {&rs_loaders[0], &rs_loaders[1]}, .tokens = NULL, .step = 3};
+}
+
 // small valid files of each kind, one directory per target: DIR/checkpoint, DIR/tokens, ...
 static void write_seeds(const char* dir) {
-    const char* sub[5] = {"checkpoint", "tokens", "examples", "flags", "tokenizer"};
+    const char* sub[6] = {"checkpoint", "tokens", "examples", "flags", "tokenizer", "resume"};
     char path[1024];
-    for (int i = 0; i < 5; i++) { snprintf(path, sizeof path, "%s/%s", dir, sub[i]); mkdir(dir, 0755); mkdir(path, 0755); }
+    for (int i = 0; i < 6; i++) { snprintf(path, sizeof path, "%s/%s", dir, sub[i]); mkdir(dir, 0755); mkdir(path, 0755); }
     GPT2Config cs[2] = {{.max_seq_len = 4, .vocab_size = 5, .padded_vocab_size = 8, .num_layers = 1, .num_heads = 1, .channels = 4},
                         {.max_seq_len = 3, .vocab_size = 3, .padded_vocab_size = 3, .num_layers = 2, .num_heads = 2, .channels = 2}};
     for (int i = 0; i < 2; i++) {
@@ -1623,6 +1670,10 @@ static void write_seeds(const char* dir) {
     const char f1[] = "-m\0lm\0-L\0002\0-H\0002\0-C\00016\0-V\000300\0-j\0none\0-E\0none\0-n\0000";
     write_file_or_die(dir, "flags/seed0", f0, sizeof f0 - 1);
     write_file_or_die(dir, "flags/seed1", f1, sizeof f1 - 1);
+    RunState rs;
+    resume_target(&rs);
+    snprintf(path, sizeof path, "%s/resume/seed0", dir);
+    run_state_save(&rs, path);
 }
 
 #ifdef FUZZ
@@ -1689,6 +1740,13 @@ static void fuzz_one(const uint8_t* data, size_t size) {
         gpt2_set_probe_layers(&m, layers, nl);
         for (int i = 0; i < nl; i++) { fuzz_check(layers[i] >= 0 && layers[i] < 4 && probed[layers[i]] == 1, "probe layers in range"); }
         fuzz_check(o.B >= 1 && o.T >= 1 && o.steps >= 0 && o.lr >= 0 && o.tau > 0 && o.pair_batch >= 1, "flags in range");
+    } else if (FUZZ == 6) {
+        RunState rs;
+        resume_target(&rs);
+        run_state_from_bytes(&rs, data, size, path);
+        for (int k = 0; k < 2; k++) {
+            for (int i = 0; i < 4; i++) { fuzz_check(loader_next(&rs_loaders[k]) < rs_files[k].N, "loader indices in range"); }
+        }
     } else {
         tokenizer_from_bytes(&fz_tokenizer, data, size, path);
         // decoding every token, through a small buffer (a token's bytes may include a 0: it ends the text there)
