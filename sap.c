@@ -2214,11 +2214,13 @@ RunStats train_run(GPT2* model, const Options* o) {
         // so the last checkpoint on disk (an -S save, or none) stays as it was
         double grad_norm = l2_norm(model->grads_memory, model->num_parameters);
         float probe_norm = sap_mode ? (float)l2_norm(model->probe, (size_t)c->num_layers * c->channels) : 0.0f;
-        const char* bad = !isfinite(rs.loss) ? "the train loss" : !isfinite(grad_norm) ? "the gradient norm"
-                        : sap_mode && !isfinite(sap.g_norm) ? "the harmful direction's norm" : !isfinite(probe_norm) ? "the probe's norm" : NULL;
-        if (bad != NULL) {
-            double v = !isfinite(rs.loss) ? rs.loss : !isfinite(grad_norm) ? grad_norm : sap_mode && !isfinite(sap.g_norm) ? sap.g_norm : probe_norm;
-            die("step %d: %s is %f; stopping without saving%s%s", step, bad, v, o->save != NULL ? " (" : "", o->save != NULL ? "the last save is untouched)" : "");
+        double watched[4] = {rs.loss, grad_norm, sap_mode ? sap.g_norm : 0.0, probe_norm};
+        const char* names[4] = {"the train loss", "the gradient norm", "the harmful direction's norm", "the probe's norm"};
+        for (int k = 0; k < 4; k++) {
+            if (!isfinite(watched[k])) {
+                die("step %d: %s is %f; stopping without saving%s%s%s", step, names[k], watched[k],
+                    o->save ? " (" : "", o->save ? o->save : "", o->save ? " on disk is untouched)" : "");
+            }
         }
         printf("step %d: train loss %f (took %f ms)", step, rs.loss, ms);
         if (sap_mode) { printf(" |v| %.4f", probe_norm); }
@@ -2241,9 +2243,10 @@ RunStats train_run(GPT2* model, const Options* o) {
         if (saving) { save_run(o, &state); }
         if (saving && !stop) { printf("saved after step %d\n", step); }
         if (stop) {
-            die("interrupted by %s after step %d of %d: %s%s%s%s", stop_signal == SIGINT ? "SIGINT" : "SIGTERM", step, o->steps,
-                saving ? "saved " : "nothing saved (no -o or -Y)", o->save ? o->save : "", o->save && o->state ? " and " : "",
-                o->state ? o->state : "");
+            const char* sig = stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+            if (!saving) { die("interrupted by %s after step %d of %d: nothing saved (no -o or -Y)", sig, step, o->steps); }
+            die("interrupted by %s after step %d of %d: saved %s%s%s", sig, step, o->steps,
+                o->save ? o->save : "", o->save && o->state ? " and " : "", o->state ? o->state : "");
         }
     }
     sigaction(SIGINT, &old_int, NULL);

@@ -1378,8 +1378,8 @@ static int resume_step(const char* path) {
     return n == 36 ? read_i32(h + 32) : -1;
 }
 
-// runs a child train_run() with stdout into a pipe, sends SIGINT when the line "step <at>:" shows
-static int run_interrupted(const RunSpec* r, int at, char* err, size_t cap) {
+// runs a child train_run() with stdout into a pipe, sends sig when the line "step <at>:" shows
+static int run_interrupted(const RunSpec* r, int at, int sig, char* err, size_t cap) {
     fflush(stdout);
     int outp[2], errp[2];
     if (pipe(outp) != 0 || pipe(errp) != 0) { return -1; }
@@ -1403,7 +1403,7 @@ static int run_interrupted(const RunSpec* r, int at, char* err, size_t cap) {
     char line[512], want[32];
     snprintf(want, sizeof want, "step %d:", at);
     while (fgets(line, sizeof line, f) != NULL) {
-        if (strncmp(line, want, strlen(want)) == 0) { kill(pid, SIGINT); break; }
+        if (strncmp(line, want, strlen(want)) == 0) { kill(pid, sig); break; }
     }
     while (fgets(line, sizeof line, f) != NULL) {}
     fclose(f);
@@ -1427,7 +1427,7 @@ static void test_interrupt_and_resume(const char* mode) {
     RunSpec b = run_spec(mode, "100000", eb);
     if (strcmp(mode, "lm") == 0) { b.argv[4] = "/tmp/sap_test_lm_tokens.bin"; }
     char err[4096];
-    int st = run_interrupted(&b, 2, err, sizeof err);
+    int st = run_interrupted(&b, 2, SIGINT, err, sizeof err);
     int k = resume_step(b_st);
     snprintf(name, sizeof name, "%s: SIGINT finishes the step, saves -o and -Y, exits 1 with one line", mode);
     int lines = 0;
@@ -1457,6 +1457,15 @@ static void test_interrupt_and_resume(const char* mode) {
     free(sa_bytes);
     snprintf(name, sizeof name, "%s: interrupted at step %d and continued with -U: the same weights and state as an uninterrupted run, bit for bit", mode, k);
     check(same && same_state, name, "weights same %d, resume files same %d ('%s')", same, same_state, out);
+}
+
+// SIGTERM, with nothing to save: still a clean stop with one line
+static void test_sigterm_nothing_saved(void) {
+    RunSpec r = run_spec("sft", "100000", NULL);
+    char err[4096];
+    int st = run_interrupted(&r, 1, SIGTERM, err, sizeof err);
+    check(WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(err, "interrupted by SIGTERM after step") != NULL && strstr(err, "nothing saved (no -o or -Y)") != NULL,
+          "SIGTERM without -o: stops after the step, says nothing was saved, exits 1", "status %d, '%s'", st, err);
 }
 
 static void write_lm_tokens(void) {
@@ -1821,6 +1830,7 @@ int main(int argc, char** argv) {
     test_interrupt_and_resume("sap");
     test_interrupt_and_resume("lm");
     test_resume_errors();
+    test_sigterm_nothing_saved();
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
