@@ -97,14 +97,20 @@ static unsigned char* read_file(const char* path, size_t* size_out) {
     return buf;
 }
 
-// writes parts one after the other to path.tmp, flushes them to the disk, then renames path.tmp
-// to path: a failed or interrupted save (a full disk, a missing directory, a kill) never touches
-// the old file, and a reader never sees half a file
-static void write_atomic(const char* path, const void* const* parts, const size_t* bytes, int nparts) {
+// path.tmp, where a file is written before it is renamed into place
+static char* tmp_path(const char* path) {
     size_t len = strlen(path);
     char* tmp = malloc_check(len + 5, "file name");
     memcpy(tmp, path, len);
     memcpy(tmp + len, ".tmp", 5);
+    return tmp;
+}
+
+// writes parts one after the other to path.tmp, flushes them to the disk, then renames path.tmp
+// to path: a failed or interrupted save (a full disk, a missing directory, a kill) never touches
+// the old file, and a reader never sees half a file
+static void write_atomic(const char* path, const void* const* parts, const size_t* bytes, int nparts) {
+    char* tmp = tmp_path(path);
     FILE* f = fopen(tmp, "wb");
     if (f == NULL) { die("%s: cannot write: %s (the previous %s is untouched)", tmp, strerror(errno), path); }
     errno = 0;
@@ -120,10 +126,7 @@ static void write_atomic(const char* path, const void* const* parts, const size_
 
 // before an hour of training: can path be written at all? (creates and removes path.tmp)
 static void check_writable(const char* path) {
-    size_t len = strlen(path);
-    char* tmp = malloc_check(len + 5, "file name");
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp", 5);
+    char* tmp = tmp_path(path);
     FILE* f = fopen(tmp, "wb");
     if (f == NULL) { die("%s: cannot write: %s", tmp, strerror(errno)); }
     fclose(f);
