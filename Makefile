@@ -58,6 +58,26 @@ asan: test_sap.c sap.c
 	      -std=c11 -Wall -Wextra -Wno-unknown-pragmas -o test_sap_asan test_sap.c -lm
 	ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 ./test_sap_asan
 
+# libFuzzer targets for the readers and the flag parser (test_sap.c under -DFUZZ=n), each run for
+# FUZZ_SECONDS on one core from a seed corpus of small valid files that test_sap writes. the corpus
+# grows in .fuzz/corpus/<target>; a finding is saved as .fuzz/<target>-crash-* and fails the target.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = checkpoint tokens examples flags tokenizer resume
+fuzz: test_sap.c sap.c test_sap
+	@mkdir -p .fuzz/corpus
+	./test_sap --seeds .fuzz/corpus
+	@n=0; for t in $(FUZZ_TARGETS); do n=$$((n+1)); \
+	  $(FUZZ_CC) -O1 -g -DFUZZ=$$n -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	      -std=c11 -Wall -Wextra -Wno-unknown-pragmas -Wno-unused-function -o .fuzz/$$t test_sap.c -lm || exit 1; \
+	done
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  ./.fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -close_fd_mask=2 -print_final_stats=1 \
+	      -artifact_prefix=.fuzz/$$t- .fuzz/corpus/$$t 2>&1 | grep -E '^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|.*ERROR|.*invariant)' || true; \
+	  test "$$(ls .fuzz/$$t-* 2>/dev/null)" = "" || { echo "fuzz: $$t found a problem: $$(ls .fuzz/$$t-*)"; exit 1; }; \
+	done
+
 # step times, GFLOP/s and peak memory, for the world's shape and GPT-2 124M
 bench: sap
 	./sap -m bench -n 10
@@ -79,6 +99,6 @@ data-check: data/world
 
 clean:
 	rm -f sap test_sap test_sap_asan data/world
-	rm -rf .data-check
+	rm -rf .data-check $(addprefix .fuzz/,$(FUZZ_TARGETS))
 
-.PHONY: all test clean data data-check base experiment bench asan
+.PHONY: all test clean data data-check base experiment bench asan fuzz

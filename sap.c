@@ -49,14 +49,24 @@ It reads and writes llm.c's checkpoint and token formats byte for byte.
 // ----------------------------------------------------------------------------
 // utilities
 
-// every error a user can cause ends here: one line on stderr, exit code 1, never a crash
+#ifdef FUZZ
+#include <setjmp.h>
+static jmp_buf die_escape; // the fuzz harness (test_sap.c, make fuzz) catches die() here
+#endif
+
+// every error a user can cause ends here: one line on stderr, exit code 1, never a crash.
+// control characters (a newline in a file name or a flag value) print as '?': one line stays one.
 static void die(const char* fmt, ...) {
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "sap: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    for (char* p = msg; *p; p++) { if ((unsigned char)*p < 32 || *p == 127) { *p = '?'; } }
+    fprintf(stderr, "sap: %s\n", msg);
+#ifdef FUZZ
+    longjmp(die_escape, 1); // fuzzing runs millions of inputs in one process: no exit
+#endif
     exit(1);
 }
 
@@ -85,6 +95,43 @@ static unsigned char* read_file(const char* path, size_t* size_out) {
     fclose(f);
     *size_out = size;
     return buf;
+}
+
+// path.tmp, where a file is written before it is renamed into place
+static char* tmp_path(const char* path) {
+    size_t len = strlen(path);
+    char* tmp = malloc_check(len + 5, "file name");
+    memcpy(tmp, path, len);
+    memcpy(tmp + len, ".tmp", 5);
+    return tmp;
+}
+
+// writes parts one after the other to path.tmp, flushes them to the disk, then renames path.tmp
+// to path: a failed or interrupted save (a full disk, a missing directory, a kill) never touches
+// the old file, and a reader never sees half a file
+static void write_atomic(const char* path, const void* const* parts, const size_t* bytes, int nparts) {
+    char* tmp = tmp_path(path);
+    FILE* f = fopen(tmp, "wb");
+    if (f == NULL) { die("%s: cannot write: %s (the previous %s is untouched)", tmp, strerror(errno), path); }
+    errno = 0;
+    int ok = 1;
+    for (int i = 0; i < nparts && ok; i++) { ok = fwrite(parts[i], 1, bytes[i], f) == bytes[i]; }
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int err = errno;
+    if (fclose(f) != 0) { ok = 0; err = err ? err : errno; }
+    if (!ok) { remove(tmp); die("%s: write failed: %s (the previous %s is untouched)", tmp, strerror(err), path); }
+    if (rename(tmp, path) != 0) { err = errno; remove(tmp); die("%s: cannot rename to %s: %s", tmp, path, strerror(err)); }
+    free(tmp);
+}
+
+// before an hour of training: can path be written at all? (creates and removes path.tmp)
+static void check_writable(const char* path) {
+    char* tmp = tmp_path(path);
+    FILE* f = fopen(tmp, "wb");
+    if (f == NULL) { die("%s: cannot write: %s", tmp, strerror(errno)); }
+    fclose(f);
+    remove(tmp);
+    free(tmp);
 }
 
 // all our files are little-endian; reading byte by byte keeps that true on any host
@@ -779,11 +826,12 @@ void gpt2_init_random(GPT2* model, GPT2Config config, uint64_t seed) {
     for (size_t i = 0; i < L * 4 * C * C; i++) { p->fcprojw[i] = std_resid * rng_normal(&rng); }
 }
 
-// llm.c's checkpoint: 256 int32 header, then every parameter tensor as float32, in table order
+// llm.c's checkpoint: 256 int32 header, then every parameter tensor as float32, in table order.
+// every reader comes in two parts: X_load() reads the file, X_from_bytes() checks and parses its
+// bytes (the part the fuzzers call). path is only for the messages. nothing is allocated before
+// the header and the size are checked.
 #define CHECKPOINT_MAGIC 20240326
-void gpt2_load(GPT2* model, const char* path) {
-    size_t size;
-    unsigned char* buf = read_file(path, &size);
+void gpt2_from_bytes(GPT2* model, const unsigned char* buf, size_t size, const char* path) {
     if (size < 1024) { die("%s: too small for a checkpoint header (%zu bytes)", path, size); }
     if (read_i32(buf) != CHECKPOINT_MAGIC) { die("%s: not an llm.c checkpoint (bad magic %d)", path, read_i32(buf)); }
     if (read_i32(buf + 4) != 3) { die("%s: unsupported checkpoint version %d (need 3: float32, padded vocab)", path, read_i32(buf + 4)); }
@@ -802,30 +850,28 @@ void gpt2_load(GPT2* model, const char* path) {
     model->config = c;
     gpt2_allocate_parameters(model);
     memcpy(model->params_memory, buf + 1024, n * sizeof(float)); // little-endian host checked in main
+    // a NaN or infinite weight would only show up later as a NaN loss: say where it is now
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(model->params_memory[i])) { die("%s: weight %zu of %zu is %f", path, i, n, model->params_memory[i]); }
+    }
+}
+
+void gpt2_load(GPT2* model, const char* path) {
+    size_t size;
+    unsigned char* buf = read_file(path, &size);
+    gpt2_from_bytes(model, buf, size, path);
     free(buf);
 }
 
-// writes to path.tmp, then renames: an interrupted or failed save never destroys the old file
+// theta alone, in llm.c's format (the probe is a training device and is not saved)
 void gpt2_save(const GPT2* model, const char* path) {
-    size_t len = strlen(path);
-    char* tmp = malloc_check(len + 5, "file name");
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp", 5);
     int32_t header[256] = {0};
     const GPT2Config* c = &model->config;
     header[0] = CHECKPOINT_MAGIC; header[1] = 3; header[2] = c->max_seq_len; header[3] = c->vocab_size;
     header[4] = c->num_layers; header[5] = c->num_heads; header[6] = c->channels; header[7] = c->padded_vocab_size;
-    FILE* f = fopen(tmp, "wb");
-    if (f == NULL) { die("%s: cannot write: %s", tmp, strerror(errno)); }
-    int ok = fwrite(header, sizeof(int32_t), 256, f) == 256;
-    ok = ok && fwrite(model->params_memory, sizeof(float), model->num_parameters, f) == model->num_parameters;
-    ok = ok && fflush(f) == 0;
-    ok = ok && fsync(fileno(f)) == 0;
-    int err = errno;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok) { remove(tmp); die("%s: write failed: %s (the previous %s is untouched)", tmp, strerror(err ? err : errno), path); }
-    if (rename(tmp, path) != 0) { err = errno; remove(tmp); die("%s: cannot rename to %s: %s", tmp, path, strerror(err)); }
-    free(tmp);
+    const void* parts[2] = {header, model->params_memory};
+    size_t bytes[2] = {sizeof header, model->num_parameters * sizeof(float)};
+    write_atomic(path, parts, bytes, 2);
 }
 
 // activations for batches of up to B rows of up to T tokens
@@ -1050,9 +1096,7 @@ typedef struct {
     size_t pos;       // where the next batch window starts
 } TokenFile;
 
-void tokens_load(TokenFile* tf, const char* path, int V) {
-    size_t size;
-    unsigned char* buf = read_file(path, &size);
+void tokens_from_bytes(TokenFile* tf, const unsigned char* buf, size_t size, const char* path, int V) {
     if (size < 1024) { die("%s: too small for a token file header (%zu bytes)", path, size); }
     if (read_i32(buf) != TOKENS_MAGIC) { die("%s: not an llm.c token file (bad magic %d)", path, read_i32(buf)); }
     if (read_i32(buf + 4) != 1) { die("%s: unsupported token file version %d (need 1)", path, read_i32(buf + 4)); }
@@ -1067,6 +1111,12 @@ void tokens_load(TokenFile* tf, const char* path, int V) {
         tf->tokens[i] = (uint16_t)read_u16(buf + 1024 + 2 * i);
         if (tf->tokens[i] >= V) { die("%s: token %d at position %zu is not below the vocabulary size %d", path, tf->tokens[i], i, V); }
     }
+}
+
+void tokens_load(TokenFile* tf, const char* path, int V) {
+    size_t size;
+    unsigned char* buf = read_file(path, &size);
+    tokens_from_bytes(tf, buf, size, path, V);
     free(buf);
 }
 
@@ -1100,9 +1150,7 @@ typedef struct {
 
 // reads and checks an example file: every length and the exact size before anything is trusted.
 // T is the sequence length it will be used with: a prompt must leave room for a response.
-void examples_load(ExampleFile* ef, const char* path, int V, int T) {
-    size_t size;
-    unsigned char* buf = read_file(path, &size);
+void examples_from_bytes(ExampleFile* ef, const unsigned char* buf, size_t size, const char* path, int V, int T) {
     if (size < 1024) { die("%s: too small for an example file header (%zu bytes)", path, size); }
     if (read_i32(buf) != EXAMPLES_MAGIC) { die("%s: not a sap example file (bad magic %d)", path, read_i32(buf)); }
     if (read_i32(buf + 4) != 1) { die("%s: unsupported example file version %d (need 1)", path, read_i32(buf + 4)); }
@@ -1143,6 +1191,12 @@ void examples_load(ExampleFile* ef, const char* path, int V, int T) {
     }
     if (ntok != (size_t)total) { die("%s: records hold %zu tokens, header says %d", path, ntok, total); }
     if (pos != size) { die("%s: %zu bytes after the last example", path, size - pos); }
+}
+
+void examples_load(ExampleFile* ef, const char* path, int V, int T) {
+    size_t size;
+    unsigned char* buf = read_file(path, &size);
+    examples_from_bytes(ef, buf, size, path, V, T);
     free(buf);
 }
 
@@ -1378,6 +1432,7 @@ typedef struct {
     float* probe_m;      // (L, C) Adam first moment of G, persists across steps
     float* probe_v;      // (L, C) Adam second moment of G, persists across steps
     int probe_step;      // Adam steps taken on the probe
+    double g_norm;       // ||g|| of the last step, for the NaN guard
     double ms[4];        // time of the last step's phases: contrastive, perturbed, task, update
 } SAP;
 
@@ -1433,10 +1488,10 @@ float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr,
     float lc = harmful_direction(model, pairs, sap->tau, &margin);
     if (an != NULL) { memcpy(an->harm_dir, grad, n * sizeof(float)); an->contrastive = lc; an->margin = margin; }
     // 2. g_hat = g / (||g|| + 1e-8), r = rho * ||theta_t||
-    double g_norm = l2_norm(grad, n);
+    sap->g_norm = l2_norm(grad, n);
     double r = sap->rho * l2_norm(theta, n);
     // 3. theta' = theta_t + r * g_hat, a small step towards harm
-    perturbed_weights(sap->theta_prime, theta, grad, (float)(r / (g_norm + 1e-8)), n);
+    perturbed_weights(sap->theta_prime, theta, grad, (float)(r / (sap->g_norm + 1e-8)), n);
     double t1 = now_ms();
     // 4, second term: grad_v L(theta', v_{t-1}; D_t). probe gradient only: no weight gradients,
     // and the backward pass stops at the lowest probed block
@@ -1651,9 +1706,7 @@ typedef struct {
     char** text;  // (n) each token's bytes, 0-terminated
 } Tokenizer;
 
-void tokenizer_load(Tokenizer* tk, const char* path) {
-    size_t size;
-    unsigned char* buf = read_file(path, &size);
+void tokenizer_from_bytes(Tokenizer* tk, const unsigned char* buf, size_t size, const char* path) {
     if (size < 1024) { die("%s: too small for a tokenizer header (%zu bytes)", path, size); }
     if (read_i32(buf) != TOKENIZER_MAGIC) { die("%s: not an llm.c tokenizer file (bad magic %d)", path, read_i32(buf)); }
     int version = read_i32(buf + 4);
@@ -1662,6 +1715,7 @@ void tokenizer_load(Tokenizer* tk, const char* path) {
     tk->eot = version == 2 ? read_i32(buf + 12) : 50256; // version 1 predates the field: GPT-2's id
     if (tk->n <= 0 || tk->n > 1 << 20) { die("%s: bad token count %d", path, tk->n); }
     if (version == 2 && (tk->eot < 0 || tk->eot >= tk->n)) { die("%s: end-of-text id %d is not one of its %d tokens", path, tk->eot, tk->n); }
+    if ((size - 1024) / 2 < (size_t)tk->n) { die("%s: file too small for %d tokens (%zu bytes)", path, tk->n, size); }
     tk->text = calloc_check((size_t)tk->n, sizeof(char*), path);
     size_t pos = 1024;
     for (int i = 0; i < tk->n; i++) {
@@ -1675,6 +1729,12 @@ void tokenizer_load(Tokenizer* tk, const char* path) {
         pos += (size_t)len;
     }
     if (pos != size) { die("%s: %zu bytes after the last token", path, size - pos); }
+}
+
+void tokenizer_load(Tokenizer* tk, const char* path) {
+    size_t size;
+    unsigned char* buf = read_file(path, &size);
+    tokenizer_from_bytes(tk, buf, size, path);
     free(buf);
 }
 
@@ -1871,6 +1931,9 @@ typedef struct {
     const char* csv;         // -A analysis CSV file
     const char* eval_prefix; // -E held-out files <prefix>_task.bin etc., or none
     const char* table;       // -M the experiment's markdown table
+    const char* state;       // -Y resume file to write with every save
+    const char* resume;      // -U resume file to continue from
+    int save_every;          // -S save -o (and -Y) every N steps (0: at the end only)
     int B, T, steps, seed;   // -b -t -n -s
     float lr, wd;            // -l -w
     int val_every, val_batches; // -v -x
@@ -1906,12 +1969,16 @@ static void usage(const Options* o) {
            "  -a -A           analysis every N steps (0: off), and its CSV file [%d %s]\n"
            "  -g -z -k -G     gen: new tokens, temperature (0: greedy), tokenizer, prompt text [%d %g %s %s]\n"
            "  -E prefix       evaluate before and after training on <prefix>_task/_harmful/_contrastive/_skills.bin, or none [%s]\n"
-           "  -M file         experiment: where to write its markdown table [%s]\n",
+           "  -M file         experiment: where to write its markdown table [%s]\n"
+           "  -S N            save -o (and -Y) every N steps, 0: at the end only; SIGINT/SIGTERM also saves [%d]\n"
+           "  -Y file         resume file (weights, optimizer and probe state, data position), written with every save [%s]\n"
+           "  -U file         continue the run saved in this resume file (same flags and data; -n is the total) [%s]\n",
            o->mode, o->load, o->save ? o->save : "none", o->train, o->val ? o->val : "none", o->pairs,
            o->B, o->T, o->steps, o->lr, o->wd, o->seed, o->val_every, o->val_batches,
            o->L, o->NH, o->C, o->maxT, o->V, o->rho, o->beta, o->probe_layers, o->tau, o->pair_batch,
            o->sam_rho, o->analyze_every, o->csv ? o->csv : "none", o->gen_tokens, o->temperature,
-           o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none", o->eval_prefix ? o->eval_prefix : "none", o->table);
+           o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none", o->eval_prefix ? o->eval_prefix : "none", o->table,
+           o->save_every, o->state ? o->state : "none", o->resume ? o->resume : "none");
 }
 
 static int parse_int(char flag, const char* s, long lo, long hi) {
@@ -1976,6 +2043,9 @@ void parse_options(Options* o, int argc, char** argv) {
             case 'A': o->csv = v; break;
             case 'M': o->table = v; break;
             case 'E': o->eval_prefix = strcmp(v, "none") == 0 ? NULL : v; break;
+            case 'Y': o->state = v; break;
+            case 'U': o->resume = v; break;
+            case 'S': o->save_every = parse_int(f, v, 0, 1 << 30); break;
             case 'b': o->B = parse_int(f, v, 1, 1 << 16); break;
             case 't': o->T = parse_int(f, v, 1, 1 << 20); break;
             case 'n': o->steps = parse_int(f, v, 0, 1 << 30); break;
@@ -2007,6 +2077,7 @@ void parse_options(Options* o, int argc, char** argv) {
     if (strcmp(o->mode, "lm") == 0 && !val_given) { o->val = NULL; } // the default -j is an example file
     if (strcmp(o->mode, "sam") == 0 && o->analyze_every > 0) { die("-a: the gradient analysis is for -m sft and -m sap"); }
     if (o->fresh && o->C % o->NH != 0) { die("bad model shape: channels %d not divisible by heads %d", o->C, o->NH); }
+    if (o->save_every > 0 && o->save == NULL && o->state == NULL) { die("-S: saving every %d steps needs -o or -Y", o->save_every); }
 }
 
 static void print_eval(const char* what, const EvalResult* a, const EvalResult* b) {
@@ -2034,6 +2105,137 @@ typedef struct {
     double mean_cos;  // mean cos(task gradient, harmful direction) over the analysed steps
     int analysed;     // how many steps were analysed
 } RunStats;
+
+// everything a run changes as it goes, and so what a resume file (-Y, -U) holds: a run continued
+// from it takes the same steps, bit for bit, as one that was never stopped
+typedef struct {
+    GPT2* model;               // theta, the AdamW moments and step count, the probe v
+    SAP* sap;                  // the probe's Adam moments (sap), or NULL
+    ExampleLoader* loaders[2]; // the order of the task and the contrastive examples, or NULL
+    TokenFile* tokens;         // lm: where the next window starts, or NULL
+    int step;                  // steps done
+} RunState;
+
+// resume file: 256 int32 header, then float32 theta, AdamW m and v (num_parameters each), the
+// probe, its Adam m and v ((L, C) each), then each loader's order as int32. header: [0] magic,
+// [1] version 1, [2..7] the config as in a checkpoint, [8] steps done, [9] AdamW steps, [10] probe
+// Adam steps or -1 without SAP, [11..15] and [16..20] the two loaders: N (0: none), position,
+// epoch, random state (two int32), [21] 1 for a token file, [22..25] its length and position (two
+// int32 each). the numbers are checked against the run that loads it.
+#define RESUME_MAGIC 20251201
+static void put_u64(int32_t* h, uint64_t x) { h[0] = (int32_t)(uint32_t)x; h[1] = (int32_t)(uint32_t)(x >> 32); }
+static uint64_t get_u64(const unsigned char* p) { return (uint32_t)read_i32(p) | (uint64_t)(uint32_t)read_i32(p + 4) << 32; }
+
+void run_state_save(const RunState* rs, const char* path) {
+    const GPT2* m = rs->model;
+    const GPT2Config* c = &m->config;
+    size_t n = m->num_parameters, LC = (size_t)c->num_layers * c->channels;
+    int32_t h[256] = {0};
+    h[0] = RESUME_MAGIC; h[1] = 1; h[2] = c->max_seq_len; h[3] = c->vocab_size;
+    h[4] = c->num_layers; h[5] = c->num_heads; h[6] = c->channels; h[7] = c->padded_vocab_size;
+    h[8] = rs->step; h[9] = m->adam_step; h[10] = rs->sap != NULL ? rs->sap->probe_step : -1;
+    for (int k = 0; k < 2; k++) {
+        const ExampleLoader* ld = rs->loaders[k];
+        if (ld == NULL) { continue; }
+        int32_t* f = h + 11 + 5 * k;
+        f[0] = ld->file->N; f[1] = ld->pos; f[2] = ld->epoch;
+        put_u64(f + 3, ld->rng.state);
+    }
+    if (rs->tokens != NULL) { h[21] = 1; put_u64(h + 22, rs->tokens->ntok); put_u64(h + 24, rs->tokens->pos); }
+    // the probe's Adam m and v sit next to each other in SAP.probe_opt: one part holds both
+    float* zeros = calloc_check(2 * LC, sizeof(float), "resume file");
+    const void* parts[7] = {h, m->params_memory, m->opt_memory, m->probe, rs->sap != NULL ? rs->sap->probe_m : zeros};
+    size_t bytes[7] = {sizeof h, n * sizeof(float), 2 * n * sizeof(float), LC * sizeof(float), 2 * LC * sizeof(float)};
+    int nparts = 5;
+    for (int k = 0; k < 2; k++) {
+        if (rs->loaders[k] == NULL) { continue; }
+        parts[nparts] = rs->loaders[k]->order;
+        bytes[nparts++] = (size_t)rs->loaders[k]->file->N * sizeof(int);
+    }
+    write_atomic(path, parts, bytes, nparts);
+    free(zeros);
+}
+
+// puts a saved run back into a run set up from the same flags; says what does not match
+void run_state_from_bytes(RunState* rs, const unsigned char* buf, size_t size, const char* path) {
+    GPT2* m = rs->model;
+    const GPT2Config* c = &m->config;
+    size_t n = m->num_parameters, LC = (size_t)c->num_layers * c->channels;
+    if (size < 1024) { die("%s: too small for a resume file header (%zu bytes)", path, size); }
+    if (read_i32(buf) != RESUME_MAGIC) { die("%s: not a sap resume file (bad magic %d)", path, read_i32(buf)); }
+    if (read_i32(buf + 4) != 1) { die("%s: unsupported resume file version %d (need 1)", path, read_i32(buf + 4)); }
+    int32_t shape[6] = {c->max_seq_len, c->vocab_size, c->num_layers, c->num_heads, c->channels, c->padded_vocab_size};
+    for (int i = 0; i < 6; i++) {
+        if (read_i32(buf + 8 + 4 * i) != shape[i]) { die("%s: saved from a model of another shape than this run's (header field %d: %d, the model has %d)", path, 2 + i, read_i32(buf + 8 + 4 * i), shape[i]); }
+    }
+    int step = read_i32(buf + 32), adam_step = read_i32(buf + 36), probe_step = read_i32(buf + 40);
+    if (step < 0 || adam_step < 0) { die("%s: bad step count %d / %d", path, step, adam_step); }
+    if ((probe_step >= 0) != (rs->sap != NULL)) { die("%s: saved from a run %s SAP, this run is %s", path, probe_step >= 0 ? "with" : "without", rs->sap != NULL ? "SAP" : "not"); }
+    size_t expect = 1024 + (3 * n + 3 * LC) * sizeof(float);
+    for (int k = 0; k < 2; k++) {
+        const unsigned char* f = buf + 44 + 20 * k;
+        int N = rs->loaders[k] != NULL ? rs->loaders[k]->file->N : 0;
+        if (read_i32(f) != N) { die("%s: saved with %d %s examples, this run has %d", path, read_i32(f), k == 0 ? "training" : "contrastive", N); }
+        if (N > 0 && (read_i32(f + 4) < 0 || read_i32(f + 4) > N || read_i32(f + 8) < 0)) { die("%s: bad loader position %d / epoch %d", path, read_i32(f + 4), read_i32(f + 8)); }
+        expect += (size_t)N * sizeof(int);
+    }
+    int has_tokens = read_i32(buf + 84);
+    if (has_tokens != (rs->tokens != NULL)) { die("%s: saved from a run %s a token file, this run is not", path, has_tokens ? "with" : "without"); }
+    if (has_tokens && (get_u64(buf + 88) != rs->tokens->ntok || get_u64(buf + 96) > rs->tokens->ntok)) { die("%s: saved with a token file of %llu tokens, this run's has %zu", path, (unsigned long long)get_u64(buf + 88), rs->tokens->ntok); }
+    if (size != expect) { die("%s: file size %zu does not match its header (expected %zu)", path, size, expect); }
+    // every order must be a permutation: its entries index the example files
+    const unsigned char* p = buf + 1024 + (3 * n + 3 * LC) * sizeof(float);
+    for (int k = 0; k < 2; k++) {
+        ExampleLoader* ld = rs->loaders[k];
+        if (ld == NULL) { continue; }
+        int N = ld->file->N;
+        int* seen = calloc_check((size_t)N, sizeof(int), "resume file");
+        for (int i = 0; i < N; i++) {
+            int e = read_i32(p + 4 * (size_t)i);
+            if (e < 0 || e >= N || seen[e]) { free(seen); die("%s: the saved example order is not a permutation of %d examples", path, N); }
+            seen[e] = 1;
+            ld->order[i] = e;
+        }
+        free(seen);
+        ld->pos = read_i32(buf + 44 + 20 * k + 4);
+        ld->epoch = read_i32(buf + 44 + 20 * k + 8);
+        ld->rng.state = get_u64(buf + 44 + 20 * k + 12);
+        p += (size_t)N * sizeof(int);
+    }
+    const unsigned char* body = buf + 1024;
+    memcpy(m->params_memory, body, n * sizeof(float));
+    memcpy(m->opt_memory, body + n * sizeof(float), 2 * n * sizeof(float));
+    memcpy(m->probe, body + 3 * n * sizeof(float), LC * sizeof(float));
+    if (rs->sap != NULL) {
+        memcpy(rs->sap->probe_m, body + (3 * n + LC) * sizeof(float), 2 * LC * sizeof(float));
+        rs->sap->probe_step = probe_step;
+    }
+    if (has_tokens) { rs->tokens->pos = (size_t)get_u64(buf + 96); }
+    m->adam_step = adam_step;
+    rs->step = step;
+}
+
+void run_state_load(RunState* rs, const char* path) {
+    size_t size;
+    unsigned char* buf = read_file(path, &size);
+    run_state_from_bytes(rs, buf, size, path);
+    free(buf);
+}
+
+// SIGINT (Ctrl-C) or SIGTERM during training only raises this flag: the loop finishes the step it
+// is in, saves, and stops. a second signal kills at once (SA_RESETHAND); a save cut short by it
+// still leaves the old file whole (write_atomic)
+static volatile sig_atomic_t stop_signal = 0;
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+// writes -o (theta) and -Y (the resume file), each atomically, after `step` steps.
+// a weight that became inf or NaN in the last update is never saved.
+static void save_run(const Options* o, const RunState* rs) {
+    size_t n = rs->model->num_parameters;
+    if (!isfinite(l2_norm(rs->model->params_memory, n))) { die("after step %d: a weight is not finite; stopping without saving", rs->step - 1); }
+    if (o->save != NULL) { gpt2_save(rs->model, o->save); }
+    if (o->state != NULL) { run_state_save(rs, o->state); }
+}
 
 RunStats train_run(GPT2* model, const Options* o) {
     GPT2Config* c = &model->config;
@@ -2100,12 +2302,28 @@ RunStats train_run(GPT2* model, const Options* o) {
         }
     }
 
+    // where the run starts: step 0, or where a resume file left it
+    RunState state = {.model = model, .sap = sap_mode ? &sap : NULL, .loaders = {lm ? NULL : &loader, need_pairs ? &pair_loader : NULL},
+                      .tokens = lm ? &train_tokens : NULL, .step = 0};
+    if (o->save != NULL) { check_writable(o->save); } // now, not after an hour of training
+    if (o->state != NULL) { check_writable(o->state); }
+    if (o->resume != NULL) {
+        run_state_load(&state, o->resume);
+        if (state.step > o->steps) { die("%s: the run is at step %d, beyond -n %d", o->resume, state.step, o->steps); }
+        printf("resumed %s at step %d\n", o->resume, state.step);
+    }
+    struct sigaction on_stop = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND}, old_int, old_term;
+    sigemptyset(&on_stop.sa_mask);
+    stop_signal = 0;
+    sigaction(SIGINT, &on_stop, &old_int);
+    sigaction(SIGTERM, &on_stop, &old_term);
+
     // the loop
     int* probed = malloc_check((size_t)c->num_layers * sizeof(int), "probe layers");
     RunStats rs = {.loss = NAN, .val_loss = NAN};
     double total_ms = 0.0, sum_cos = 0.0, plain_ms = 0.0;
-    int plain_steps = 0;
-    for (int step = 0; step <= o->steps; step++) {
+    int plain_steps = 0, steps_run = 0;
+    for (int step = state.step; step <= o->steps; step++) {
         int last = step == o->steps;
         if (o->val != NULL && (last || (o->val_every > 0 && step % o->val_every == 0))) {
             probe_suspend(model, probed); // validate theta alone
@@ -2134,9 +2352,20 @@ RunStats train_run(GPT2* model, const Options* o) {
         double ms = now_ms() - t0;
         total_ms += ms;
         if (!analyze) { plain_ms += ms; plain_steps++; } // analysed steps cost more; ms/step leaves them out
-        if (!isfinite(rs.loss)) { die("step %d: train loss is %f; stopping (no checkpoint written)", step, rs.loss); }
-        printf("step %d: train loss %f (took %f ms)", step, rs.loss, ms);
+        steps_run++;
+        // the NaN guard: a non-finite loss or gradient stops the run before anything is saved,
+        // so the last checkpoint on disk (an -S save, or none) stays as it was
+        double grad_norm = l2_norm(model->grads_memory, model->num_parameters);
         float probe_norm = sap_mode ? (float)l2_norm(model->probe, (size_t)c->num_layers * c->channels) : 0.0f;
+        double watched[4] = {rs.loss, grad_norm, sap_mode ? sap.g_norm : 0.0, probe_norm};
+        const char* names[4] = {"the train loss", "the gradient norm", "the harmful direction's norm", "the probe's norm"};
+        for (int k = 0; k < 4; k++) {
+            if (!isfinite(watched[k])) {
+                die("step %d: %s is %f; stopping without saving%s%s%s", step, names[k], watched[k],
+                    o->save ? " (" : "", o->save ? o->save : "", o->save ? " on disk is untouched)" : "");
+            }
+        }
+        printf("step %d: train loss %f (took %f ms)", step, rs.loss, ms);
         if (sap_mode) { printf(" |v| %.4f", probe_norm); }
         if (analyze) {
             printf(" Lc %.4f cos %+.4f", an.contrastive, an.cos_all);
@@ -2150,12 +2379,29 @@ RunStats train_run(GPT2* model, const Options* o) {
             if (sap_mode) { fprintf(csv, ",%f,%.3f,%.3f,%.3f,%.3f\n", probe_norm, sap.ms[0], sap.ms[1], sap.ms[2], sap.ms[3]); }
             else { fprintf(csv, ",0,,,,\n"); }
         }
+        // saves: every -S steps, and when a signal came (the one after the last step is below)
+        state.step = step + 1;
+        int stop = stop_signal != 0, periodic = o->save_every > 0 && state.step % o->save_every == 0 && state.step < o->steps;
+        int saving = (stop || periodic) && (o->save != NULL || o->state != NULL);
+        if (saving) { save_run(o, &state); }
+        if (saving && !stop) { printf("saved after step %d\n", step); }
+        if (stop) {
+            const char* sig = stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+            if (!saving) { die("interrupted by %s after step %d of %d: nothing saved (no -o or -Y)", sig, step, o->steps); }
+            die("interrupted by %s after step %d of %d: saved %s%s%s", sig, step, o->steps,
+                o->save ? o->save : "", o->save && o->state ? " and " : "", o->state ? o->state : "");
+        }
     }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     if (csv != NULL && fclose(csv) != 0) { die("%s: write failed", o->csv); }
-    rs.ms_per_step = plain_steps > 0 ? plain_ms / plain_steps : o->steps > 0 ? total_ms / o->steps : 0.0;
+    rs.ms_per_step = plain_steps > 0 ? plain_ms / plain_steps : steps_run > 0 ? total_ms / steps_run : 0.0;
     rs.mean_cos = rs.analysed > 0 ? sum_cos / rs.analysed : NAN;
     printf("done: %d steps, %.1f ms/step, %.0f tokens/s, final train loss %f, val loss %f\n", o->steps, rs.ms_per_step,
-           o->steps > 0 ? (double)o->B * o->T * o->steps / (total_ms / 1e3) : 0.0, rs.loss, rs.val_loss);
+           steps_run > 0 ? (double)o->B * o->T * steps_run / (total_ms / 1e3) : 0.0, rs.loss, rs.val_loss);
+    // the final save: theta, and the resume file (a later run can continue it with a larger -n)
+    if (o->save != NULL || o->state != NULL) { save_run(o, &state); }
+    if (o->save != NULL) { printf("saved %s\n", o->save); }
 
     // the probe was a training device: what is saved and evaluated is theta alone
     gpt2_set_probe_layers(model, layers, 0);
@@ -2323,6 +2569,8 @@ void run_experiment(const Options* o, const Tokenizer* tk) {
                 run.val = NULL;
                 run.analyze_every = strcmp(run.mode, "sam") != 0 ? o->analyze_every : 0;
                 run.csv = NULL;
+                run.save = run.state = run.resume = NULL;
+                run.save_every = 0;
                 printf("== %s, %s, seed %d\n", settings[s], methods[m].name, run.seed);
                 gpt2_load(&model, o->load);
                 RunStats rs = train_run(&model, &run);
@@ -2349,6 +2597,7 @@ void run_experiment(const Options* o, const Tokenizer* tk) {
 #ifndef TESTING
 int main(int argc, char** argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); // a line at a time, also into a log file
+    signal(SIGXFSZ, SIG_IGN);         // a file-size limit fails the write (a message) instead of killing sap
     uint16_t endian = 1;
     if (*(uint8_t*)&endian != 1) { die("this host is big-endian; sap's files are little-endian"); }
     Options o;
@@ -2421,11 +2670,7 @@ int main(int argc, char** argv) {
         if (eval_mode) { return 0; }
     }
 
-    RunStats rs = train_run(&model, &o);
-    if (o.save != NULL) {
-        gpt2_save(&model, o.save);
-        printf("saved %s\n", o.save);
-    }
+    RunStats rs = train_run(&model, &o); // saves -o and -Y
     if (do_eval) {
         Batch b;
         batch_alloc(&b, o.B, o.T);

@@ -574,15 +574,15 @@ static void test_bad_input(void) {
     expect_error("examples: fewer records than the header says", act_load_examples, ex, "too small for 2 examples");
 
     const char* tz = "/tmp/sap_test_tokenizer.bin";
-    unsigned char tbuf[1024 + 4] = {0};
+    unsigned char tbuf[1024 + 8] = {0};
     int32_t th[4] = {TOKENIZER_MAGIC, 2, 3, 0};
     memcpy(tbuf, th, 16);
-    tbuf[1024] = 1; tbuf[1025] = 'a'; tbuf[1026] = 0;
-    write_bytes(tz, tbuf, 1027);
+    memcpy(tbuf + 1024, "\001a\000\001b\001c", 7);
+    write_bytes(tz, tbuf, 1031);
     expect_error("tokenizer: zero-length token", act_load_tokenizer, tz, "token 1 has length 0");
     th[3] = 7;
     memcpy(tbuf, th, 16);
-    write_bytes(tz, tbuf, 1027);
+    write_bytes(tz, tbuf, 1031);
     expect_error("tokenizer: end-of-text id outside its tokens", act_load_tokenizer, tz, "end-of-text id 7");
 
     const char* a1[] = {"sap", "-b", "0", NULL};
@@ -1049,7 +1049,750 @@ static void test_sap_on_shipped_data(void) {
     gpt2_free(&m);
 }
 
-int main(void) {
+// ----------------------------------------------------------------------------
+// robustness: every field of every file format wrong in turn, files cut short, the NaN guard,
+// interruption and resuming, write failures. the error cases run in child processes, as above.
+
+typedef struct { const char* name; int slot; int32_t value; const char* expect; } HeaderCase;
+
+// the tiny model's checkpoint with one header field changed, for every field and several values
+static void test_checkpoint_fields(void) {
+    const char* ck = "/tmp/sap_test_fields.bin";
+    const HeaderCase cases[] = {
+        {"magic 0", 0, 0, "bad magic 0"},                        {"version 1", 1, 1, "unsupported checkpoint version 1"},
+        {"version -1", 1, -1, "version -1"},                     {"maxT 0", 2, 0, "bad max sequence length 0"},
+        {"maxT 2000000", 2, 2000000, "bad max sequence length"},  {"maxT 9 (size)", 2, 9, "does not match its header"},
+        {"V 0", 3, 0, "bad vocabulary size 0"},                  {"V -1", 3, -1, "bad vocabulary size -1"},
+        {"V above Vp", 3, 33, "bad padded vocabulary size 32"},  {"L 0", 4, 0, "bad number of layers 0"},
+        {"L 1001", 4, 1001, "bad number of layers 1001"},        {"L 3 (size)", 4, 3, "does not match its header"},
+        {"NH 0", 5, 0, "bad heads 0"},                           {"NH -2", 5, -2, "bad heads -2"},
+        {"NH 3", 5, 3, "not divisible by heads 3"},              {"NH 16", 5, 16, "not divisible by heads 16"},
+        {"C 0", 6, 0, "channels 0"},                             {"C 100001", 6, 100001, "channels 100001"},
+        {"C 16 (size)", 6, 16, "does not match its header"},     {"Vp 19", 7, 19, "bad padded vocabulary size 19"},
+        {"Vp 2^21", 7, 1 << 21, "bad padded vocabulary size"},    {"Vp 64 (size)", 7, 64, "does not match its header"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bad_checkpoint(ck, cases[i].slot, cases[i].value, -1);
+        char name[128];
+        snprintf(name, sizeof name, "checkpoint header: %s", cases[i].name);
+        expect_error(name, act_load_checkpoint, ck, cases[i].expect);
+    }
+    // cut at many points, and extended by a few bytes
+    GPT2 m;
+    gpt2_init_random(&m, tiny_config(), 1);
+    long n = 1024 + 4 * (long)m.num_parameters;
+    gpt2_free(&m);
+    long cuts[] = {0, 1, 4, 31, 1023, 1024, 1025, 1028, n / 2, n - 4, n - 1, n + 1, n + 4};
+    int all = 1;
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "checkpoint cut to %ld of %ld bytes", cuts[i], n);
+        if (cuts[i] > n) { // extended: zeros after the last tensor
+            bad_checkpoint(ck, -1, 0, -1);
+            FILE* f = fopen(ck, "ab");
+            for (long k = n; k < cuts[i]; k++) { fputc(0, f); }
+            fclose(f);
+        } else {
+            bad_checkpoint(ck, -1, 0, cuts[i]);
+        }
+        char out[4096];
+        int st = run_child(act_load_checkpoint, ck, out, sizeof out);
+        int ok = WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(out, ck) != NULL &&
+                 strstr(out, cuts[i] < 1024 ? "too small for a checkpoint header" : "does not match its header") != NULL;
+        if (!ok) { check(0, name, "status %d, '%s'", st, out); all = 0; }
+    }
+    check(all, "checkpoint cut at 13 points (0 to one float short) or extended: each a one-line error", "see above");
+    // a NaN or infinite weight
+    for (int k = 0; k < 2; k++) {
+        GPT2 w;
+        gpt2_init_random(&w, tiny_config(), 1);
+        w.params.qkvw[3] = k == 0 ? NAN : -INFINITY;
+        gpt2_save(&w, ck);
+        size_t at = (size_t)(w.params.qkvw + 3 - w.params_memory);
+        char expect[64];
+        snprintf(expect, sizeof expect, "weight %zu of %zu is %s", at, w.num_parameters, k == 0 ? "nan" : "-inf");
+        expect_error(k == 0 ? "checkpoint: a NaN weight" : "checkpoint: an infinite weight", act_load_checkpoint, ck, expect);
+        gpt2_free(&w);
+    }
+}
+
+static void test_token_fields(void) {
+    const char* tk = "/tmp/sap_test_tfields.bin";
+    uint16_t toks[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    const HeaderCase cases[] = {
+        {"magic 20240326 (a checkpoint's)", 0, 20240326, "not an llm.c token file (bad magic 20240326)"},
+        {"version 2", 1, 2, "unsupported token file version 2"}, {"count -1", 2, -1, "negative token count -1"},
+        {"count 11 (more than the file holds)", 2, 11, "does not match its header (11 tokens"},
+        {"count 9 (fewer)", 2, 9, "does not match its header (9 tokens"},
+        {"count 2^31-1", 2, 2147483647, "does not match its header (2147483647 tokens"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned char buf[1024 + 20] = {0};
+        int32_t h[3] = {TOKENS_MAGIC, 1, 10};
+        h[cases[i].slot] = cases[i].value;
+        memcpy(buf, h, 12);
+        memcpy(buf + 1024, toks, 20);
+        write_bytes(tk, buf, sizeof buf);
+        char name[128];
+        snprintf(name, sizeof name, "token file header: %s", cases[i].name);
+        expect_error(name, act_load_tokens, tk, cases[i].expect);
+    }
+    size_t cuts[] = {0, 3, 1023, 1025, 1030, 1043};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        write_tokens(tk, toks, 10, 10);
+        if (truncate(tk, (off_t)cuts[i]) != 0) { check(0, "token file cut", "truncate failed"); }
+        char name[128];
+        snprintf(name, sizeof name, "token file cut to %zu bytes", cuts[i]);
+        expect_error(name, act_load_tokens, tk, cuts[i] < 1024 ? "too small for a token file header" : "does not match its header");
+    }
+    uint16_t big[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 65535};
+    write_tokens(tk, big, 10, 10);
+    expect_error("token file: token 65535 (largest uint16) with V = 20", act_load_tokens, tk, "token 65535 at position 9");
+}
+
+// an example file: header fields given, body as uint16s
+static void test_example_fields(void) {
+    const char* ex = "/tmp/sap_test_efields.bin";
+    uint16_t good[6] = {2, 2, 1, 2, 3, 19};
+    // header: N K total eot, each case replaces one
+    typedef struct { const char* name; int32_t N, K, total, eot; const char* expect; } ExCase;
+    const ExCase cases[] = {
+        {"N 0", 0, 1, 4, 19, "header says 0 examples"},                {"N -1", -1, 1, 4, 19, "header says -1 examples"},
+        {"N 2^31-1", 2147483647, 1, 4, 19, "file too small for 2147483647 examples"},
+        {"K 0", 1, 0, 4, 19, "0 responses per example (must be 1 or 2)"}, {"K -1", 1, -1, 4, 19, "-1 responses per example"},
+        {"K 3", 1, 3, 4, 19, "3 responses per example"},                {"total -1", 1, 1, -1, 19, "header says -1 tokens"},
+        {"total 3 (fewer than the records)", 1, 1, 3, 19, "example 0: more tokens than the header's total 3"},
+        {"total 2^31-1", 1, 1, 2147483647, 19, "header says 2147483647 tokens, more than the file holds"},
+        {"eot -1", 1, 1, 4, -1, "end-of-text id -1"},                  {"eot 20 (= V)", 1, 1, 4, 20, "end-of-text id 20 is not below"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_examples(ex, cases[i].N, cases[i].K, cases[i].total, cases[i].eot, good, 6);
+        char name[128];
+        snprintf(name, sizeof name, "example header: %s", cases[i].name);
+        expect_error(name, act_load_examples, ex, cases[i].expect);
+    }
+    unsigned char magic[1024 + 12] = {0};
+    int32_t mh[6] = {TOKENS_MAGIC, 1, 1, 1, 4, 19};
+    memcpy(magic, mh, 24); memcpy(magic + 1024, good, 12);
+    write_bytes(ex, magic, sizeof magic);
+    expect_error("example header: a token file's magic", act_load_examples, ex, "not a sap example file (bad magic 20240520)");
+    mh[0] = EXAMPLES_MAGIC; mh[1] = 2;
+    memcpy(magic, mh, 24);
+    write_bytes(ex, magic, sizeof magic);
+    expect_error("example header: version 2", act_load_examples, ex, "unsupported example file version 2");
+    // bodies: each one record (or two), header N K total eot as given
+    typedef struct { const char* name; int32_t N, K, total; uint16_t body[12]; int n; const char* expect; } BodyCase;
+    const BodyCase bodies[] = {
+        {"zero-length response", 1, 1, 2, {2, 0, 1, 2}, 4, "example 0: a response has length 0"},
+        {"zero-length harmful response (K=2)", 1, 2, 3, {1, 2, 0, 1, 2, 3}, 6, "example 0: a response has length 0"},
+        {"lengths 65535 x 3, summing past the file (K=2)", 1, 2, 3, {65535, 65535, 65535, 1, 2, 3}, 6, "example 0: its lengths claim more tokens"},
+        {"second record runs past the end", 2, 1, 4, {1, 1, 1, 2, 1, 60000, 3, 4}, 8, "example 1: its lengths claim more tokens"},
+        {"file ends inside the second record's lengths", 2, 2, 3, {1, 1, 1, 1, 2, 3, 1, 1}, 8, "file too small for 2 examples"},
+        {"token id = V in the prompt", 1, 1, 4, {2, 2, 20, 2, 3, 19}, 6, "example 0: token 20 is not below the vocabulary size 20"},
+        {"token id 65535 in a response", 1, 1, 4, {2, 2, 1, 2, 65535, 19}, 6, "example 0: token 65535"},
+        {"prompt of T+1 tokens", 1, 1, 10, {9, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2}, 12, "example 0: prompt of 9 tokens leaves no room"},
+        {"2 bytes after the last example", 1, 1, 4, {2, 2, 1, 2, 3, 19, 0}, 7, "2 bytes after the last example"},
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        write_examples(ex, bodies[i].N, bodies[i].K, bodies[i].total, 19, bodies[i].body, bodies[i].n);
+        char name[128];
+        snprintf(name, sizeof name, "example body: %s", bodies[i].name);
+        expect_error(name, act_load_examples, ex, bodies[i].expect);
+    }
+    // the valid two-record file cut at every byte of its body
+    uint16_t two[11] = {2, 2, 1, 2, 3, 19, 1, 2, 4, 5, 19};
+    int all = 1;
+    for (size_t cut = 1024; cut < 1024 + 22; cut++) {
+        write_examples(ex, 2, 1, 7, 19, two, 11);
+        if (truncate(ex, (off_t)cut) != 0) { all = 0; }
+        char out[4096];
+        int st = run_child(act_load_examples, ex, out, sizeof out);
+        int lines = 0;
+        for (char* p = out; *p; p++) { lines += *p == '\n'; }
+        if (!(WIFEXITED(st) && WEXITSTATUS(st) == 1 && lines == 1 && strstr(out, ex) != NULL)) {
+            check(0, "example file cut", "cut at %zu: status %d, '%s'", cut, st, out);
+            all = 0;
+        }
+    }
+    check(all, "example file cut at each of the 22 bytes of its body: each a one-line error naming the file", "see above");
+}
+
+// every reader: an empty file, and a directory where the file should be
+static void act_load_resume(const void* p);
+static void test_empty_and_directory(void) {
+    const char* empty = "/tmp/sap_test_empty.bin";
+    write_bytes(empty, "", 0);
+    Action readers[5] = {act_load_checkpoint, act_load_tokens, act_load_examples, act_load_tokenizer, act_load_resume};
+    const char* names[5] = {"checkpoint", "token file", "example file", "tokenizer", "resume file"};
+    for (int i = 0; i < 5; i++) {
+        char name[128], expect[128];
+        snprintf(name, sizeof name, "%s: empty file", names[i]);
+        snprintf(expect, sizeof expect, "%s: too small", empty);
+        expect_error(name, readers[i], empty, expect);
+        snprintf(name, sizeof name, "%s: a directory instead of a file", names[i]);
+        expect_error(name, readers[i], "/tmp", "/tmp: not a regular file");
+    }
+}
+
+// the probe layers are checked against the model (the flag fuzzer's first finding was that
+// parse_layers() alone does not: the harness must check as train_run() does)
+static void act_probe_out_of_range(const void* p) {
+    (void)p;
+    GPT2 m;
+    gpt2_init_random(&m, tiny_config(), 1);
+    int layers[2];
+    int n = parse_layers("2112", layers, 2);
+    gpt2_set_probe_layers(&m, layers, n);
+}
+
+// control characters in a message print as '?': one line stays one line
+static void test_messages_one_line(void) {
+    expect_error("a file name with a newline: still one line", act_load_checkpoint, "/tmp/no\nsuch\tfile", "/tmp/no?such?file: cannot open");
+    const char* a[] = {"sap", "-b", "4\n2", NULL};
+    expect_error("a flag value with a newline: still one line", act_parse, a, "bad value for -b: '4?2'");
+    expect_error("probe layer beyond the model (from fuzzing -P)", act_probe_out_of_range, NULL, "probe layer 2112 out of range (the model has 2 layers)");
+    // tokenizer findings: a token whose byte is 0 (GPT-2 has one) loads and decodes to nothing;
+    // a header claiming more tokens than the file can hold is refused before allocating
+    const char* tz = "/tmp/sap_test_tokenizer0.bin";
+    unsigned char tbuf[1024 + 6] = {0};
+    int32_t th[4] = {TOKENIZER_MAGIC, 2, 2, 1};
+    memcpy(tbuf, th, 16);
+    memcpy(tbuf + 1024, "\001\000\003eot", 6);
+    write_bytes(tz, tbuf, sizeof tbuf);
+    Tokenizer tok;
+    tokenizer_load(&tok, tz);
+    char text[8];
+    int ids[2] = {0, 0};
+    decode_text(text, sizeof text, ids, 2, &tok, 2, 1);
+    check(tok.n == 2 && strcmp(tok.text[1], "eot") == 0 && text[0] == 0, "tokenizer: a token that is the byte 0 loads, and decodes to nothing", "n %d", tok.n);
+    free(tok.text[0]); free(tok.text[1]); free(tok.text);
+    th[2] = 1000000; th[3] = 0;
+    memcpy(tbuf, th, 16);
+    write_bytes(tz, tbuf, sizeof tbuf);
+    expect_error("tokenizer: a million tokens claimed in 6 bytes", act_load_tokenizer, tz, "file too small for 1000000 tokens");
+    const char* s[] = {"sap", "-S", "5", NULL};
+    expect_error("flags: -S without -o or -Y", act_parse, s, "-S: saving every 5 steps needs -o or -Y");
+    const char* s2[] = {"sap", "-S", "-1", "-o", "x", NULL};
+    expect_error("flags: -S negative", act_parse, s2, "bad value for -S: '-1'");
+}
+
+// ----------------------------------------------------------------------------
+// runs of train_run() in a child: a small fresh model on the shipped data
+
+typedef struct {
+    const char* argv[40];
+    void (*prepare)(GPT2* m); // changes the model before training, or NULL
+} RunSpec;
+
+static void small_model(GPT2* m) {
+    GPT2Config c = {.max_seq_len = 64, .vocab_size = 256, .padded_vocab_size = 384, .num_layers = 2, .num_heads = 2, .channels = 16};
+    gpt2_init_random(m, c, 7);
+}
+
+// a forked child must not use the parent's OpenMP thread pool (libgomp's threads do not survive
+// fork(), and a parallel region would wait for them forever): one thread, which runs inline
+static void child_threads(void) {
+#ifdef _OPENMP
+    omp_set_num_threads(1);
+#endif
+}
+
+static void act_train(const void* p) {
+    const RunSpec* r = p;
+    child_threads();
+    if (freopen("/dev/null", "w", stdout) == NULL) { _exit(3); } // the step lines are not test output
+    GPT2 m;
+    small_model(&m);
+    if (r->prepare != NULL) { r->prepare(&m); }
+    int argc = 0;
+    while (r->argv[argc] != NULL) { argc++; }
+    Options o;
+    parse_options(&o, argc, (char**)r->argv);
+    train_run(&m, &o);
+    exit(0);
+}
+
+// argv for a small run: mode, steps, then extra flags
+static RunSpec run_spec(const char* mode, const char* steps, const char* const* extra) {
+    RunSpec r = {.argv = {"sap", "-m", mode, "-i", "data/ft_benign.bin", "-j", "none", "-c", "data/contrastive.bin",
+                          "-b", "2", "-t", "64", "-q", "1", "-P", "0", "-l", "1e-2", "-n", steps}, .prepare = NULL};
+    int n = 21;
+    for (int i = 0; extra != NULL && extra[i] != NULL; i++) { r.argv[n++] = extra[i]; }
+    r.argv[n] = NULL;
+    return r;
+}
+
+static int file_equals(const char* path, const void* data, size_t n) {
+    size_t size;
+    struct stat st;
+    if (stat(path, &st) != 0 || (size_t)st.st_size != n) { return 0; }
+    FILE* f = fopen(path, "rb");
+    unsigned char* buf = malloc(n + 1);
+    size = fread(buf, 1, n + 1, f);
+    fclose(f);
+    int same = size == n && memcmp(buf, data, n) == 0;
+    free(buf);
+    return same;
+}
+
+static void poison_padded_row(GPT2* m) { m->params.wte[(size_t)m->config.vocab_size * m->config.channels] = NAN; }
+static void poison_huge(GPT2* m) { for (int i = 0; i < m->config.channels; i++) { m->params.lnfw[i] = 3e38f; } }
+
+static void test_nan_guard(void) {
+    const char* out = "/tmp/sap_test_nan.bin";
+    const char old[] = "the last good checkpoint";
+    const char* extra[] = {"-o", out, "-S", "1", NULL};
+    // an unused padded row of wte holding NaN: the loss is finite, the gradient is not (0 * NaN)
+    write_bytes(out, old, sizeof old);
+    RunSpec r = run_spec("sft", "5", extra);
+    r.prepare = poison_padded_row;
+    expect_error("NaN guard: a non-finite gradient (loss finite) stops at step 0", act_train, &r, "step 0: the gradient norm is nan; stopping without saving");
+    check(file_equals(out, old, sizeof old), "NaN guard: the -o file on disk is untouched", "changed");
+    r = run_spec("sap", "5", extra);
+    r.prepare = poison_huge;
+    expect_error("NaN guard: a non-finite loss (SAP) stops at step 0", act_train, &r, "step 0: the train loss is");
+    check(file_equals(out, old, sizeof old), "NaN guard: the -o file on disk is untouched (SAP)", "changed");
+    struct stat st;
+    check(stat("/tmp/sap_test_nan.bin.tmp", &st) != 0, "NaN guard: no temporary file left behind", "exists");
+}
+
+// a run whose weights turn non-finite is never saved: save_run() checks theta itself
+static void act_save_nan(const void* p) {
+    child_threads();
+    GPT2 m;
+    small_model(&m);
+    m.params.fcw[5] = INFINITY;
+    Options o = {.save = p};
+    RunState rs = {.model = &m, .step = 4};
+    save_run(&o, &rs);
+}
+
+
+// ----------------------------------------------------------------------------
+// interruption and resuming
+
+static int resume_step(const char* path) {
+    unsigned char h[36];
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) { return -1; }
+    size_t n = fread(h, 1, 36, f);
+    fclose(f);
+    return n == 36 ? read_i32(h + 32) : -1;
+}
+
+// runs a child train_run() with stdout into a pipe, sends sig when the line "step <at>:" shows
+static int run_interrupted(const RunSpec* r, int at, int sig, char* err, size_t cap) {
+    fflush(stdout);
+    int outp[2], errp[2];
+    if (pipe(outp) != 0 || pipe(errp) != 0) { return -1; }
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(outp[1], 1); dup2(errp[1], 2);
+        close(outp[0]); close(errp[0]);
+        child_threads();
+        setvbuf(stdout, NULL, _IOLBF, 0); // the parent waits for a step line
+        GPT2 m;
+        small_model(&m);
+        int argc = 0;
+        while (r->argv[argc] != NULL) { argc++; }
+        Options o;
+        parse_options(&o, argc, (char**)r->argv);
+        train_run(&m, &o);
+        _exit(0);
+    }
+    close(outp[1]); close(errp[1]);
+    FILE* f = fdopen(outp[0], "r");
+    char line[512], want[32];
+    snprintf(want, sizeof want, "step %d:", at);
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, want, strlen(want)) == 0) { kill(pid, sig); break; }
+    }
+    while (fgets(line, sizeof line, f) != NULL) {}
+    fclose(f);
+    size_t len = 0;
+    ssize_t k;
+    while (len + 1 < cap && (k = read(errp[0], err + len, cap - 1 - len)) > 0) { len += (size_t)k; }
+    err[len] = 0;
+    close(errp[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+static void test_interrupt_and_resume(const char* mode) {
+    char a_ck[64], a_st[64], b_ck[64], b_st[64], name[160];
+    snprintf(a_ck, sizeof a_ck, "/tmp/sap_test_%s_a.bin", mode); snprintf(a_st, sizeof a_st, "/tmp/sap_test_%s_a.state", mode);
+    snprintf(b_ck, sizeof b_ck, "/tmp/sap_test_%s_b.bin", mode); snprintf(b_st, sizeof b_st, "/tmp/sap_test_%s_b.state", mode);
+    remove(b_ck); remove(b_st);
+    // a long run, interrupted after its third step line
+    const char* eb[] = {"-o", b_ck, "-Y", b_st, NULL};
+    RunSpec b = run_spec(mode, "100000", eb);
+    if (strcmp(mode, "lm") == 0) { b.argv[4] = "/tmp/sap_test_lm_tokens.bin"; }
+    char err[4096];
+    int st = run_interrupted(&b, 2, SIGINT, err, sizeof err);
+    int k = resume_step(b_st);
+    snprintf(name, sizeof name, "%s: SIGINT finishes the step, saves -o and -Y, exits 1 with one line", mode);
+    int lines = 0;
+    for (char* p = err; *p; p++) { lines += *p == '\n'; }
+    check(WIFEXITED(st) && WEXITSTATUS(st) == 1 && lines == 1 && strstr(err, "interrupted by SIGINT after step") != NULL && k >= 3,
+          name, "status %d, step %d, '%s'", st, k, err);
+    GPT2 saved;
+    gpt2_load(&saved, b_ck);
+    gpt2_free(&saved);
+    // the uninterrupted run to k+3 steps, and the interrupted one continued to k+3: the same bits
+    char steps[16];
+    snprintf(steps, sizeof steps, "%d", k + 3);
+    const char* ea[] = {"-o", a_ck, "-Y", a_st, NULL};
+    RunSpec a = run_spec(mode, steps, ea);
+    const char* ec[] = {"-o", b_ck, "-Y", b_st, "-U", b_st, NULL};
+    RunSpec c = run_spec(mode, steps, ec);
+    if (strcmp(mode, "lm") == 0) { a.argv[4] = c.argv[4] = "/tmp/sap_test_lm_tokens.bin"; }
+    char out[4096];
+    int sa = run_child(act_train, &a, out, sizeof out);
+    int sc = run_child(act_train, &c, out, sizeof out);
+    size_t n;
+    unsigned char* fa = read_file(a_ck, &n);
+    int same = WIFEXITED(sa) && WEXITSTATUS(sa) == 0 && WIFEXITED(sc) && WEXITSTATUS(sc) == 0 && file_equals(b_ck, fa, n);
+    free(fa);
+    unsigned char* sa_bytes = read_file(a_st, &n);
+    int same_state = file_equals(b_st, sa_bytes, n);
+    free(sa_bytes);
+    snprintf(name, sizeof name, "%s: interrupted at step %d and continued with -U: the same weights and state as an uninterrupted run, bit for bit", mode, k);
+    check(same && same_state, name, "weights same %d, resume files same %d ('%s')", same, same_state, out);
+}
+
+// SIGTERM, with nothing to save: still a clean stop with one line
+static void test_sigterm_nothing_saved(void) {
+    RunSpec r = run_spec("sft", "100000", NULL);
+    char err[4096];
+    int st = run_interrupted(&r, 1, SIGTERM, err, sizeof err);
+    check(WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(err, "interrupted by SIGTERM after step") != NULL && strstr(err, "nothing saved (no -o or -Y)") != NULL,
+          "SIGTERM without -o: stops after the step, says nothing was saved, exits 1", "status %d, '%s'", st, err);
+}
+
+static void write_lm_tokens(void) {
+    unsigned char buf[1024 + 2 * 3000] = {0};
+    int32_t h[3] = {TOKENS_MAGIC, 1, 3000};
+    memcpy(buf, h, 12);
+    for (int i = 0; i < 3000; i++) { buf[1024 + 2 * i] = (unsigned char)("the quick brown fox jumps over the lazy dog. "[i % 45]); }
+    write_bytes("/tmp/sap_test_lm_tokens.bin", buf, sizeof buf);
+}
+
+// a resume file that does not belong to the run, or is damaged
+typedef struct { size_t offset; int32_t value; const char* expect; } ResumeCase;
+static void act_load_resume(const void* p) {
+    GPT2 m;
+    small_model(&m);
+    RunState rs = {.model = &m};
+    run_state_load(&rs, p);
+}
+static void act_resume_sap(const void* p) {
+    const char* const* args = p; // file, then -m mode
+    const char* extra[] = {"-U", args[0], NULL};
+    RunSpec r = run_spec(args[1], "50", extra);
+    act_train(&r);
+}
+
+static void test_resume_errors(void) {
+    const char* good = "/tmp/sap_test_resume_good.state";
+    const char* bad = "/tmp/sap_test_resume_bad.state";
+    const char* extra[] = {"-Y", good, NULL};
+    RunSpec r = run_spec("sap", "2", extra);
+    char out[4096];
+    int st = run_child(act_train, &r, out, sizeof out);
+    size_t n;
+    unsigned char* buf = read_file(good, &n);
+    check(WIFEXITED(st) && WEXITSTATUS(st) == 0 && n > 1024, "resume file: written by a 2-step SAP run (control)", "status %d, '%s'", st, out);
+    const char* sap_args[2] = {good, "sft"};
+    expect_error("resume: a SAP run's file in an SFT run", act_resume_sap, sap_args, "saved from a run with SAP, this run is not");
+    RunSpec r2 = run_spec("sap", "1", (const char*[]){"-U", good, NULL});
+    expect_error("resume: the file is beyond -n", act_train, &r2, "the run is at step 2, beyond -n 1");
+    GPT2 m;
+    small_model(&m);
+    size_t perm = 1024 + (3 * m.num_parameters + 3 * 2 * 16) * 4; // the task order starts here
+    gpt2_free(&m);
+    const ResumeCase cases[] = {
+        {0, 1234, "not a sap resume file (bad magic 1234)"}, {4, 2, "unsupported resume file version 2"},
+        {16, 3, "another shape than this run's (header field 4: 3, the model has 2)"},
+        {44, 99, "saved with 99 training examples"},         {48, -1, "bad loader position -1"},
+        {perm, 99999, "not a permutation"},                   {perm + 4, -7, "not a permutation"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned char* b = malloc(n);
+        memcpy(b, buf, n);
+        memcpy(b + cases[i].offset, &cases[i].value, 4);
+        write_bytes(bad, b, n);
+        free(b);
+        char name[128];
+        snprintf(name, sizeof name, "resume file: %s", cases[i].expect);
+        const char* args[2] = {bad, "sap"};
+        expect_error(name, act_resume_sap, args, cases[i].expect);
+    }
+    unsigned char* rep = malloc(n);
+    memcpy(rep, buf, n);
+    memcpy(rep + perm, rep + perm + 4, 4); // an entry twice, another missing
+    write_bytes(bad, rep, n);
+    free(rep);
+    const char* twice[2] = {bad, "sap"};
+    expect_error("resume file: an example twice in the saved order", act_resume_sap, twice, "not a permutation");
+    write_bytes(bad, buf, n - 4);
+    const char* args[2] = {bad, "sap"};
+    expect_error("resume file: cut short by one float", act_resume_sap, args, "does not match its header");
+    free(buf);
+}
+
+// ----------------------------------------------------------------------------
+// write failures: tests run as root, so a read-only directory cannot be made with chmod. a full
+// disk is a file-size limit (RLIMIT_FSIZE, with SIGXFSZ ignored as main() does: the write fails
+// with EFBIG); then a missing directory, a parent that is a regular file, a directory as target.
+
+typedef struct { const char* path; long limit; } SaveSpec;
+static void act_save_limited(const void* p) {
+    const SaveSpec* s = p;
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {.rlim_cur = (rlim_t)s->limit, .rlim_max = (rlim_t)s->limit};
+    if (s->limit > 0) { setrlimit(RLIMIT_FSIZE, &rl); }
+    GPT2 m;
+    small_model(&m);
+    gpt2_save(&m, s->path);
+}
+typedef struct { RunSpec run; long limit; } LimitedRun;
+static void act_train_limited(const void* p) {
+    const LimitedRun* l = p;
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {.rlim_cur = (rlim_t)l->limit, .rlim_max = (rlim_t)l->limit};
+    setrlimit(RLIMIT_FSIZE, &rl);
+    act_train(&l->run);
+}
+
+static void test_write_failures(void) {
+    const char* path = "/tmp/sap_test_full.bin";
+    const char old[] = "the previous checkpoint";
+    struct stat st;
+    write_bytes(path, old, sizeof old);
+    SaveSpec full = {path, 4096};
+    expect_error("write failure: disk full (a file-size limit)", act_save_limited, &full, "sap_test_full.bin.tmp: write failed: File too large (the previous /tmp/sap_test_full.bin is untouched)");
+    check(file_equals(path, old, sizeof old) && stat("/tmp/sap_test_full.bin.tmp", &st) != 0, "write failure: the old file is untouched, no temporary file left", "changed");
+    write_bytes("/tmp/sap_test_regular", "x", 1);
+    SaveSpec notdir = {"/tmp/sap_test_regular/x.bin", 0};
+    expect_error("write failure: the parent is a regular file", act_save_limited, &notdir, "/tmp/sap_test_regular/x.bin.tmp: cannot write: Not a directory");
+    mkdir("/tmp/sap_test_dir", 0755);
+    SaveSpec isdir = {"/tmp/sap_test_dir", 0};
+    expect_error("write failure: the target is a directory", act_save_limited, &isdir, "/tmp/sap_test_dir.tmp: cannot rename to /tmp/sap_test_dir: Is a directory");
+    check(stat("/tmp/sap_test_dir.tmp", &st) != 0, "write failure: no temporary file left after a failed rename", "exists");
+    // training: an unwritable -o is an error before the first step, not after the last
+    const char* e1[] = {"-o", "/tmp/sap_no_such_dir/x.bin", NULL};
+    RunSpec r = run_spec("sft", "3", e1);
+    expect_error("write failure: -o in a missing directory, found before training", act_train, &r, "/tmp/sap_no_such_dir/x.bin.tmp: cannot write: No such file or directory");
+    // training: the resume file does not fit (the checkpoint does): the old resume file stays
+    const char* ys = "/tmp/sap_test_full.state";
+    write_bytes(ys, old, sizeof old);
+    const char* e2[] = {"-o", "/tmp/sap_test_full2.bin", "-Y", ys, "-S", "1", NULL};
+    LimitedRun lr = {run_spec("sft", "3", e2), 100000};
+    expect_error("write failure: the resume file hits the disk limit during training", act_train_limited, &lr, "sap_test_full.state.tmp: write failed: File too large");
+    check(file_equals(ys, old, sizeof old), "write failure: the old resume file is untouched", "changed");
+    const char* nanfile = "/tmp/sap_test_nan_save.bin";
+    write_bytes(nanfile, old, sizeof old);
+    expect_error("NaN guard: weights that are not finite are never saved", act_save_nan, nanfile, "after step 3: a weight is not finite; stopping without saving");
+    check(file_equals(nanfile, old, sizeof old), "NaN guard: the old file is untouched by the refused save", "changed");
+}
+
+// ----------------------------------------------------------------------------
+// fuzzing (make fuzz): test_sap.c built with clang -fsanitize=fuzzer,address,undefined and
+// -DFUZZ=n is a libFuzzer target for one reader: 1 checkpoint, 2 token file, 3 example file,
+// 4 flags, 5 tokenizer, 6 resume file. under FUZZ, die() longjmps back here instead of exiting. whatever the
+// reader allocated before dying sits in the static objects below and is freed after each input,
+// so a long run does not leak. an input that loads is then used, with its invariants checked:
+// the sanitizers and abort() turn any violation into a finding.
+
+#define FUZZ_V 256 // readers are fuzzed against a byte-level vocabulary
+#define FUZZ_T 16  // and sequences of 16 tokens
+
+static void write_file_or_die(const char* dir, const char* name, const void* data, size_t n) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE* f = fopen(path, "wb");
+    if (f == NULL || fwrite(data, 1, n, f) != n || fclose(f) != 0) { fprintf(stderr, "cannot write %s\n", path); exit(2); }
+}
+
+// the run a resume file is fuzzed against: a small model with SAP, 3 training and 2 contrastive
+// examples (static: the fuzz harness keeps it for the whole run)
+static GPT2 rs_model;
+static SAP rs_sap;
+static ExampleFile rs_files[2];
+static ExampleLoader rs_loaders[2];
+static void resume_target(RunState* rs) {
+    static int ready = 0;
+    if (!ready) {
+        GPT2Config c = {.max_seq_len = 2, .vocab_size = 8, .padded_vocab_size = 8, .num_layers = 1, .num_heads = 1, .channels = 2};
+        gpt2_init_random(&rs_model, c, 1); // small enough that its resume file is 2 KB
+        sap_init(&rs_sap, &rs_model, 0.01f, 0.05f, 1.0f);
+        for (int k = 0; k < 2; k++) {
+            unsigned char buf[1024 + 64] = {0};
+            int32_t h[6] = {EXAMPLES_MAGIC, 1, 3 - k, 1 + k, (3 - k) * (2 + k), 0};
+            memcpy(buf, h, 24);
+            size_t pos = 1024;
+            for (int i = 0; i < 3 - k; i++) {
+                for (int j = 0; j < 2 + 2 * (1 + k); j++) { buf[pos] = (unsigned char)(j < 1 + (1 + k) ? 1 : 3 + i); pos += 2; }
+            }
+            examples_from_bytes(&rs_files[k], buf, pos, "fuzz examples", 8, 8);
+            loader_init(&rs_loaders[k], &rs_files[k], (uint64_t)k);
+        }
+        ready = 1;
+    }
+    *rs = (RunState){.model = &rs_model, .sap = &rs_sap, .loaders = {&rs_loaders[0], &rs_loaders[1]}, .tokens = NULL, .step = 3};
+}
+
+// small valid files of each kind, one directory per target: DIR/checkpoint, DIR/tokens, ...
+static void write_seeds(const char* dir) {
+    const char* sub[6] = {"checkpoint", "tokens", "examples", "flags", "tokenizer", "resume"};
+    char path[1024];
+    for (int i = 0; i < 6; i++) { snprintf(path, sizeof path, "%s/%s", dir, sub[i]); mkdir(dir, 0755); mkdir(path, 0755); }
+    GPT2Config cs[2] = {{.max_seq_len = 4, .vocab_size = 5, .padded_vocab_size = 8, .num_layers = 1, .num_heads = 1, .channels = 4},
+                        {.max_seq_len = 3, .vocab_size = 3, .padded_vocab_size = 3, .num_layers = 2, .num_heads = 2, .channels = 2}};
+    for (int i = 0; i < 2; i++) {
+        GPT2 m;
+        gpt2_init_random(&m, cs[i], 1);
+        snprintf(path, sizeof path, "%s/checkpoint/seed%d", dir, i);
+        gpt2_save(&m, path);
+        gpt2_free(&m);
+    }
+    unsigned char buf[1024 + 64] = {0};
+    int32_t th[3] = {TOKENS_MAGIC, 1, 20};
+    memcpy(buf, th, 12);
+    for (int i = 0; i < 20; i++) { buf[1024 + 2 * i] = (unsigned char)(i * 13); buf[1025 + 2 * i] = 0; }
+    write_file_or_die(dir, "tokens/seed0", buf, 1024 + 40);
+    // K=1: (1 2 | 3 4 5) and (7 | 8); K=2: (1 | 2 3 | 4) and (5 6 | 7 | 8 9 10)
+    uint16_t k1[11] = {2, 3, 1, 2, 3, 4, 5, 1, 1, 7, 8}, k2[17] = {1, 2, 1, 1, 2, 3, 4, 2, 1, 3, 5, 6, 7, 8, 9, 10, 0};
+    int32_t eh[6] = {EXAMPLES_MAGIC, 1, 2, 1, 7, 0};
+    memset(buf, 0, sizeof buf);
+    memcpy(buf, eh, 24); memcpy(buf + 1024, k1, 22);
+    write_file_or_die(dir, "examples/seed0", buf, 1024 + 22);
+    eh[3] = 2; eh[4] = 10;
+    memcpy(buf, eh, 24); memcpy(buf + 1024, k2, 32);
+    write_file_or_die(dir, "examples/seed1", buf, 1024 + 32);
+    int32_t zh[4] = {TOKENIZER_MAGIC, 2, 3, 2};
+    memset(buf, 0, sizeof buf);
+    memcpy(buf, zh, 16);
+    memcpy(buf + 1024, "\001a\002bc\005<eot>", 11);
+    write_file_or_die(dir, "tokenizer/seed0", buf, 1024 + 11);
+    // flags: argv[1..] separated by NUL bytes
+    const char f0[] = "-m\0sap\0-b\0004\0-t\00032\0-P\0001,2\0-l\0001e-3\0-r\0000.01\0-q\0002";
+    const char f1[] = "-m\0lm\0-L\0002\0-H\0002\0-C\00016\0-V\000300\0-j\0none\0-E\0none\0-n\0000";
+    write_file_or_die(dir, "flags/seed0", f0, sizeof f0 - 1);
+    write_file_or_die(dir, "flags/seed1", f1, sizeof f1 - 1);
+    RunState rs;
+    resume_target(&rs);
+    snprintf(path, sizeof path, "%s/resume/seed0", dir);
+    run_state_save(&rs, path);
+}
+
+#ifdef FUZZ
+static GPT2 fz_model;
+static TokenFile fz_tokens;
+static ExampleFile fz_examples;
+static Tokenizer fz_tokenizer;
+static char fz_args[4096];
+static char* fz_argv[65];
+
+static void fuzz_check(int ok, const char* what) {
+    if (!ok) { fprintf(stderr, "fuzz: invariant broken: %s\n", what); abort(); }
+}
+
+// runs one input through the reader; returns only if it loaded
+static void fuzz_one(const uint8_t* data, size_t size) {
+    const char* path = "fuzz-input";
+    if (FUZZ == 1) {
+        gpt2_from_bytes(&fz_model, data, size, path);
+        // a forward and backward pass on the loaded model: a loaded config must be one that works
+        int T = fz_model.config.max_seq_len < 4 ? fz_model.config.max_seq_len : 4;
+        gpt2_allocate_activations(&fz_model, 1, T);
+        int tok[4] = {0, 0, 0, 0};
+        float w[4] = {0.25f, 0.25f, 0.25f, 0.25f};
+        gpt2_zero_grad(&fz_model);
+        gpt2_forward(&fz_model, tok, tok, 1, T);
+        gpt2_backward(&fz_model, w, 0);
+    } else if (FUZZ == 2) {
+        tokens_from_bytes(&fz_tokens, data, size, path, FUZZ_V);
+        int in[8], tg[8];
+        if (fz_tokens.ntok >= 9) {
+            for (int i = 0; i < 5; i++) {
+                tokens_next_batch(&fz_tokens, 2, 4, in, tg);
+                for (int j = 0; j < 8; j++) { fuzz_check(in[j] < FUZZ_V && tg[j] < FUZZ_V, "token batch below V"); }
+            }
+        }
+    } else if (FUZZ == 3) {
+        examples_from_bytes(&fz_examples, data, size, path, FUZZ_V, FUZZ_T);
+        int in[FUZZ_T], tg[FUZZ_T];
+        float mask[FUZZ_T];
+        for (int i = 0; i < fz_examples.N; i++) {
+            for (int k = 0; k < fz_examples.K; k++) {
+                int count = example_row(&fz_examples, i, k, FUZZ_T, in, tg, mask);
+                fuzz_check(count >= 1, "every example has a response target");
+                for (int t = 0; t < FUZZ_T; t++) { fuzz_check(in[t] >= 0 && in[t] < FUZZ_V && tg[t] >= 0 && tg[t] < FUZZ_V, "row tokens below V"); }
+            }
+        }
+    } else if (FUZZ == 4) {
+        // argv[1..] are the NUL-separated pieces of the input; -h prints the usage and exits
+        size_t n = size < sizeof fz_args - 1 ? size : sizeof fz_args - 1;
+        memcpy(fz_args, data, n);
+        fz_args[n] = 0;
+        int argc = 1;
+        fz_argv[0] = "sap";
+        for (size_t i = 0; i <= n && argc < 64; i += strlen(fz_args + i) + 1) { fz_argv[argc++] = fz_args + i; }
+        fz_argv[argc] = NULL;
+        for (int i = 1; i < argc; i++) { if (strcmp(fz_argv[i], "-h") == 0 || strcmp(fz_argv[i], "--help") == 0) { return; } }
+        Options o;
+        parse_options(&o, argc, fz_argv);
+        // the probe layers, as train_run() takes them, for a model of 4 layers
+        int layers[4], probed[4];
+        GPT2 m = {.config = {.num_layers = 4}, .probed = probed};
+        int nl = parse_layers(o.probe_layers, layers, 4);
+        gpt2_set_probe_layers(&m, layers, nl);
+        for (int i = 0; i < nl; i++) { fuzz_check(layers[i] >= 0 && layers[i] < 4 && probed[layers[i]] == 1, "probe layers in range"); }
+        fuzz_check(o.B >= 1 && o.T >= 1 && o.steps >= 0 && o.lr >= 0 && o.tau > 0 && o.pair_batch >= 1, "flags in range");
+    } else if (FUZZ == 6) {
+        RunState rs;
+        resume_target(&rs);
+        run_state_from_bytes(&rs, data, size, path);
+        for (int k = 0; k < 2; k++) {
+            for (int i = 0; i < 4; i++) { fuzz_check(loader_next(&rs_loaders[k]) < rs_files[k].N, "loader indices in range"); }
+        }
+    } else {
+        tokenizer_from_bytes(&fz_tokenizer, data, size, path);
+        // decoding every token, through a small buffer (a token's bytes may include a 0: it ends the text there)
+        char text[64];
+        for (int i = 0; i < fz_tokenizer.n; i++) {
+            int tok[2] = {i, fz_tokenizer.eot};
+            decode_text(text, sizeof text, tok, 2, &fz_tokenizer, fz_tokenizer.n, fz_tokenizer.eot);
+            fuzz_check(strlen(text) < sizeof text, "decoded text fits");
+        }
+    }
+}
+
+static void fuzz_free(void) {
+    gpt2_free(&fz_model);
+    free(fz_tokens.tokens);
+    examples_free(&fz_examples);
+    if (fz_tokenizer.text != NULL) { for (int i = 0; i < fz_tokenizer.n; i++) { free(fz_tokenizer.text[i]); } }
+    free(fz_tokenizer.text);
+    memset(&fz_model, 0, sizeof fz_model); memset(&fz_tokens, 0, sizeof fz_tokens);
+    memset(&fz_examples, 0, sizeof fz_examples); memset(&fz_tokenizer, 0, sizeof fz_tokenizer);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    if (setjmp(die_escape) == 0) { fuzz_one(data, size); }
+    fuzz_free();
+    return 0;
+}
+#endif
+
+#ifndef FUZZ
+// `test_sap --seeds DIR` writes the fuzzers' seed corpus (make fuzz); plain `test_sap` runs the tests
+static void write_seeds(const char* dir);
+int main(int argc, char** argv) {
+    if (argc == 3 && strcmp(argv[1], "--seeds") == 0) { write_seeds(argv[2]); return 0; }
+    if (argc != 1) { fprintf(stderr, "usage: test_sap [--seeds DIR]\n"); return 2; }
     Rng r;
     rng_seed(&r, 2024);
     test_checker_catches_errors(&r);
@@ -1078,6 +1821,19 @@ int main(void) {
     test_validation_without_probe();
     test_judges();
     test_sap_on_shipped_data();
+    test_checkpoint_fields();
+    test_token_fields();
+    test_example_fields();
+    test_empty_and_directory();
+    test_messages_one_line();
+    test_nan_guard();
+    test_write_failures();
+    write_lm_tokens();
+    test_interrupt_and_resume("sap");
+    test_interrupt_and_resume("lm");
+    test_resume_errors();
+    test_sigterm_nothing_saved();
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
+#endif
