@@ -1284,8 +1284,10 @@ typedef struct {
     void (*prepare)(GPT2* m); // changes the model before training, or NULL
 } RunSpec;
 
+// a tiny model for the runs below, with 96 positions: the longest prompt of data/contrastive.bin
+// has 71 tokens, and its responses need room
 static void small_model(GPT2* m) {
-    GPT2Config c = {.max_seq_len = 64, .vocab_size = 256, .padded_vocab_size = 384, .num_layers = 2, .num_heads = 2, .channels = 16};
+    GPT2Config c = {.max_seq_len = 96, .vocab_size = 256, .padded_vocab_size = 384, .num_layers = 2, .num_heads = 2, .channels = 16};
     gpt2_init_random(m, c, 7);
 }
 
@@ -1315,7 +1317,7 @@ static void act_train(const void* p) {
 // argv for a small run: mode, steps, then extra flags
 static RunSpec run_spec(const char* mode, const char* steps, const char* const* extra) {
     RunSpec r = {.argv = {"sap", "-m", mode, "-i", "data/ft_benign.bin", "-j", "none", "-c", "data/contrastive.bin",
-                          "-b", "2", "-t", "64", "-q", "1", "-P", "0", "-l", "1e-2", "-n", steps}, .prepare = NULL};
+                          "-b", "2", "-t", "96", "-q", "1", "-P", "0", "-l", "1e-2", "-n", steps}, .prepare = NULL};
     int n = 21;
     for (int i = 0; extra != NULL && extra[i] != NULL; i++) { r.argv[n++] = extra[i]; }
     r.argv[n] = NULL;
