@@ -2397,8 +2397,10 @@ RunStats train_run(GPT2* model, const Options* o) {
     if (csv != NULL && fclose(csv) != 0) { die("%s: write failed", o->csv); }
     rs.ms_per_step = plain_steps > 0 ? plain_ms / plain_steps : steps_run > 0 ? total_ms / steps_run : 0.0;
     rs.mean_cos = rs.analysed > 0 ? sum_cos / rs.analysed : NAN;
-    printf("done: %d steps, %.1f ms/step, %.0f tokens/s, final train loss %f, val loss %f\n", o->steps, rs.ms_per_step,
-           steps_run > 0 ? (double)o->B * o->T * steps_run / (total_ms / 1e3) : 0.0, rs.loss, rs.val_loss);
+    printf("done: %d steps, %.1f ms/step, %.0f tokens/s, final train loss %f", o->steps, rs.ms_per_step,
+           steps_run > 0 ? (double)o->B * o->T * steps_run / (total_ms / 1e3) : 0.0, rs.loss);
+    if (o->val != NULL) { printf(", val loss %f", rs.val_loss); }
+    printf("\n");
     // the final save: theta, and the resume file (a later run can continue it with a larger -n)
     if (o->save != NULL || o->state != NULL) { save_run(o, &state); }
     if (o->save != NULL) { printf("saved %s\n", o->save); }
