@@ -31,6 +31,7 @@ It reads and writes llm.c's checkpoint and token formats byte for byte.
 
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -121,6 +122,12 @@ static void write_atomic(const char* path, const void* const* parts, const size_
     if (fclose(f) != 0) { ok = 0; err = err ? err : errno; }
     if (!ok) { remove(tmp); die("%s: write failed: %s (the previous %s is untouched)", tmp, strerror(err), path); }
     if (rename(tmp, path) != 0) { err = errno; remove(tmp); die("%s: cannot rename to %s: %s", tmp, path, strerror(err)); }
+    // the rename is an entry in the directory: sync the directory too, so that a power cut cannot
+    // undo it (best effort: some file systems cannot sync a directory, and the data is safe anyway)
+    char* slash = strrchr(tmp, '/');
+    if (slash == NULL) { strcpy(tmp, "."); } else { slash[slash == tmp] = 0; } // "/x" -> "/", "a/x" -> "a"
+    int dir = open(tmp, O_RDONLY);
+    if (dir >= 0) { fsync(dir); close(dir); }
     free(tmp);
 }
 
