@@ -328,7 +328,7 @@ static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar
         const float* b = bp + (size_t)k * NR;
         for (int r = 0; r < MR; r++) {
             float av = a[(size_t)(r < R ? r : R - 1) * ar + (size_t)k * ak];
-            #pragma omp simd
+            #pragma omp simd // vectorise this loop (left alone, gcc unrolls it and vectorises over k instead)
             for (int j = 0; j < NR; j++) { acc[r][j] += av * b[j]; }
         }
     }
