@@ -346,7 +346,7 @@ static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar
     }
 }
 
-// the right operand's panels, rows k0..k0+K-1 and columns 0..J-1 of x (row stride ldx), as a
+// a panel of the right operand: rows 0..K-1 and columns 0..J-1 of x (row stride ldx), as a
 // K x NR block with zeros in columns J..NR-1. pack_panel_transposed() takes column k of x's rows.
 static void pack_panel(float* panel, const float* x, size_t ldx, int K, int J) {
     for (int k = 0; k < K; k++) {
@@ -1418,7 +1418,7 @@ float harmful_direction(GPT2* model, Batch* pairs, float tau, float* margin) {
 }
 
 // plain fine-tuning (and plain LM training): one forward+backward, one AdamW step.
-// an: if given, its harm_dir holds g, and the step records cos(g_task, g) before updating.
+// an: if given, its harm_dir holds g, and the step records cos(g_task, -g) before updating.
 float sft_step(GPT2* model, const Batch* task, float lr, float wd, Analysis* an) {
     gpt2_zero_grad(model);
     float loss = task_loss(model, task);
@@ -2109,7 +2109,7 @@ typedef struct {
     float loss;       // the last step's task loss
     float val_loss;   // validation loss at the end (NAN without -j)
     double ms_per_step; // mean time of the steps without analysis
-    double mean_cos;  // mean cos(task gradient, harmful direction) over the analysed steps
+    double mean_cos;  // mean cos(g_task, -g) over the analysed steps (see Analysis)
     int analysed;     // how many steps were analysed
 } RunStats;
 
@@ -2425,7 +2425,6 @@ RunStats train_run(GPT2* model, const Options* o) {
 
 // ----------------------------------------------------------------------------
 // the benchmark (make bench): step times on random data, printed as `name: value` lines
-
 
 static double median(double* x, int n) {
     for (int i = 1; i < n; i++) { for (int j = i; j > 0 && x[j] < x[j - 1]; j--) { double t = x[j]; x[j] = x[j - 1]; x[j - 1] = t; } }

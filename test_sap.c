@@ -455,8 +455,7 @@ static void expect_error(const char* name, Action fn, const void* arg, const cha
 
 static void write_bytes(const char* path, const void* data, size_t n) {
     FILE* f = fopen(path, "wb");
-    fwrite(data, 1, n, f);
-    fclose(f);
+    if (f == NULL || fwrite(data, 1, n, f) != n || fclose(f) != 0) { fprintf(stderr, "test_sap: cannot write %s\n", path); exit(2); }
 }
 
 static void act_load_checkpoint(const void* p) { GPT2 m; gpt2_load(&m, p); }
@@ -504,6 +503,15 @@ static void write_examples(const char* path, int32_t N, int32_t K, int32_t total
     memcpy(buf, h, 24);
     memcpy(buf + 1024, body, 2 * (size_t)n);
     write_bytes(path, buf, 1024 + 2 * (size_t)n);
+}
+
+// an llm.c tokenizer file from raw header fields (token count, end-of-text id) and a raw body
+static void write_tokenizer(const char* path, int32_t n, int32_t eot, const char* body, int len) {
+    unsigned char buf[1024 + 64] = {0};
+    int32_t h[4] = {TOKENIZER_MAGIC, 2, n, eot};
+    memcpy(buf, h, 16);
+    memcpy(buf + 1024, body, (size_t)len);
+    write_bytes(path, buf, 1024 + (size_t)len);
 }
 
 static void test_bad_input(void) {
@@ -574,15 +582,9 @@ static void test_bad_input(void) {
     expect_error("examples: fewer records than the header says", act_load_examples, ex, "too small for 2 examples");
 
     const char* tz = "/tmp/sap_test_tokenizer.bin";
-    unsigned char tbuf[1024 + 8] = {0};
-    int32_t th[4] = {TOKENIZER_MAGIC, 2, 3, 0};
-    memcpy(tbuf, th, 16);
-    memcpy(tbuf + 1024, "\001a\000\001b\001c", 7);
-    write_bytes(tz, tbuf, 1031);
+    write_tokenizer(tz, 3, 0, "\001a\000\001b\001c", 7);
     expect_error("tokenizer: zero-length token", act_load_tokenizer, tz, "token 1 has length 0");
-    th[3] = 7;
-    memcpy(tbuf, th, 16);
-    write_bytes(tz, tbuf, 1031);
+    write_tokenizer(tz, 3, 7, "\001a\000\001b\001c", 7);
     expect_error("tokenizer: end-of-text id outside its tokens", act_load_tokenizer, tz, "end-of-text id 7");
 
     const char* a1[] = {"sap", "-b", "0", NULL};
@@ -1254,11 +1256,7 @@ static void test_messages_one_line(void) {
     // tokenizer findings: a token whose byte is 0 (GPT-2 has one) loads and decodes to nothing;
     // a header claiming more tokens than the file can hold is refused before allocating
     const char* tz = "/tmp/sap_test_tokenizer0.bin";
-    unsigned char tbuf[1024 + 6] = {0};
-    int32_t th[4] = {TOKENIZER_MAGIC, 2, 2, 1};
-    memcpy(tbuf, th, 16);
-    memcpy(tbuf + 1024, "\001\000\003eot", 6);
-    write_bytes(tz, tbuf, sizeof tbuf);
+    write_tokenizer(tz, 2, 1, "\001\000\003eot", 6);
     Tokenizer tok;
     tokenizer_load(&tok, tz);
     char text[8];
@@ -1266,9 +1264,7 @@ static void test_messages_one_line(void) {
     decode_text(text, sizeof text, ids, 2, &tok, 2, 1);
     check(tok.n == 2 && strcmp(tok.text[1], "eot") == 0 && text[0] == 0, "tokenizer: a token that is the byte 0 loads, and decodes to nothing", "n %d", tok.n);
     free(tok.text[0]); free(tok.text[1]); free(tok.text);
-    th[2] = 1000000; th[3] = 0;
-    memcpy(tbuf, th, 16);
-    write_bytes(tz, tbuf, sizeof tbuf);
+    write_tokenizer(tz, 1000000, 0, "\001\000\003eot", 6);
     expect_error("tokenizer: a million tokens claimed in 6 bytes", act_load_tokenizer, tz, "file too small for 1000000 tokens");
     const char* s[] = {"sap", "-S", "5", NULL};
     expect_error("flags: -S without -o or -Y", act_parse, s, "-S: saving every 5 steps needs -o or -Y");
