@@ -486,6 +486,36 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
     }
 }
 
+// LoRA, a low-rank adapter on a frozen matrix W (OC, IC): the matmul above made y = W x + b, and
+// the adapter adds scale * B (A x), with A (r, IC) and B (OC, r) and a rank r much smaller than IC
+// and OC. it is two more matmuls through the same kernel, one down to r channels and one back up,
+// so B A (OC x IC) is never formed. h = A x (N, r) is kept for the backward pass, tmp (N, OC) is
+// scratch. y has row stride ldy, because q, k and v are column blocks of the fused qkv output.
+void lora_forward(float* y, int ldy, float* h, float* tmp, const float* x, const float* A, const float* B,
+                  float scale, int N, int IC, int OC, int r) {
+    matmul_forward(h, x, A, NULL, N, IC, r);
+    matmul_forward(tmp, h, B, NULL, N, r, OC);
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) { y[(size_t)n * ldy + o] += scale * tmp[(size_t)n * OC + o]; }
+    }
+}
+
+// its backward, from dy (row stride ldy), the same two matmuls backwards:
+//   dh = scale * dy B,  dB += scale * dy^T h,  dA += dh^T x,  dx += dh A.
+// dA and dB NULL: only the input gradient (the pass at SAP's theta' makes no weight gradients).
+// dh (N, r) and dtmp (N, OC) are scratch.
+void lora_backward(float* dx, float* dA, float* dB, float* dh, float* dtmp, const float* dy, int ldy,
+                   const float* x, const float* h, const float* A, const float* B, float scale, int N, int IC, int OC, int r) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) { dtmp[(size_t)n * OC + o] = scale * dy[(size_t)n * ldy + o]; }
+    }
+    memset(dh, 0, (size_t)N * r * sizeof(float));
+    matmul_backward(dh, dB, NULL, dtmp, h, B, N, r, OC);
+    matmul_backward(dx, dA, NULL, dh, x, A, N, IC, r);
+}
+
 // causal self-attention. inp (B,T,3C) holds q,k,v; head h uses channels h*hs..(h+1)*hs.
 // preatt, att (B,NH,T,T) keep the scores and their softmax for backward; out (B,T,C).
 void attention_forward(float* out, float* preatt, float* att, const float* inp, int B, int T, int C, int NH) {
@@ -698,7 +728,47 @@ static void carve_parameters(ParameterTensors* p, float* memory, const size_t* s
     carve(memory, t, sizes, NUM_PARAMETER_TENSORS);
 }
 
-#define NUM_ACTIVATION_TENSORS 23
+// LoRA (low-rank adaptation): instead of every weight, fine-tuning trains small adapters on some
+// of each block's matrices (lora_forward above), the matrices themselves stay frozen, and theta
+// is the adapters alone. the kinds of matrix an adapter can sit on, in every block:
+enum { LORA_Q, LORA_K, LORA_V, LORA_PROJ, LORA_FC, LORA_FCPROJ, NUM_LORA_TARGETS };
+static const char* const lora_target_names[NUM_LORA_TARGETS] = {"q", "k", "v", "proj", "fc", "fcproj"};
+// their (out, in) shapes: q, k and v (row blocks of qkvw) and proj (C, C), fc (4C, C), fcproj (C, 4C)
+static void lora_shape(int t, int C, int* OC, int* IC) {
+    *OC = t == LORA_FC ? 4 * C : C;
+    *IC = t == LORA_FCPROJ ? 4 * C : C;
+}
+
+#define NUM_LORA_TENSORS (2 * NUM_LORA_TARGETS)
+typedef struct {
+    int rank;                      // r; 0: no adapters (full fine-tuning)
+    float alpha;                   // the scale's numerator (alpha = r: scale 1, PEFT's default)
+    float scale;                   // alpha / r
+    int on[NUM_LORA_TARGETS];      // 1 where every block's matrix of that kind has an adapter
+    float* A[NUM_LORA_TARGETS];    // (L, r, IC) of each adapted kind; empty where not adapted
+    float* B[NUM_LORA_TARGETS];    // (L, OC, r)
+    float* dA[NUM_LORA_TARGETS];   // (L, r, IC) their gradients
+    float* dB[NUM_LORA_TARGETS];   // (L, OC, r)
+    size_t sizes[NUM_LORA_TENSORS];// A, then B, of each kind in turn
+    size_t n;                      // adapter weights in all
+    float* memory;                 // (4, n): the adapters, their gradients, AdamW's two moments
+} LoRA;
+
+static void lora_sizes(size_t* sizes, const GPT2Config* c, int rank, const int* on) {
+    for (int t = 0; t < NUM_LORA_TARGETS; t++) {
+        int OC, IC;
+        lora_shape(t, c->channels, &OC, &IC);
+        sizes[2 * t] = on[t] ? (size_t)c->num_layers * rank * IC : 0;
+        sizes[2 * t + 1] = on[t] ? (size_t)c->num_layers * OC * rank : 0;
+    }
+}
+static void carve_lora(float** A, float** B, float* memory, const size_t* sizes) {
+    float** t[NUM_LORA_TENSORS];
+    for (int i = 0; i < NUM_LORA_TARGETS; i++) { t[2 * i] = &A[i]; t[2 * i + 1] = &B[i]; }
+    carve(memory, t, sizes, NUM_LORA_TENSORS);
+}
+
+#define NUM_ACTIVATION_TENSORS 30
 typedef struct {
     float* encoded;   // (B, T, C) embeddings: the residual stream entering block 0
     float* ln1;       // (L, B, T, C)
@@ -723,15 +793,19 @@ typedef struct {
     float* logits;    // (B, T, Vp)
     float* probs;     // (B, T, Vp)
     float* losses;    // (B, T) cross-entropy of each position
+    float* lora_h[NUM_LORA_TARGETS]; // (L, B, T, r) A x of each adapted kind (LoRA only)
+    float* lora_tmp;  // (B, T, 4*C) scratch for B (A x) (LoRA only; C wide without an fc adapter)
 } ActivationTensors;
 
-static void activation_sizes(size_t* sizes, const GPT2Config* c, int B, int T) {
+static void activation_sizes(size_t* sizes, const GPT2Config* c, const LoRA* lora, int B, int T) {
     size_t C = c->channels, L = c->num_layers, NH = c->num_heads, Vp = c->padded_vocab_size;
-    size_t BT = (size_t)B * T;
+    size_t BT = (size_t)B * T, r = lora->rank;
     size_t s[NUM_ACTIVATION_TENSORS] = {BT * C, L * BT * C, L * BT, L * BT, L * BT * 3 * C, L * BT * C,
                                         L * B * NH * T * T, L * B * NH * T * T, L * BT * C, L * BT * C,
                                         L * BT * C, L * BT, L * BT, L * BT * 4 * C, L * BT * 4 * C,
                                         L * BT * C, L * BT * C, BT * C, BT, BT, BT * Vp, BT * Vp, BT};
+    for (int t = 0; t < NUM_LORA_TARGETS; t++) { s[23 + t] = lora->on[t] ? L * BT * r : 0; }
+    s[29] = r == 0 ? 0 : lora->on[LORA_FC] ? BT * 4 * C : BT * C;
     memcpy(sizes, s, sizeof(s));
 }
 static void carve_activations(ActivationTensors* a, float* memory, const size_t* sizes) {
@@ -739,7 +813,8 @@ static void carve_activations(ActivationTensors* a, float* memory, const size_t*
                                          &a->atty, &a->preatt, &a->att, &a->attproj, &a->residual2,
                                          &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
                                          &a->fcproj, &a->residual3, &a->lnf, &a->lnf_mean, &a->lnf_rstd,
-                                         &a->logits, &a->probs, &a->losses};
+                                         &a->logits, &a->probs, &a->losses, &a->lora_h[0], &a->lora_h[1],
+                                         &a->lora_h[2], &a->lora_h[3], &a->lora_h[4], &a->lora_h[5], &a->lora_tmp};
     carve(memory, t, sizes, NUM_ACTIVATION_TENSORS);
 }
 
@@ -752,8 +827,14 @@ typedef struct {
     ParameterTensors grads;       // d loss / d theta, same layout
     float* grads_memory;
     float* opt_memory;            // (2, num_parameters) AdamW first and second moments
-    float* m_memory;              // (num_parameters) first moment, in opt_memory
-    float* v_memory;              // (num_parameters) second moment, in opt_memory
+    LoRA lora;                    // the adapters, when lora.rank > 0
+    // theta: what training changes, and what AdamW, SAP and SAM work on. every weight above (full
+    // fine-tuning), or the adapters alone (LoRA: the weights above are then frozen)
+    size_t num_theta;
+    float* theta;                 // (num_theta) params_memory, or the adapters
+    float* theta_grad;            // (num_theta) d loss / d theta
+    float* theta_m;               // (num_theta) AdamW first moment
+    float* theta_v;               // (num_theta) AdamW second moment
     int adam_step;                // AdamW steps taken, for bias correction
     ActivationTensors acts;       // forward activations for a batch of at most (max_B, max_T)
     size_t act_sizes[NUM_ACTIVATION_TENSORS];
@@ -784,8 +865,6 @@ static void gpt2_allocate_parameters(GPT2* model) {
     model->params_memory = malloc_check(n * sizeof(float), "parameters");
     model->grads_memory = calloc_check(n, sizeof(float), "gradients");
     model->opt_memory = calloc_check(2 * n, sizeof(float), "optimizer state");
-    model->m_memory = model->opt_memory;
-    model->v_memory = model->opt_memory + n;
     carve_parameters(&model->params, model->params_memory, model->param_sizes);
     carve_parameters(&model->grads, model->grads_memory, model->param_sizes);
     size_t L = c->num_layers, C = c->channels;
@@ -794,6 +873,12 @@ static void gpt2_allocate_parameters(GPT2* model) {
     model->dprobe = model->probe_memory + L * C;
     model->probed = calloc_check(L, sizeof(int), "probe layers");
     model->lowest_probe = (int)L;
+    model->lora = (LoRA){.rank = 0};
+    model->num_theta = n;
+    model->theta = model->params_memory;
+    model->theta_grad = model->grads_memory;
+    model->theta_m = model->opt_memory;
+    model->theta_v = model->opt_memory + n;
     model->adam_step = 0;
     model->acts_memory = NULL;
     model->grads_acts_memory = NULL;
@@ -833,6 +918,35 @@ void gpt2_init_random(GPT2* model, GPT2Config config, uint64_t seed) {
     for (size_t i = 0; i < L * 4 * C * C; i++) { p->fcprojw[i] = std_resid * rng_normal(&rng); }
 }
 
+// the merged weights W + scale * B A of every adapted matrix, added into params, a parameter-sized
+// buffer that holds the frozen weights (a copy, or the model's own). this is what -o saves.
+void lora_merge(const GPT2* model, float* params) {
+    const LoRA* lo = &model->lora;
+    int C = model->config.channels, L = model->config.num_layers, r = lo->rank;
+    ParameterTensors p;
+    carve_parameters(&p, params, model->param_sizes);
+    for (int t = 0; t < NUM_LORA_TARGETS; t++) {
+        if (!lo->on[t]) { continue; }
+        int OC, IC;
+        lora_shape(t, C, &OC, &IC);
+        for (int l = 0; l < L; l++) {
+            float* W = t == LORA_PROJ ? p.attprojw + (size_t)l * C * C : t == LORA_FC ? p.fcw + (size_t)l * 4 * C * C
+                     : t == LORA_FCPROJ ? p.fcprojw + (size_t)l * C * 4 * C
+                     : p.qkvw + (size_t)l * 3 * C * C + (size_t)(t - LORA_Q) * C * C; // q, k, v: row blocks 0, 1, 2
+            const float* A = lo->A[t] + (size_t)l * r * IC;
+            const float* B = lo->B[t] + (size_t)l * OC * r;
+            #pragma omp parallel for schedule(static)
+            for (int o = 0; o < OC; o++) {
+                for (int i = 0; i < IC; i++) {
+                    float s = 0.0f;
+                    for (int k = 0; k < r; k++) { s += B[(size_t)o * r + k] * A[(size_t)k * IC + i]; }
+                    W[(size_t)o * IC + i] += lo->scale * s;
+                }
+            }
+        }
+    }
+}
+
 // llm.c's checkpoint: 256 int32 header, then every parameter tensor as float32, in table order.
 // every reader comes in two parts: X_load() reads the file, X_from_bytes() checks and parses its
 // bytes (the part the fuzzers call). path is only for the messages. nothing is allocated before
@@ -870,15 +984,25 @@ void gpt2_load(GPT2* model, const char* path) {
     free(buf);
 }
 
-// theta alone, in llm.c's format (the probe is a training device and is not saved)
+// the model's weights in llm.c's format; with LoRA, with the adapters merged in (lora_merge), so
+// that every reader, llm.c too, loads it as any checkpoint. the probe is a training device and
+// is not saved.
 void gpt2_save(const GPT2* model, const char* path) {
     int32_t header[256] = {0};
     const GPT2Config* c = &model->config;
     header[0] = CHECKPOINT_MAGIC; header[1] = 3; header[2] = c->max_seq_len; header[3] = c->vocab_size;
     header[4] = c->num_layers; header[5] = c->num_heads; header[6] = c->channels; header[7] = c->padded_vocab_size;
-    const void* parts[2] = {header, model->params_memory};
-    size_t bytes[2] = {sizeof header, model->num_parameters * sizeof(float)};
+    size_t n = model->num_parameters;
+    float* merged = NULL;
+    if (model->lora.rank > 0) {
+        merged = malloc_check(n * sizeof(float), "merged weights");
+        memcpy(merged, model->params_memory, n * sizeof(float));
+        lora_merge(model, merged);
+    }
+    const void* parts[2] = {header, merged != NULL ? merged : model->params_memory};
+    size_t bytes[2] = {sizeof header, n * sizeof(float)};
     write_atomic(path, parts, bytes, 2);
+    free(merged);
 }
 
 // activations for batches of up to B rows of up to T tokens
@@ -890,7 +1014,7 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
     double biggest = (double)c->num_layers * B * c->num_heads * T * T + 2.0 * B * T * c->padded_vocab_size;
     if (biggest * sizeof(float) > (double)SIZE_MAX / 4) { die("batch %d x %d is too large for this model", B, T); }
     free(model->acts_memory); free(model->grads_acts_memory); free(model->inputs); free(model->targets);
-    activation_sizes(model->act_sizes, &model->config, B, T);
+    activation_sizes(model->act_sizes, &model->config, &model->lora, B, T);
     model->num_activations = 0;
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { model->num_activations += model->act_sizes[i]; }
     model->acts_memory = malloc_check(model->num_activations * sizeof(float), "activations");
@@ -907,7 +1031,56 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
 void gpt2_free(GPT2* model) {
     free(model->params_memory); free(model->grads_memory); free(model->opt_memory);
     free(model->acts_memory); free(model->grads_acts_memory); free(model->inputs); free(model->targets);
-    free(model->probe_memory); free(model->probed);
+    free(model->probe_memory); free(model->probed); free(model->lora.memory);
+}
+
+// LoRA: from here on, theta is rank-r adapters on the given kinds of matrix in every block,
+// scaled by alpha / r. A is drawn from U(-1/sqrt(IC), 1/sqrt(IC)) (the kaiming-uniform default of
+// PyTorch's Linear, which PEFT uses) and B is 0, so the adapted model starts as the base model,
+// and the first step moves B only. AdamW starts afresh on the adapters.
+void gpt2_lora_init(GPT2* model, int rank, float alpha, const int* on, uint64_t seed) {
+    const GPT2Config* c = &model->config;
+    if (rank <= 0 || rank > c->channels) { die("LoRA rank %d: must be 1 to the model's %d channels", rank, c->channels); }
+    LoRA* lo = &model->lora;
+    free(lo->memory);
+    *lo = (LoRA){.rank = rank, .alpha = alpha, .scale = alpha / rank};
+    memcpy(lo->on, on, sizeof lo->on);
+    lora_sizes(lo->sizes, c, rank, on);
+    for (int i = 0; i < NUM_LORA_TENSORS; i++) { lo->n += lo->sizes[i]; }
+    if (lo->n == 0) { die("LoRA: no matrix to adapt"); }
+    lo->memory = calloc_check(4 * lo->n, sizeof(float), "LoRA adapters");
+    carve_lora(lo->A, lo->B, lo->memory, lo->sizes);
+    carve_lora(lo->dA, lo->dB, lo->memory + lo->n, lo->sizes);
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int t = 0; t < NUM_LORA_TARGETS; t++) {
+        int OC, IC;
+        lora_shape(t, c->channels, &OC, &IC);
+        float bound = 1.0f / sqrtf((float)IC);
+        for (size_t i = 0; i < lo->sizes[2 * t]; i++) { lo->A[t][i] = bound * (2.0f * rng_uniform(&rng) - 1.0f); }
+    }
+    model->num_theta = lo->n;
+    model->theta = lo->memory;
+    model->theta_grad = lo->memory + lo->n;
+    model->theta_m = lo->memory + 2 * lo->n;
+    model->theta_v = lo->memory + 3 * lo->n;
+    model->adam_step = 0;
+    if (model->acts_memory != NULL) { gpt2_allocate_activations(model, model->max_B, model->max_T); } // room for A x
+}
+
+// the end of LoRA training: the adapters are merged into the model's weights and dropped, so the
+// model in memory is the checkpoint that -o saved, and theta is again every weight
+void gpt2_lora_fold(GPT2* model) {
+    if (model->lora.rank == 0) { return; }
+    lora_merge(model, model->params_memory);
+    free(model->lora.memory);
+    model->lora = (LoRA){.rank = 0};
+    size_t n = model->num_parameters;
+    model->num_theta = n;
+    model->theta = model->params_memory;
+    model->theta_grad = model->grads_memory;
+    model->theta_m = model->opt_memory;
+    model->theta_v = model->opt_memory + n;
 }
 
 // which blocks carry a probe; a probe that is zero, or no probed layer, changes nothing
@@ -920,6 +1093,16 @@ void gpt2_set_probe_layers(GPT2* model, const int* layers, int n) {
         model->probed[layers[i]] = 1;
         if (layers[i] < model->lowest_probe) { model->lowest_probe = layers[i]; }
     }
+}
+
+// block l's adapter on matrices of kind t, if it has one: y (row stride ldy) += scale * B (A x)
+static void lora_adapt(GPT2* model, int t, int l, float* y, int ldy, const float* x) {
+    const LoRA* lo = &model->lora;
+    if (lo->rank == 0 || !lo->on[t]) { return; }
+    int N = model->B * model->T, r = lo->rank, OC, IC;
+    lora_shape(t, model->config.channels, &OC, &IC);
+    lora_forward(y, ldy, model->acts.lora_h[t] + (size_t)l * N * r, model->acts.lora_tmp, x,
+                 lo->A[t] + (size_t)l * r * IC, lo->B[t] + (size_t)l * OC * r, lo->scale, N, IC, OC, r);
 }
 
 // the forward pass on B rows of T tokens; with targets, losses[b*T+t] = -log p(targets[b*T+t]).
@@ -970,14 +1153,21 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
         float* l_residual3 = a.residual3 + (size_t)l * N * C;
         // attention, then MLP, each on a layernormed copy of the stream and added back to it
         layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, l_ln1w, l_ln1b, N, C);
+        // (with LoRA, each adapted matrix's output then gets its adapter's share: lora_adapt)
         matmul_forward(l_qkv, l_ln1, l_qkvw, l_qkvb, N, C, 3 * C);
+        lora_adapt(model, LORA_Q, l, l_qkv, 3 * C, l_ln1);
+        lora_adapt(model, LORA_K, l, l_qkv + C, 3 * C, l_ln1);
+        lora_adapt(model, LORA_V, l, l_qkv + 2 * C, 3 * C, l_ln1);
         attention_forward(l_atty, l_preatt, l_att, l_qkv, B, T, C, NH);
         matmul_forward(l_attproj, l_atty, l_attprojw, l_attprojb, N, C, C);
+        lora_adapt(model, LORA_PROJ, l, l_attproj, C, l_atty);
         residual_forward(l_residual2, residual, l_attproj, NULL, N, C);
         layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, l_ln2w, l_ln2b, N, C);
         matmul_forward(l_fch, l_ln2, l_fcw, l_fcb, N, C, 4 * C);
+        lora_adapt(model, LORA_FC, l, l_fch, 4 * C, l_ln2);
         gelu_forward(l_fch_gelu, l_fch, (size_t)N * 4 * C);
         matmul_forward(l_fcproj, l_fch_gelu, l_fcprojw, l_fcprojb, N, 4 * C, C);
+        lora_adapt(model, LORA_FCPROJ, l, l_fcproj, C, l_fch_gelu);
         // x_l = block_l(x_{l-1}) + v_l: the probe joins the stream here
         residual_forward(l_residual3, l_residual2, l_fcproj, model->probed[l] ? model->probe + (size_t)l * C : NULL, N, C);
     }
@@ -987,14 +1177,15 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
     softmax_crossentropy_forward(a.probs, a.losses, a.logits, targets, N, V, Vp);
 }
 
-// the passes read the weights through model->params: pointing those at another parameter-sized
-// buffer (SAP's and SAM's perturbed weights) runs the model there
-void gpt2_point_weights(GPT2* model, float* memory) {
-    carve_parameters(&model->params, memory, model->param_sizes);
+// the passes read theta through the named tensors (model->params, or the adapters): pointing them
+// at another theta-sized buffer (SAP's and SAM's perturbed weights) runs the model there
+void gpt2_point_theta(GPT2* model, float* memory) {
+    if (model->lora.rank > 0) { carve_lora(model->lora.A, model->lora.B, memory, model->lora.sizes); }
+    else { carve_parameters(&model->params, memory, model->param_sizes); }
 }
 
 void gpt2_zero_grad(GPT2* model) {
-    memset(model->grads_memory, 0, model->num_parameters * sizeof(float));
+    memset(model->theta_grad, 0, model->num_theta * sizeof(float));
     memset(model->dprobe, 0, (size_t)model->config.num_layers * model->config.channels * sizeof(float));
 }
 
@@ -1003,8 +1194,23 @@ static void zero_layers(float* t, int l0, int l1, size_t per_layer) {
     memset(t + (size_t)l0 * per_layer, 0, (size_t)(l1 - l0) * per_layer * sizeof(float));
 }
 
-// backward from the loss sum_n weights[n] * losses[n] of the last forward pass. parameter and
-// probe gradients accumulate (+=; zero them first with gpt2_zero_grad).
+// the backward pass of lora_adapt: the adapter's input gradient into dx, and, with ag, its own
+// gradients into the adapter's gradient tensors
+static void lora_adapt_backward(GPT2* model, int t, int l, float* dx, const float* dy, int ldy, const float* x, int ag) {
+    const LoRA* lo = &model->lora;
+    if (lo->rank == 0 || !lo->on[t]) { return; }
+    int N = model->B * model->T, r = lo->rank, OC, IC;
+    lora_shape(t, model->config.channels, &OC, &IC);
+    size_t lA = (size_t)l * r * IC, lB = (size_t)l * OC * r, lh = (size_t)l * N * r;
+    lora_backward(dx, ag ? lo->dA[t] + lA : NULL, ag ? lo->dB[t] + lB : NULL, model->grads_acts.lora_h[t] + lh,
+                  model->grads_acts.lora_tmp, dy, ldy, x, model->acts.lora_h[t] + lh, lo->A[t] + lA, lo->B[t] + lB,
+                  lo->scale, N, IC, OC, r);
+}
+
+// backward from the loss sum_n weights[n] * losses[n] of the last forward pass. the gradients of
+// theta (every weight, or with LoRA the adapters alone) and of the probe accumulate (+=; zero
+// them first with gpt2_zero_grad). with LoRA, the frozen weights get no gradient: their weight-
+// gradient matmuls are skipped, only their input gradients are made.
 // probe_only: only the probe gradient is wanted (the pass at theta'), so no weight gradient is
 // made, and the pass stops at the lowest probed block, below which nothing reaches a probe.
 void gpt2_backward(GPT2* model, const float* weights, int probe_only) {
@@ -1015,7 +1221,9 @@ void gpt2_backward(GPT2* model, const float* weights, int probe_only) {
     ParameterTensors g = model->grads;
     ActivationTensors a = model->acts;
     ActivationTensors d = model->grads_acts;
-    int wg = !probe_only; // make weight gradients?
+    int lora = model->lora.rank > 0;
+    int wg = !probe_only && !lora; // make the weights' gradients?
+    int ag = !probe_only && lora;  // make the adapters' gradients?
     // the activation gradients that backward accumulates into start at zero: only those (attention
     // uses its two as scratch, probs and losses get none), for this batch's N positions, and only
     // the layers the pass visits (the probe-only pass stops at the lowest probed block)
@@ -1051,19 +1259,25 @@ void gpt2_backward(GPT2* model, const float* weights, int probe_only) {
         residual_backward(d.residual2 + lnc, d.fcproj + lnc, l_dresidual3, (size_t)N * C);
         matmul_backward(d.fch_gelu + 4 * lnc, wg ? g.fcprojw + 4 * lc * C : NULL, wg ? g.fcprojb + lc : NULL,
                         d.fcproj + lnc, a.fch_gelu + 4 * lnc, p.fcprojw + 4 * lc * C, N, 4 * C, C);
+        lora_adapt_backward(model, LORA_FCPROJ, l, d.fch_gelu + 4 * lnc, d.fcproj + lnc, C, a.fch_gelu + 4 * lnc, ag);
         gelu_backward(d.fch + 4 * lnc, a.fch + 4 * lnc, d.fch_gelu + 4 * lnc, (size_t)N * 4 * C);
         matmul_backward(d.ln2 + lnc, wg ? g.fcw + 4 * lc * C : NULL, wg ? g.fcb + 4 * lc : NULL,
                         d.fch + 4 * lnc, a.ln2 + lnc, p.fcw + 4 * lc * C, N, C, 4 * C);
+        lora_adapt_backward(model, LORA_FC, l, d.ln2 + lnc, d.fch + 4 * lnc, 4 * C, a.ln2 + lnc, ag);
         layernorm_backward(d.residual2 + lnc, wg ? g.ln2w + lc : NULL, wg ? g.ln2b + lc : NULL, d.ln2 + lnc,
                            a.residual2 + lnc, p.ln2w + lc, a.ln2_mean + ln, a.ln2_rstd + ln, N, C);
         // through the attention
         residual_backward(dresidual, d.attproj + lnc, d.residual2 + lnc, (size_t)N * C);
         matmul_backward(d.atty + lnc, wg ? g.attprojw + lc * C : NULL, wg ? g.attprojb + lc : NULL,
                         d.attproj + lnc, a.atty + lnc, p.attprojw + lc * C, N, C, C);
+        lora_adapt_backward(model, LORA_PROJ, l, d.atty + lnc, d.attproj + lnc, C, a.atty + lnc, ag);
         attention_backward(d.qkv + 3 * lnc, d.preatt + latt, d.att + latt, d.atty + lnc, a.qkv + 3 * lnc,
                            a.att + latt, B, T, C, NH);
         matmul_backward(d.ln1 + lnc, wg ? g.qkvw + 3 * lc * C : NULL, wg ? g.qkvb + 3 * lc : NULL,
                         d.qkv + 3 * lnc, a.ln1 + lnc, p.qkvw + 3 * lc * C, N, C, 3 * C);
+        for (int t = LORA_Q; t <= LORA_V; t++) {
+            lora_adapt_backward(model, t, l, d.ln1 + lnc, d.qkv + 3 * lnc + (size_t)(t - LORA_Q) * C, 3 * C, a.ln1 + lnc, ag);
+        }
         layernorm_backward(dresidual, wg ? g.ln1w + lc : NULL, wg ? g.ln1b + lc : NULL, d.ln1 + lnc, residual,
                            p.ln1w + lc, a.ln1_mean + ln, a.ln1_rstd + ln, N, C);
     }
@@ -1084,10 +1298,11 @@ void adamw_update(float* params, const float* grads, float* m, float* v, size_t 
     }
 }
 
+// one AdamW step on theta: every weight, or with LoRA the adapters alone
 void gpt2_update(GPT2* model, float lr, float weight_decay) {
     model->adam_step++;
-    adamw_update(model->params_memory, model->grads_memory, model->m_memory, model->v_memory,
-                 model->num_parameters, model->adam_step, lr, 0.9f, 0.999f, 1e-8f, weight_decay);
+    adamw_update(model->theta, model->theta_grad, model->theta_m, model->theta_v,
+                 model->num_theta, model->adam_step, lr, 0.9f, 0.999f, 1e-8f, weight_decay);
 }
 
 // ----------------------------------------------------------------------------
@@ -1372,20 +1587,23 @@ float contrastive_loss(GPT2* model, Batch* b, float tau, float* margin) {
 // model prefer harmful responses (g = grad Lc points the other way). the paper finds it positive
 // during plain fine-tuning: a descent step on the task then also moves towards harm.
 typedef struct {
-    float* harm_dir;   // (num_parameters) g = grad_theta Lc(theta_t), saved before it is overwritten
-    double cos_all;    // cos(g_task, -g) over every weight: > 0 means task descent drifts towards harm
-    double* cos_layer; // (L) the same over block l's weights only
+    float* harm_dir;   // (num_theta) g = grad_theta Lc(theta_t), saved before it is overwritten
+    double cos_all;    // cos(g_task, -g) over all of theta: > 0 means task descent drifts towards harm
+    double* cos_layer; // (L) the same over block l's part of theta only (its weights, or its adapters)
     float contrastive; // Lc(theta_t) of the contrastive batch
     float margin;      // mean s(safe) - s(harmful) on it
 } Analysis;
 
-// per-layer views of a parameter-sized vector: tensors 2..13 of the table are layer-stacked
+// per-layer views of a theta-sized vector: tensors 2..13 of the parameter table are layer-stacked,
+// and so is every adapter tensor
 static void layer_dot(const GPT2* model, const float* a, const float* b, int l, double* ab, double* aa, double* bb) {
+    int lora = model->lora.rank > 0;
+    const size_t* sizes = lora ? model->lora.sizes : model->param_sizes;
     size_t off = 0;
     *ab = *aa = *bb = 0.0;
-    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        size_t sz = model->param_sizes[i];
-        if (i >= 2 && i <= 13) {
+    for (int i = 0; i < (lora ? NUM_LORA_TENSORS : NUM_PARAMETER_TENSORS); i++) {
+        size_t sz = sizes[i];
+        if (lora || (i >= 2 && i <= 13)) {
             size_t per = sz / model->config.num_layers, lo = off + (size_t)l * per;
             *ab += dot_product(a + lo, b + lo, per);
             *aa += dot_product(a + lo, a + lo, per);
@@ -1398,8 +1616,8 @@ static double cosine(double ab, double aa, double bb) { return ab / (sqrt(aa) * 
 
 // cosines between the task gradient (now in model->grads) and -g, the saved harmful direction reversed
 void analysis_cosines(const GPT2* model, Analysis* an) {
-    size_t n = model->num_parameters;
-    const float* g = model->grads_memory;
+    size_t n = model->num_theta;
+    const float* g = model->theta_grad;
     an->cos_all = -cosine(dot_product(g, an->harm_dir, n), dot_product(g, g, n), dot_product(an->harm_dir, an->harm_dir, n));
     for (int l = 0; l < model->config.num_layers; l++) {
         double ab, aa, bb;
@@ -1433,7 +1651,7 @@ typedef struct {
     float rho;           // perturbation radius, relative to ||theta||
     float beta;          // probe learning rate
     float tau;           // contrastive temperature
-    float* theta_prime;  // (num_parameters) theta', the perturbed weights of step 3
+    float* theta_prime;  // (num_theta) theta', the perturbed weights of step 3
     float* probe_opt;    // one allocation for the three (L, C) tensors below
     float* G;            // (L, C) grad_v L(theta) - grad_v L(theta')
     float* probe_m;      // (L, C) Adam first moment of G, persists across steps
@@ -1446,7 +1664,7 @@ typedef struct {
 void sap_init(SAP* sap, const GPT2* model, float rho, float beta, float tau) {
     size_t LC = (size_t)model->config.num_layers * model->config.channels;
     sap->rho = rho; sap->beta = beta; sap->tau = tau;
-    sap->theta_prime = malloc_check(model->num_parameters * sizeof(float), "SAP perturbed weights");
+    sap->theta_prime = malloc_check(model->num_theta * sizeof(float), "SAP perturbed weights");
     sap->probe_opt = calloc_check(3 * LC, sizeof(float), "probe optimizer");
     sap->G = sap->probe_opt;
     sap->probe_m = sap->probe_opt + LC;
@@ -1475,7 +1693,7 @@ static void probe_update(GPT2* model, SAP* sap) {
 }
 
 // both SAP and SAM evaluate a gradient at perturbed weights theta + step * dir. they are written to
-// a second buffer, at which the model is pointed for that pass (gpt2_point_weights): theta itself
+// a second buffer, at which the model is pointed for that pass (gpt2_point_theta): theta itself
 // never changes, so going back to it is exact (subtracting would not be) and costs no copy
 static void perturbed_weights(float* out, const float* theta, const float* dir, float step, size_t n) {
     #pragma omp parallel for schedule(static)
@@ -1486,9 +1704,9 @@ static void perturbed_weights(float* out, const float* theta, const float* dir, 
 // says how the probe's gradient changes when the weights move towards harm, and step 7 turns it
 // into a probe under which that move costs task loss, so the next task gradient steers away.
 float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr, float wd, Analysis* an) {
-    size_t n = model->num_parameters, LC = (size_t)model->config.num_layers * model->config.channels;
-    float* theta = model->params_memory;
-    float* grad = model->grads_memory;
+    size_t n = model->num_theta, LC = (size_t)model->config.num_layers * model->config.channels;
+    float* theta = model->theta; // every weight, or the adapters (then all of 1-6 is over the adapters)
+    float* grad = model->theta_grad;
     double t0 = now_ms();
     // 1. g = grad_theta Lc(theta_t, v_{t-1}; S_t), with the probe in place
     float margin;
@@ -1503,10 +1721,10 @@ float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr,
     // 4, second term: grad_v L(theta', v_{t-1}; D_t). probe gradient only: no weight gradients,
     // and the backward pass stops at the lowest probed block
     memset(model->dprobe, 0, LC * sizeof(float));
-    gpt2_point_weights(model, sap->theta_prime);
+    gpt2_point_theta(model, sap->theta_prime);
     task_loss(model, task);
     gpt2_backward(model, task->weights, 1);
-    gpt2_point_weights(model, theta); // back to theta_t, which never changed
+    gpt2_point_theta(model, theta); // back to theta_t, which never changed
     for (size_t i = 0; i < LC; i++) { sap->G[i] = -model->dprobe[i]; }
     double t2 = now_ms();
     // 5. g_task = grad_theta L(theta_t, v_{t-1}; D_t); the same pass gives 4's first term
@@ -1528,18 +1746,18 @@ float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr,
 // SAM, the baseline: perturb the weights towards higher task loss, take the gradient there.
 // eps = rho * g / ||g||;  g' = grad L(theta + eps);  theta = AdamW(theta, g')
 float sam_step(GPT2* model, float* perturbed, float rho, const Batch* task, float lr, float wd) {
-    size_t n = model->num_parameters;
-    float* theta = model->params_memory;
-    float* grad = model->grads_memory;
+    size_t n = model->num_theta;
+    float* theta = model->theta;
+    float* grad = model->theta_grad;
     gpt2_zero_grad(model);
     float loss = task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
     perturbed_weights(perturbed, theta, grad, (float)(rho / (l2_norm(grad, n) + 1e-12)), n);
     gpt2_zero_grad(model);
-    gpt2_point_weights(model, perturbed);
+    gpt2_point_theta(model, perturbed);
     task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
-    gpt2_point_weights(model, theta);
+    gpt2_point_theta(model, theta);
     gpt2_update(model, lr, wd);
     return loss;
 }
@@ -1952,6 +2170,9 @@ typedef struct {
     int analyze_every;       // -a
     int gen_tokens;          // -g
     float temperature;       // -z
+    int lora_rank;           // -Q LoRA rank, 0: full fine-tuning
+    int lora_on[NUM_LORA_TARGETS]; // -W which matrices of every block get adapters
+    float lora_alpha;        // -F LoRA alpha (scale alpha / r); 0: alpha = r
 } Options;
 
 static void usage(const Options* o) {
@@ -1979,13 +2200,16 @@ static void usage(const Options* o) {
            "  -M file         experiment: where to write its markdown table [%s]\n"
            "  -S N            save -o (and -Y) every N steps, 0: at the end only; SIGINT/SIGTERM also saves [%d]\n"
            "  -Y file         resume file (weights, optimizer and probe state, data position), written with every save [%s]\n"
-           "  -U file         continue the run saved in this resume file (same flags and data; -n is the total) [%s]\n",
+           "  -U file         continue the run saved in this resume file (same flags and data; -n is the total) [%s]\n"
+           "  -Q r            LoRA rank: train rank-r adapters on a frozen model, 0: full fine-tuning [%d]\n"
+           "  -W list         LoRA: adapted matrices of every block, from q,k,v,proj,fc,fcproj [q,v]\n"
+           "  -F alpha        LoRA: the adapters' scale is alpha / r [r]\n",
            o->mode, o->load, o->save ? o->save : "none", o->train, o->val ? o->val : "none", o->pairs,
            o->B, o->T, o->steps, o->lr, o->wd, o->seed, o->val_every, o->val_batches,
            o->L, o->NH, o->C, o->maxT, o->V, o->rho, o->beta, o->probe_layers, o->tau, o->pair_batch,
            o->sam_rho, o->analyze_every, o->csv ? o->csv : "none", o->gen_tokens, o->temperature,
            o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none", o->eval_prefix ? o->eval_prefix : "none", o->table,
-           o->save_every, o->state ? o->state : "none", o->resume ? o->resume : "none");
+           o->save_every, o->state ? o->state : "none", o->resume ? o->resume : "none", o->lora_rank);
 }
 
 static int parse_int(char flag, const char* s, long lo, long hi) {
@@ -2021,6 +2245,24 @@ int parse_layers(const char* s, int* out, int max) {
     return n;
 }
 
+// "q,v" -> on[LORA_Q] = on[LORA_V] = 1
+void parse_lora_targets(const char* s, int* on) {
+    memset(on, 0, NUM_LORA_TARGETS * sizeof(int));
+    const char* p = s;
+    while (1) {
+        size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int t = 0; t < NUM_LORA_TARGETS; t++) {
+            if (strlen(lora_target_names[t]) == len && strncmp(p, lora_target_names[t], len) == 0) { found = t; }
+        }
+        if (found < 0) { die("bad value for -W: '%s' (comma-separated, from q, k, v, proj, fc, fcproj)", s); }
+        if (on[found]) { die("bad value for -W: '%s' (%s twice)", s, lora_target_names[found]); }
+        on[found] = 1;
+        if (p[len] == 0) { break; }
+        p += len + 1;
+    }
+}
+
 void parse_options(Options* o, int argc, char** argv) {
     *o = (Options){.mode = "sap", .load = "data/base.bin", .save = NULL, .train = "data/ft_benign.bin",
                    .val = "data/val_task.bin", .pairs = "data/contrastive.bin", .tokenizer = NULL, .prompt = NULL,
@@ -2028,8 +2270,9 @@ void parse_options(Options* o, int argc, char** argv) {
                    .lr = 1e-3f, .wd = 0.0f, .val_every = 0, .val_batches = 20,
                    .L = 4, .NH = 4, .C = 128, .maxT = 128, .V = 256, .fresh = 0,
                    .rho = 2e-3f, .beta = 0.05f, .tau = 100.0f, .pair_batch = 8, .sam_rho = 0.05f,
-                   .analyze_every = 0, .gen_tokens = 64, .temperature = 0.0f};
-    int val_given = 0;
+                   .analyze_every = 0, .gen_tokens = 64, .temperature = 0.0f,
+                   .lora_rank = 0, .lora_on = {[LORA_Q] = 1, [LORA_V] = 1}, .lora_alpha = 0.0f};
+    int val_given = 0, lora_given = 0;
     for (int i = 1; i < argc; i += 2) {
         const char* a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(o); exit(0); }
@@ -2074,6 +2317,9 @@ void parse_options(Options* o, int argc, char** argv) {
             case 'a': o->analyze_every = parse_int(f, v, 0, 1 << 30); break;
             case 'g': o->gen_tokens = parse_int(f, v, 0, 1 << 20); break;
             case 'z': o->temperature = parse_float(f, v, 0.0, 100.0); break;
+            case 'Q': o->lora_rank = parse_int(f, v, 0, 100000); break;
+            case 'W': parse_lora_targets(v, o->lora_on); lora_given = 1; break;
+            case 'F': o->lora_alpha = parse_float(f, v, 1e-6, 1e6); lora_given = 1; break;
             default: die("unknown flag %s (see sap -h)", a);
         }
     }
@@ -2085,6 +2331,9 @@ void parse_options(Options* o, int argc, char** argv) {
     if (strcmp(o->mode, "sam") == 0 && o->analyze_every > 0) { die("-a: the gradient analysis is for -m sft and -m sap"); }
     if (o->fresh && o->C % o->NH != 0) { die("bad model shape: channels %d not divisible by heads %d", o->C, o->NH); }
     if (o->save_every > 0 && o->save == NULL && o->state == NULL) { die("-S: saving every %d steps needs -o or -Y", o->save_every); }
+    if (lora_given && o->lora_rank == 0) { die("-W and -F set up LoRA adapters: they need a LoRA rank, -Q r with r > 0"); }
+    int trains = strcmp(o->mode, "gen") != 0 && strcmp(o->mode, "eval") != 0 && strcmp(o->mode, "bench") != 0;
+    if (o->lora_rank > 0 && !trains) { die("-Q: LoRA is a way of training; -m %s does not train", o->mode); }
 }
 
 static void print_eval(const char* what, const EvalResult* a, const EvalResult* b) {
@@ -2123,20 +2372,31 @@ typedef struct {
     int step;                  // steps done
 } RunState;
 
-// resume file: 256 int32 header, then float32 theta, AdamW m and v (num_parameters each), the
-// probe, its Adam m and v ((L, C) each), then each loader's order as int32. header: [0] magic,
-// [1] version 1, [2..7] the config as in a checkpoint, [8] steps done, [9] AdamW steps, [10] probe
-// Adam steps or -1 without SAP, [11..15] and [16..20] the two loaders: N (0: none), position,
-// epoch, random state (two int32), [21] 1 for a token file, [22..25] its length and position (two
-// int32 each). the numbers are checked against the run that loads it.
+// resume file: 256 int32 header, then float32 theta, AdamW m and v (num_theta each: every weight,
+// or with LoRA the adapters, whose frozen base comes from -e again), the probe, its Adam m and v
+// ((L, C) each), then each loader's order as int32. header: [0] magic, [1] version 1, [2..7] the
+// config as in a checkpoint, [8] steps done, [9] AdamW steps, [10] probe Adam steps or -1 without
+// SAP, [11..15] and [16..20] the two loaders: N (0: none), position, epoch, random state (two
+// int32), [21] 1 for a token file, [22..25] its length and position (two int32 each), [26] LoRA
+// rank (0: full fine-tuning), [27] its targets (bit t for kind t), [28] its alpha (float32 bits).
+// the numbers are checked against the run that loads it.
 #define RESUME_MAGIC 20251201
 static void put_u64(int32_t* h, uint64_t x) { h[0] = (int32_t)(uint32_t)x; h[1] = (int32_t)(uint32_t)(x >> 32); }
 static uint64_t get_u64(const unsigned char* p) { return (uint32_t)read_i32(p) | (uint64_t)(uint32_t)read_i32(p + 4) << 32; }
 
+// the LoRA settings as three int32: rank, a bit per adapted kind, alpha's float32 bits
+static void lora_header(const GPT2* m, int32_t* h) {
+    const LoRA* lo = &m->lora;
+    h[0] = lo->rank; h[1] = 0; h[2] = 0;
+    if (lo->rank == 0) { return; }
+    for (int t = 0; t < NUM_LORA_TARGETS; t++) { h[1] |= lo->on[t] << t; }
+    memcpy(&h[2], &lo->alpha, sizeof lo->alpha);
+}
+
 void run_state_save(const RunState* rs, const char* path) {
     const GPT2* m = rs->model;
     const GPT2Config* c = &m->config;
-    size_t n = m->num_parameters, LC = (size_t)c->num_layers * c->channels;
+    size_t n = m->num_theta, LC = (size_t)c->num_layers * c->channels;
     int32_t h[256] = {0};
     h[0] = RESUME_MAGIC; h[1] = 1; h[2] = c->max_seq_len; h[3] = c->vocab_size;
     h[4] = c->num_layers; h[5] = c->num_heads; h[6] = c->channels; h[7] = c->padded_vocab_size;
@@ -2149,9 +2409,10 @@ void run_state_save(const RunState* rs, const char* path) {
         put_u64(f + 3, ld->rng.state);
     }
     if (rs->tokens != NULL) { h[21] = 1; put_u64(h + 22, rs->tokens->ntok); put_u64(h + 24, rs->tokens->pos); }
+    lora_header(m, h + 26);
     // the probe's Adam m and v sit next to each other in SAP.probe_opt: one part holds both
     float* zeros = calloc_check(2 * LC, sizeof(float), "resume file");
-    const void* parts[7] = {h, m->params_memory, m->opt_memory, m->probe, rs->sap != NULL ? rs->sap->probe_m : zeros};
+    const void* parts[7] = {h, m->theta, m->theta_m, m->probe, rs->sap != NULL ? rs->sap->probe_m : zeros}; // m, v adjoin
     size_t bytes[7] = {sizeof h, n * sizeof(float), 2 * n * sizeof(float), LC * sizeof(float), 2 * LC * sizeof(float)};
     int nparts = 5;
     for (int k = 0; k < 2; k++) {
@@ -2167,13 +2428,19 @@ void run_state_save(const RunState* rs, const char* path) {
 void run_state_from_bytes(RunState* rs, const unsigned char* buf, size_t size, const char* path) {
     GPT2* m = rs->model;
     const GPT2Config* c = &m->config;
-    size_t n = m->num_parameters, LC = (size_t)c->num_layers * c->channels;
+    size_t n = m->num_theta, LC = (size_t)c->num_layers * c->channels;
     if (size < 1024) { die("%s: too small for a resume file header (%zu bytes)", path, size); }
     if (read_i32(buf) != RESUME_MAGIC) { die("%s: not a sap resume file (bad magic %d)", path, read_i32(buf)); }
     if (read_i32(buf + 4) != 1) { die("%s: unsupported resume file version %d (need 1)", path, read_i32(buf + 4)); }
     int32_t shape[6] = {c->max_seq_len, c->vocab_size, c->num_layers, c->num_heads, c->channels, c->padded_vocab_size};
     for (int i = 0; i < 6; i++) {
         if (read_i32(buf + 8 + 4 * i) != shape[i]) { die("%s: saved from a model of another shape than this run's (header field %d: %d, the model has %d)", path, 2 + i, read_i32(buf + 8 + 4 * i), shape[i]); }
+    }
+    int32_t lora[3];
+    lora_header(m, lora);
+    if (read_i32(buf + 104) != lora[0] || read_i32(buf + 108) != lora[1] || read_i32(buf + 112) != lora[2]) {
+        die("%s: saved from a run with other LoRA settings (rank %d, targets %d) than this run's (rank %d, targets %d, or another alpha)",
+            path, read_i32(buf + 104), read_i32(buf + 108), lora[0], lora[1]);
     }
     int step = read_i32(buf + 32), adam_step = read_i32(buf + 36), probe_step = read_i32(buf + 40);
     if (step < 0 || adam_step < 0) { die("%s: bad step count %d / %d", path, step, adam_step); }
@@ -2210,8 +2477,8 @@ void run_state_from_bytes(RunState* rs, const unsigned char* buf, size_t size, c
         p += (size_t)N * sizeof(int);
     }
     const unsigned char* body = buf + 1024;
-    memcpy(m->params_memory, body, n * sizeof(float));
-    memcpy(m->opt_memory, body + n * sizeof(float), 2 * n * sizeof(float));
+    memcpy(m->theta, body, n * sizeof(float));
+    memcpy(m->theta_m, body + n * sizeof(float), 2 * n * sizeof(float)); // theta_v follows theta_m
     memcpy(m->probe, body + 3 * n * sizeof(float), LC * sizeof(float));
     if (rs->sap != NULL) {
         memcpy(rs->sap->probe_m, body + (3 * n + LC) * sizeof(float), 2 * LC * sizeof(float));
@@ -2238,8 +2505,10 @@ static void on_stop_signal(int sig) { stop_signal = sig; }
 // writes -o (theta) and -Y (the resume file), each atomically, after `step` steps.
 // a weight that became inf or NaN in the last update is never saved.
 static void save_run(const Options* o, const RunState* rs) {
-    size_t n = rs->model->num_parameters;
-    if (!isfinite(l2_norm(rs->model->params_memory, n))) { die("after step %d: a weight is not finite; stopping without saving", rs->step - 1); }
+    const GPT2* m = rs->model;
+    if (!isfinite(l2_norm(m->theta, m->num_theta)) || !isfinite(l2_norm(m->params_memory, m->num_parameters))) {
+        die("after step %d: a weight is not finite; stopping without saving", rs->step - 1);
+    }
     if (o->save != NULL) { gpt2_save(rs->model, o->save); }
     if (o->state != NULL) { run_state_save(rs, o->state); }
 }
@@ -2249,6 +2518,17 @@ RunStats train_run(GPT2* model, const Options* o) {
     int V = c->vocab_size;
     int lm = strcmp(o->mode, "lm") == 0, sap_mode = strcmp(o->mode, "sap") == 0, sam = strcmp(o->mode, "sam") == 0;
     if (o->T > c->max_seq_len) { die("sequence length -t %d is longer than the model's maximum %d", o->T, c->max_seq_len); }
+    // what is trained: every weight, or LoRA adapters on a frozen model
+    if (o->lora_rank > 0) {
+        float alpha = o->lora_alpha > 0.0f ? o->lora_alpha : (float)o->lora_rank;
+        gpt2_lora_init(model, o->lora_rank, alpha, o->lora_on, (uint64_t)o->seed + 2);
+        char names[64] = "";
+        for (int t = 0; t < NUM_LORA_TARGETS; t++) {
+            if (o->lora_on[t]) { snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", names[0] ? "," : "", lora_target_names[t]); }
+        }
+        printf("lora: rank %d, alpha %g (scale %g) on %s of every block: %zu trainable weights, the model's %zu frozen\n",
+               o->lora_rank, alpha, model->lora.scale, names, model->num_theta, model->num_parameters);
+    }
     // the data
     TokenFile train_tokens, val_tokens;
     ExampleFile train_ex, val_ex, pair_ex;
@@ -2294,11 +2574,11 @@ RunStats train_run(GPT2* model, const Options* o) {
         sap_init(&sap, model, o->rho, o->beta, o->tau);
         printf("sap: rho %g, beta %g, tau %g, probe layers %s, %d triples per step\n", o->rho, o->beta, o->tau, o->probe_layers, o->pair_batch);
     }
-    if (sam) { sam_perturbed = malloc_check(model->num_parameters * sizeof(float), "SAM perturbed weights"); }
+    if (sam) { sam_perturbed = malloc_check(model->num_theta * sizeof(float), "SAM perturbed weights"); }
     Analysis an = {0};
     FILE* csv = NULL;
     if (o->analyze_every > 0) {
-        an.harm_dir = malloc_check(model->num_parameters * sizeof(float), "harmful direction");
+        an.harm_dir = malloc_check(model->num_theta * sizeof(float), "harmful direction");
         an.cos_layer = malloc_check((size_t)c->num_layers * sizeof(double), "analysis");
         if (o->csv != NULL) {
             csv = fopen(o->csv, "w");
@@ -2352,7 +2632,7 @@ RunStats train_run(GPT2* model, const Options* o) {
             if (analyze) { // the harmful direction at theta_t, for the cosine only
                 pair_batch(&pairs, &pair_loader);
                 an.contrastive = harmful_direction(model, &pairs, o->tau, &an.margin);
-                memcpy(an.harm_dir, model->grads_memory, model->num_parameters * sizeof(float));
+                memcpy(an.harm_dir, model->theta_grad, model->num_theta * sizeof(float));
             }
             rs.loss = sft_step(model, &task, o->lr, o->wd, anp);
         }
@@ -2362,7 +2642,7 @@ RunStats train_run(GPT2* model, const Options* o) {
         steps_run++;
         // the NaN guard: a non-finite loss or gradient stops the run before anything is saved,
         // so the last checkpoint on disk (an -S save, or none) stays as it was
-        double grad_norm = l2_norm(model->grads_memory, model->num_parameters);
+        double grad_norm = l2_norm(model->theta_grad, model->num_theta);
         float probe_norm = sap_mode ? (float)l2_norm(model->probe, (size_t)c->num_layers * c->channels) : 0.0f;
         double watched[4] = {rs.loss, grad_norm, sap_mode ? sap.g_norm : 0.0, probe_norm};
         const char* names[4] = {"the train loss", "the gradient norm", "the harmful direction's norm", "the probe's norm"};
@@ -2411,6 +2691,7 @@ RunStats train_run(GPT2* model, const Options* o) {
     // the final save: theta, and the resume file (a later run can continue it with a larger -n)
     if (o->save != NULL || o->state != NULL) { save_run(o, &state); }
     if (o->save != NULL) { printf("saved %s\n", o->save); }
+    gpt2_lora_fold(model); // the model in memory is now the one -o saved: the adapters merged in
 
     // the probe was a training device: what is saved and evaluated is theta alone
     gpt2_set_probe_layers(model, layers, 0);
@@ -2447,10 +2728,13 @@ static double forward_matmul_flops(const GPT2Config* c, int N) {
     return 2.0 * N * (c->num_layers * (3 * C * C + C * C + 4 * C * C + 4 * C * C) + C * c->padded_vocab_size);
 }
 
-// times plain training and SAP on one shape; prefix names the output lines
-static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer) {
+// times plain training and SAP on one shape, with every weight trained, or (lora_rank > 0) LoRA
+// adapters of that rank on q and v; prefix names the output lines. *sft_ms gets the SFT step time.
+static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer,
+                          int lora_rank, double* sft_ms) {
     GPT2 m;
     gpt2_init_random(&m, cfg, 1);
+    if (lora_rank > 0) { int on[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1}; gpt2_lora_init(&m, lora_rank, (float)lora_rank, on, 2); }
     gpt2_allocate_activations(&m, B > 2 * pairs ? B : 2 * pairs, T);
     Batch task, pb;
     batch_alloc(&task, B, T);
@@ -2476,8 +2760,12 @@ static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int 
         if (s > 0) { fw[s - 1] = t1 - t0; bw[s - 1] = t2 - t1; up[s - 1] = t3 - t2; st[s - 1] = t3 - t0; }
     }
     double step_ms = median(st, steps);
-    double flops = 3.0 * forward_matmul_flops(&cfg, B * T); // forward, and backward's two products
+    // forward, and backward's two products (LoRA: its input gradients only; the adapters' own
+    // small matmuls are not counted)
+    double flops = (lora_rank > 0 ? 2.0 : 3.0) * forward_matmul_flops(&cfg, B * T);
+    *sft_ms = step_ms;
     printf("%s_params: %zu\n", prefix, m.num_parameters);
+    if (lora_rank > 0) { printf("%s_trainable: %zu\n", prefix, m.num_theta); }
     printf("%s_step_ms: %.1f\n", prefix, step_ms);
     printf("%s_sft_step_ms: %.1f\n", prefix, step_ms);
     printf("%s_forward_ms: %.1f\n", prefix, median(fw, steps));
@@ -2522,10 +2810,17 @@ void run_bench(const Options* o) {
 #endif
     // the shipped world's default shape first (its peak memory is then its own), then GPT-2 124M
     GPT2Config world = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 4, .num_heads = 4, .channels = 128};
-    double ratio = bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1);
+    double full_ms, lora_ms;
+    double ratio = bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1, 0, &full_ms);
     printf("sap_over_sft: %.2f\n", ratio); // at the world's default shape and batch sizes
+    // LoRA, the official fine-tuning: rank 8 on q and v. the share of the full step it saves
+    bench_shape("world_lora", world, o->B, o->T, o->steps, o->pair_batch, 1, 8, &lora_ms);
+    printf("world_lora_sft_saved_share: %.2f\n", 1.0 - lora_ms / full_ms);
     GPT2Config gpt2 = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12, .num_heads = 12, .channels = 768};
-    bench_shape("gpt2_124m", gpt2, 4, 64, o->steps > 5 ? 5 : o->steps, 2, 3);
+    int steps = o->steps > 5 ? 5 : o->steps;
+    bench_shape("gpt2_124m", gpt2, 4, 64, steps, 2, 3, 0, &full_ms);
+    bench_shape("gpt2_124m_lora", gpt2, 4, 64, steps, 2, 3, 8, &lora_ms);
+    printf("gpt2_124m_lora_sft_saved_share: %.2f\n", 1.0 - lora_ms / full_ms);
 }
 
 // ----------------------------------------------------------------------------
@@ -2553,6 +2848,7 @@ void run_experiment(const Options* o, const Tokenizer* tk) {
     GPT2 model;
     gpt2_load(&model, o->load);
     if (o->eval_prefix == NULL) { die("-m experiment needs held-out files: -E prefix"); }
+    if (o->lora_rank > model.config.channels) { die("-Q %d: the LoRA rank is larger than the model's %d channels", o->lora_rank, model.config.channels); }
     EvalSet es;
     evalset_load(&es, o->eval_prefix, model.config.vocab_size, o->T, 64);
     gpt2_allocate_activations(&model, o->B, o->T);
@@ -2627,6 +2923,7 @@ int main(int argc, char** argv) {
     }
     GPT2Config* c = &model.config;
     int V = c->vocab_size;
+    if (o.lora_rank > c->channels) { die("-Q %d: the LoRA rank is larger than the model's %d channels", o.lora_rank, c->channels); } // now, not after evaluating
     printf("model: %s, L=%d NH=%d C=%d maxT=%d V=%d (Vp %d), %zu parameters\n", o.fresh ? "fresh" : o.load,
            c->num_layers, c->num_heads, c->channels, c->max_seq_len, V, c->padded_vocab_size, model.num_parameters);
 #ifdef _OPENMP

@@ -593,8 +593,8 @@ static void test_bad_input(void) {
     expect_error("flags: learning rate not a number", act_parse, a2, "bad value for -l: 'fast'");
     const char* a3[] = {"sap", "-m", "dance", NULL};
     expect_error("flags: unknown mode", act_parse, a3, "bad value for -m: 'dance'");
-    const char* a4[] = {"sap", "-Q", "1", NULL};
-    expect_error("flags: unknown flag", act_parse, a4, "unknown flag -Q");
+    const char* a4[] = {"sap", "-J", "1", NULL};
+    expect_error("flags: unknown flag", act_parse, a4, "unknown flag -J");
     const char* a5[] = {"sap", "-n", NULL};
     expect_error("flags: missing value", act_parse, a5, "needs a value");
     expect_error("flags: a probe layer twice", act_layers, "1,1", "block 1 twice");
@@ -786,15 +786,17 @@ static void test_pruned_probe_pass(Rng* r) {
 }
 
 // k steps of SFT and of SAP (with the given rho, beta) from the same start on the same batches
-static int sap_equals_sft(float rho, float beta, int sam) {
+static void tiny_lora(GPT2* m, int B, int T, uint64_t seed, const int* on);
+static int sap_equals_sft(float rho, float beta, int sam, int lora) {
     GPT2 a, s;
-    tiny_model(&a, 4, 6, 31);
-    tiny_model(&s, 4, 6, 31);
+    int qv[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1};
+    if (lora) { tiny_lora(&a, 4, 6, 31, qv); tiny_lora(&s, 4, 6, 31, qv); }
+    else { tiny_model(&a, 4, 6, 31); tiny_model(&s, 4, 6, 31); }
     int layers[2] = {0, 1};
     gpt2_set_probe_layers(&s, layers, 2);
     SAP sap;
     sap_init(&sap, &s, rho, beta, 1.0f);
-    float* saved = malloc(s.num_parameters * 4);
+    float* saved = malloc(s.num_theta * 4);
     Batch task, pairs;
     batch_alloc(&task, 2, 6);
     batch_alloc(&pairs, 4, 6);
@@ -809,6 +811,7 @@ static int sap_equals_sft(float rho, float beta, int sam) {
         same &= la == ls;
     }
     same &= memcmp(a.params_memory, s.params_memory, a.num_parameters * 4) == 0;
+    same &= memcmp(a.theta, s.theta, a.num_theta * 4) == 0; // the adapters, with LoRA
     free(saved);
     sap_free(&sap);
     batch_free(&task); batch_free(&pairs);
@@ -817,18 +820,24 @@ static int sap_equals_sft(float rho, float beta, int sam) {
 }
 
 static void test_sap_reduces_to_sft(void) {
-    check(sap_equals_sft(0.0f, 0.05f, 0), "SAP with rho = 0 is the SFT run, bit for bit (losses and weights)", "differs");
-    check(sap_equals_sft(0.05f, 0.0f, 0), "SAP with probe learning rate 0 is the SFT run, bit for bit", "differs");
-    check(!sap_equals_sft(0.05f, 0.05f, 0), "SAP with rho and beta > 0 differs from SFT (control)", "identical");
-    check(sap_equals_sft(0.0f, 0.0f, 1), "SAM with rho = 0 is the SFT run, bit for bit", "differs");
+    check(sap_equals_sft(0.0f, 0.05f, 0, 0), "SAP with rho = 0 is the SFT run, bit for bit (losses and weights)", "differs");
+    check(sap_equals_sft(0.05f, 0.0f, 0, 0), "SAP with probe learning rate 0 is the SFT run, bit for bit", "differs");
+    check(!sap_equals_sft(0.05f, 0.05f, 0, 0), "SAP with rho and beta > 0 differs from SFT (control)", "identical");
+    check(sap_equals_sft(0.0f, 0.0f, 1, 0), "SAM with rho = 0 is the SFT run, bit for bit", "differs");
+    check(sap_equals_sft(0.0f, 0.05f, 0, 1), "LoRA: SAP with rho = 0 is the LoRA SFT run, bit for bit (losses, adapters, weights)", "differs");
+    check(!sap_equals_sft(0.05f, 0.05f, 0, 1), "LoRA: SAP with rho and beta > 0 differs from LoRA SFT (control)", "identical");
+    check(sap_equals_sft(0.0f, 0.0f, 1, 1), "LoRA: SAM with rho = 0 is the LoRA SFT run, bit for bit", "differs");
 }
 
 // after one SAP step from a zero probe, v = -beta * mhat / (sqrt(vhat) + eps) with mhat = G,
 // vhat = G^2: v = -beta * G / (|G| + 1e-8), i.e. -beta * sign(G). G is recomputed here from two
 // full backward passes at theta and at a theta' formed in double precision.
-static void test_first_sap_step(Rng* r) {
+static void test_first_sap_step(Rng* r, int lora) {
     GPT2 m;
-    tiny_model(&m, 4, 6, 41);
+    int qv[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1};
+    if (lora) { tiny_lora(&m, 4, 6, 41, qv); } else { tiny_model(&m, 4, 6, 41); }
+    const char* tag = lora ? "LoRA: " : "";
+    char name[160];
     int layers[2] = {0, 1};
     gpt2_set_probe_layers(&m, layers, 2);
     Batch task, pairs;
@@ -837,13 +846,15 @@ static void test_first_sap_step(Rng* r) {
     random_batch(&task, 20, r);
     random_pairs(&pairs, 20, r);
     float rho = 0.05f, beta = 0.05f;
-    size_t n = m.num_parameters;
+    size_t n = m.num_theta; // every weight, or the adapters
     float* theta = malloc(n * 4);
     float* g = malloc(n * 4);
-    memcpy(theta, m.params_memory, n * 4);
+    float* frozen = malloc(m.num_parameters * 4);
+    memcpy(theta, m.theta, n * 4);
+    memcpy(frozen, m.params_memory, m.num_parameters * 4);
     // G, independently
     harmful_direction(&m, &pairs, 1.0f, NULL);
-    memcpy(g, m.grads_memory, n * 4);
+    memcpy(g, m.theta_grad, n * 4);
     double gn = 0, tn = 0;
     for (size_t i = 0; i < n; i++) { gn += (double)g[i] * g[i]; tn += (double)theta[i] * theta[i]; }
     double scale = rho * sqrt(tn) / (sqrt(gn) + 1e-8);
@@ -852,17 +863,18 @@ static void test_first_sap_step(Rng* r) {
     task_loss(&m, &task);
     gpt2_backward(&m, task.weights, 0);
     memcpy(G, m.dprobe, sizeof G);
-    for (size_t i = 0; i < n; i++) { m.params_memory[i] = (float)(theta[i] + scale * g[i]); }
+    for (size_t i = 0; i < n; i++) { m.theta[i] = (float)(theta[i] + scale * g[i]); }
     gpt2_zero_grad(&m);
     task_loss(&m, &task);
     gpt2_backward(&m, task.weights, 0);
     for (int i = 0; i < 16; i++) { G[i] -= m.dprobe[i]; }
-    memcpy(m.params_memory, theta, n * 4);
+    memcpy(m.theta, theta, n * 4);
     // the step (lr 0: the weights must come back exactly)
     SAP sap;
     sap_init(&sap, &m, rho, beta, 1.0f);
     sap_step(&m, &sap, &task, &pairs, 0.0f, 0.0f, NULL);
-    check(memcmp(m.params_memory, theta, n * 4) == 0, "SAP step: the perturbation is undone bit for bit (lr 0)", "weights differ");
+    snprintf(name, sizeof name, "%sSAP step: the perturbation is undone bit for bit (lr 0)", tag);
+    check(memcmp(m.theta, theta, n * 4) == 0 && memcmp(m.params_memory, frozen, m.num_parameters * 4) == 0, name, "weights differ");
     int ok = 1, nonzero = 0;
     double worst = 0;
     for (int i = 0; i < 16; i++) {
@@ -873,8 +885,9 @@ static void test_first_sap_step(Rng* r) {
         ok &= e < 1e-3 * beta;
         nonzero++;
     }
-    check(ok && nonzero >= 12, "SAP step: the first probe is -beta * sign(G), G computed independently", "worst %.3g (%d entries compared)", worst, nonzero);
-    free(theta); free(g);
+    snprintf(name, sizeof name, "%sSAP step: the first probe is -beta * sign(G), G computed independently", tag);
+    check(ok && nonzero >= 12, name, "worst %.3g (%d entries compared)", worst, nonzero);
+    free(theta); free(g); free(frozen);
     sap_free(&sap);
     batch_free(&task); batch_free(&pairs);
     gpt2_free(&m);
@@ -1310,6 +1323,21 @@ static void act_train(const void* p) {
     exit(0);
 }
 
+// the same, starting from the checkpoint -e names rather than a fresh small model
+static void act_train_from_file(const void* p) {
+    const RunSpec* r = p;
+    child_threads();
+    if (freopen("/dev/null", "w", stdout) == NULL) { _exit(3); }
+    int argc = 0;
+    while (r->argv[argc] != NULL) { argc++; }
+    Options o;
+    parse_options(&o, argc, (char**)r->argv);
+    GPT2 m;
+    gpt2_load(&m, o.load);
+    train_run(&m, &o);
+    exit(0);
+}
+
 // argv for a small run: mode, steps, then extra flags
 static RunSpec run_spec(const char* mode, const char* steps, const char* const* extra) {
     RunSpec r = {.argv = {"sap", "-m", mode, "-i", "data/ft_benign.bin", "-j", "none", "-c", "data/contrastive.bin",
@@ -1417,19 +1445,22 @@ static int run_interrupted(const RunSpec* r, int at, int sig, char* err, size_t 
     return status;
 }
 
-static void test_interrupt_and_resume(const char* mode) {
-    char a_ck[64], a_st[64], b_ck[64], b_st[64], name[160];
-    snprintf(a_ck, sizeof a_ck, "/tmp/sap_test_%s_a.bin", mode); snprintf(a_st, sizeof a_st, "/tmp/sap_test_%s_a.state", mode);
-    snprintf(b_ck, sizeof b_ck, "/tmp/sap_test_%s_b.bin", mode); snprintf(b_st, sizeof b_st, "/tmp/sap_test_%s_b.state", mode);
+// lora: the same with rank-4 LoRA adapters on q, v and fc (the resume file holds the adapters)
+static void test_interrupt_and_resume_in(const char* mode, int lora) {
+    char a_ck[64], a_st[64], b_ck[64], b_st[64], name[200];
+    const char* tag = lora ? "_lora" : "";
+    snprintf(a_ck, sizeof a_ck, "/tmp/sap_test_%s%s_a.bin", mode, tag); snprintf(a_st, sizeof a_st, "/tmp/sap_test_%s%s_a.state", mode, tag);
+    snprintf(b_ck, sizeof b_ck, "/tmp/sap_test_%s%s_b.bin", mode, tag); snprintf(b_st, sizeof b_st, "/tmp/sap_test_%s%s_b.state", mode, tag);
     remove(b_ck); remove(b_st);
+    const char* lf[3] = {lora ? "-Q" : NULL, "4", NULL}; // appended to each run's flags
     // a long run, interrupted after its third step line
-    const char* eb[] = {"-o", b_ck, "-Y", b_st, NULL};
+    const char* eb[] = {"-o", b_ck, "-Y", b_st, lf[0], "4", "-W", "q,v,fc", NULL};
     RunSpec b = run_spec(mode, "100000", eb);
     if (strcmp(mode, "lm") == 0) { b.argv[4] = "/tmp/sap_test_lm_tokens.bin"; }
     char err[4096];
     int st = run_interrupted(&b, 2, SIGINT, err, sizeof err);
     int k = resume_step(b_st);
-    snprintf(name, sizeof name, "%s: SIGINT finishes the step, saves -o and -Y, exits 1 with one line", mode);
+    snprintf(name, sizeof name, "%s%s: SIGINT finishes the step, saves -o and -Y, exits 1 with one line", mode, lora ? " with LoRA" : "");
     int lines = 0;
     for (char* p = err; *p; p++) { lines += *p == '\n'; }
     check(WIFEXITED(st) && WEXITSTATUS(st) == 1 && lines == 1 && strstr(err, "interrupted by SIGINT after step") != NULL && k >= 3,
@@ -1440,9 +1471,9 @@ static void test_interrupt_and_resume(const char* mode) {
     // the uninterrupted run to k+3 steps, and the interrupted one continued to k+3: the same bits
     char steps[16];
     snprintf(steps, sizeof steps, "%d", k + 3);
-    const char* ea[] = {"-o", a_ck, "-Y", a_st, NULL};
+    const char* ea[] = {"-o", a_ck, "-Y", a_st, lf[0], "4", "-W", "q,v,fc", NULL};
     RunSpec a = run_spec(mode, steps, ea);
-    const char* ec[] = {"-o", b_ck, "-Y", b_st, "-U", b_st, NULL};
+    const char* ec[] = {"-o", b_ck, "-Y", b_st, "-U", b_st, lf[0], "4", "-W", "q,v,fc", NULL};
     RunSpec c = run_spec(mode, steps, ec);
     if (strcmp(mode, "lm") == 0) { a.argv[4] = c.argv[4] = "/tmp/sap_test_lm_tokens.bin"; }
     char out[4096];
@@ -1455,9 +1486,12 @@ static void test_interrupt_and_resume(const char* mode) {
     unsigned char* sa_bytes = read_file(a_st, &n);
     int same_state = file_equals(b_st, sa_bytes, n);
     free(sa_bytes);
-    snprintf(name, sizeof name, "%s: interrupted at step %d and continued with -U: the same weights and state as an uninterrupted run, bit for bit", mode, k);
+    snprintf(name, sizeof name, "%s%s: interrupted at step %d and continued with -U: the same weights and state as an uninterrupted run, bit for bit", mode, lora ? " with LoRA" : "", k);
     check(same && same_state, name, "weights same %d, resume files same %d ('%s')", same, same_state, out);
 }
+
+static void test_interrupt_and_resume(const char* mode) { test_interrupt_and_resume_in(mode, 0); }
+static void test_interrupt_and_resume_lora(void) { test_interrupt_and_resume_in("sap", 1); }
 
 // SIGTERM, with nothing to save: still a clean stop with one line
 static void test_sigterm_nothing_saved(void) {
@@ -1785,6 +1819,298 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 }
 #endif
 
+// ----------------------------------------------------------------------------
+// LoRA: the adapter kernel, the whole model's adapter gradients, the start at the base model, the
+// merged checkpoint, frozen weights, threads, resume, flags
+
+typedef struct { int N, IC, OC, r, ldy, col; float scale; float *x, *A, *B, *h, *tmp, *y, *y0, *R; } LoraK;
+static double f_lora(void* p) {
+    LoraK* k = p;
+    memcpy(k->y, k->y0, (size_t)k->N * k->ldy * 4);
+    lora_forward(k->y + k->col, k->ldy, k->h, k->tmp, k->x, k->A, k->B, k->scale, k->N, k->IC, k->OC, k->r);
+    return objective(k->y, k->R, (size_t)k->N * k->ldy);
+}
+static void test_lora_kernel(Rng* r) {
+    // the adapter's output is a column block of wider rows, as q, k and v are blocks of qkv's rows
+    LoraK k = {.N = 7, .IC = 20, .OC = 9, .r = 3, .ldy = 23, .col = 5, .scale = 1.7f};
+    size_t ny = (size_t)k.N * k.ldy;
+    k.x = malloc((size_t)k.N * k.IC * 4); k.A = malloc((size_t)k.r * k.IC * 4); k.B = malloc((size_t)k.OC * k.r * 4);
+    k.h = malloc((size_t)k.N * k.r * 4); k.tmp = malloc((size_t)k.N * k.OC * 4);
+    k.y = malloc(ny * 4); k.y0 = malloc(ny * 4); k.R = malloc(ny * 4);
+    fill_normal(k.x, (size_t)k.N * k.IC, 1, r); fill_normal(k.A, (size_t)k.r * k.IC, 0.5f, r); fill_normal(k.B, (size_t)k.OC * k.r, 0.5f, r);
+    fill_normal(k.y0, ny, 1, r); fill_normal(k.R, ny, 1, r);
+    f_lora(&k);
+    // forward against a double loop; the columns outside the block stay as they were, bit for bit
+    double worst = 0.0;
+    int outside_same = 1;
+    for (int n = 0; n < k.N; n++) {
+        for (int c = 0; c < k.ldy; c++) {
+            size_t j = (size_t)n * k.ldy + c;
+            int o = c - k.col;
+            if (o < 0 || o >= k.OC) { outside_same &= k.y[j] == k.y0[j]; continue; }
+            double s = 0.0;
+            for (int q = 0; q < k.r; q++) {
+                double h = 0.0;
+                for (int i = 0; i < k.IC; i++) { h += (double)k.A[q * k.IC + i] * k.x[n * k.IC + i]; }
+                s += (double)k.B[o * k.r + q] * h;
+            }
+            double e = fabs(k.y0[j] + k.scale * s - k.y[j]) / (1.0 + fabs(k.y[j]));
+            if (e > worst) { worst = e; }
+        }
+    }
+    check(worst < 1e-5 && outside_same, "LoRA forward vs double loop: y += scale * B (A x) in a column block", "relative error %.3g, outside same %d", worst, outside_same);
+    float* dx = calloc((size_t)k.N * k.IC, 4); float* dA = calloc((size_t)k.r * k.IC, 4); float* dB = calloc((size_t)k.OC * k.r, 4);
+    float* dh = malloc((size_t)k.N * k.r * 4); float* dtmp = malloc((size_t)k.N * k.OC * 4);
+    lora_backward(dx, dA, dB, dh, dtmp, k.R + k.col, k.ldy, k.x, k.h, k.A, k.B, k.scale, k.N, k.IC, k.OC, k.r);
+    GRADCHECK("LoRA backward: input", k.x, dx, (size_t)k.N * k.IC, f_lora, &k, r);
+    GRADCHECK("LoRA backward: A", k.A, dA, (size_t)k.r * k.IC, f_lora, &k, r);
+    GRADCHECK("LoRA backward: B", k.B, dB, (size_t)k.OC * k.r, f_lora, &k, r);
+    // without the adapter's own gradients (the pass at theta'): the same input gradient
+    float* dx2 = calloc((size_t)k.N * k.IC, 4);
+    f_lora(&k);
+    lora_backward(dx2, NULL, NULL, dh, dtmp, k.R + k.col, k.ldy, k.x, k.h, k.A, k.B, k.scale, k.N, k.IC, k.OC, k.r);
+    check(memcmp(dx, dx2, (size_t)k.N * k.IC * 4) == 0, "LoRA backward without adapter gradients: the same input gradient, bit for bit", "differs");
+    free(k.x); free(k.A); free(k.B); free(k.h); free(k.tmp); free(k.y); free(k.y0); free(k.R);
+    free(dx); free(dA); free(dB); free(dh); free(dtmp); free(dx2);
+}
+
+// tiny_model with rank-3 adapters (alpha 5: a scale of 5/3, so a lost scale shows) on the given
+// kinds, and B filled at random, so that gradient reaches A and the adapters change the output
+static void tiny_lora(GPT2* m, int B, int T, uint64_t seed, const int* on) {
+    tiny_model(m, B, T, seed);
+    gpt2_lora_init(m, 3, 5.0f, on, seed + 1);
+    Rng r;
+    rng_seed(&r, seed + 2);
+    for (int t = 0; t < NUM_LORA_TARGETS; t++) { fill_normal(m->lora.B[t], m->lora.sizes[2 * t + 1], 0.3f, &r); }
+}
+
+static void test_lora_model_gradients(Rng* r) {
+    GPT2 m;
+    int all[NUM_LORA_TARGETS] = {1, 1, 1, 1, 1, 1};
+    tiny_lora(&m, 2, 6, 9, all);
+    int layers[2] = {0, 1};
+    gpt2_set_probe_layers(&m, layers, 2);
+    fill_normal(m.probe, 2 * 8, 0.5f, r);
+    Batch b;
+    batch_alloc(&b, 2, 6);
+    random_batch(&b, 20, r);
+    gpt2_zero_grad(&m);
+    f_model(&(ModelCtx){&m, &b});
+    gpt2_backward(&m, b.weights, 0);
+    ModelCtx ctx = {&m, &b};
+    for (int t = 0; t < NUM_LORA_TARGETS; t++) {
+        char name[96];
+        snprintf(name, sizeof name, "LoRA whole model backward: %s, A", lora_target_names[t]);
+        GRADCHECK(name, m.lora.A[t], m.lora.dA[t], m.lora.sizes[2 * t], f_model, &ctx, r);
+        snprintf(name, sizeof name, "LoRA whole model backward: %s, B", lora_target_names[t]);
+        GRADCHECK(name, m.lora.B[t], m.lora.dB[t], m.lora.sizes[2 * t + 1], f_model, &ctx, r);
+    }
+    float dprobe[16];
+    memcpy(dprobe, m.dprobe, sizeof dprobe);
+    GRADCHECK("LoRA whole model backward: probe gradient", m.probe, dprobe, 16, f_model, &ctx, r);
+    int zero = 1;
+    for (size_t i = 0; i < m.num_parameters; i++) { zero &= m.grads_memory[i] == 0.0f; }
+    check(zero, "LoRA backward: the frozen weights get no gradient", "a frozen weight's gradient is not 0");
+    batch_free(&b);
+    gpt2_free(&m);
+}
+
+// with B = 0 (as gpt2_lora_init leaves it) the adapted model is the base model, bit for bit
+static void test_lora_starts_at_base(Rng* r) {
+    GPT2 a, m;
+    tiny_model(&a, 2, 6, 17);
+    tiny_model(&m, 2, 6, 17);
+    int all[NUM_LORA_TARGETS] = {1, 1, 1, 1, 1, 1};
+    gpt2_lora_init(&m, 4, 4.0f, all, 3);
+    Batch b;
+    batch_alloc(&b, 2, 6);
+    random_batch(&b, 20, r);
+    task_loss(&a, &b);
+    task_loss(&m, &b);
+    size_t nl = (size_t)2 * 6 * a.config.padded_vocab_size;
+    int same = memcmp(a.acts.logits, m.acts.logits, nl * 4) == 0 && memcmp(a.acts.losses, m.acts.losses, 12 * 4) == 0;
+    double asum = 0.0;
+    for (size_t i = 0; i < m.lora.sizes[0]; i++) { asum += fabs(m.lora.A[LORA_Q][i]); }
+    check(same && asum > 0.0, "LoRA with B = 0 (its start): the forward equals the base model's, bit for bit", "differs (|A| %g)", asum);
+    batch_free(&b);
+    gpt2_free(&a); gpt2_free(&m);
+}
+
+// -o's checkpoint has the adapters merged in: an ordinary checkpoint whose forward equals the
+// adapted model's. the two differ only in float rounding: W x + s B (A x) against (W + s B A) x
+// sums the same products in another order and rounds s B A once per weight, so each logit differs
+// by a few float epsilons times the size of its terms (about 1e-6 here); 1e-4 allows for that, and
+// a wrong block (q for k), a lost scale or a missing adapter moves logits by 0.1 or more.
+static void test_lora_merge(Rng* r) {
+    const char* path = "/tmp/sap_test_lora_merged.bin";
+    int all[NUM_LORA_TARGETS] = {1, 1, 1, 1, 1, 1};
+    for (int kinds = 0; kinds < 2; kinds++) {
+        int qv[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1};
+        GPT2 m, base, merged;
+        tiny_lora(&m, 2, 6, 23, kinds == 0 ? qv : all);
+        tiny_model(&base, 2, 6, 23);
+        Batch b;
+        batch_alloc(&b, 2, 6);
+        random_batch(&b, 20, r);
+        task_loss(&m, &b);
+        size_t nl = (size_t)2 * 6 * m.config.padded_vocab_size;
+        float* lo = malloc(nl * 4);
+        memcpy(lo, m.acts.logits, nl * 4);
+        gpt2_save(&m, path);
+        gpt2_load(&merged, path);
+        gpt2_allocate_activations(&merged, 2, 6);
+        task_loss(&merged, &b);
+        task_loss(&base, &b);
+        double worst = 0.0, moved = 0.0;
+        for (size_t i = 0; i < nl; i++) {
+            worst = fmax(worst, fabs(merged.acts.logits[i] - lo[i]));
+            moved = fmax(moved, fabs(base.acts.logits[i] - lo[i]));
+        }
+        char name[160];
+        snprintf(name, sizeof name, "LoRA on %s: the merged checkpoint's forward equals the adapted forward (worst %.1e)", kinds == 0 ? "q,v" : "every kind", worst);
+        check(worst < 1e-4 && moved > 0.1, name, "worst %.3g, adapters move logits by %.3g", worst, moved);
+        // folding the adapters in (the end of training) gives the saved weights, bit for bit
+        gpt2_lora_fold(&m);
+        snprintf(name, sizeof name, "LoRA on %s: folded into the model, the weights are the saved checkpoint's, bit for bit", kinds == 0 ? "q,v" : "every kind");
+        check(memcmp(m.params_memory, merged.params_memory, m.num_parameters * 4) == 0 && m.num_theta == m.num_parameters,
+              name, "differs");
+        free(lo);
+        batch_free(&b);
+        gpt2_free(&m); gpt2_free(&base); gpt2_free(&merged);
+    }
+}
+
+// SFT, SAP and SAM steps in LoRA mode leave every frozen weight as it was, bit for bit, and move
+// the adapters
+static void test_lora_frozen(Rng* r) {
+    GPT2 m;
+    int qv[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1};
+    tiny_lora(&m, 4, 6, 29, qv);
+    size_t n = m.num_parameters;
+    float* w0 = malloc(n * 4);
+    float* a0 = malloc(m.num_theta * 4);
+    memcpy(w0, m.params_memory, n * 4);
+    memcpy(a0, m.theta, m.num_theta * 4);
+    int layers[1] = {1};
+    gpt2_set_probe_layers(&m, layers, 1);
+    SAP sap;
+    sap_init(&sap, &m, 0.05f, 0.05f, 1.0f);
+    float* perturbed = malloc(m.num_theta * 4);
+    Batch task, pairs;
+    batch_alloc(&task, 2, 6);
+    batch_alloc(&pairs, 4, 6);
+    for (int s = 0; s < 3; s++) {
+        random_batch(&task, 20, r);
+        random_pairs(&pairs, 20, r);
+        sft_step(&m, &task, 1e-2f, 0.01f, NULL);
+        sap_step(&m, &sap, &task, &pairs, 1e-2f, 0.01f, NULL);
+        sam_step(&m, perturbed, 0.05f, &task, 1e-2f, 0.01f);
+    }
+    check(memcmp(w0, m.params_memory, n * 4) == 0 && memcmp(a0, m.theta, m.num_theta * 4) != 0,
+          "LoRA: after SFT, SAP and SAM steps the frozen weights are unchanged bit for bit, the adapters moved", "differs");
+    free(w0); free(a0); free(perturbed);
+    sap_free(&sap);
+    batch_free(&task); batch_free(&pairs);
+    gpt2_free(&m);
+}
+
+// SAP steps in LoRA mode with 1 and 2 threads: the same losses, adapters and probe, bit for bit
+static void lora_sap_steps(GPT2* m, float* losses) {
+    GPT2Config c = {.max_seq_len = 64, .vocab_size = 50, .padded_vocab_size = 128, .num_layers = 2, .num_heads = 4, .channels = 96};
+    gpt2_init_random(m, c, 4);
+    int on[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1, [LORA_FC] = 1, [LORA_FCPROJ] = 1};
+    gpt2_lora_init(m, 8, 16.0f, on, 5);
+    gpt2_allocate_activations(m, 4, 16);
+    int layers[1] = {0};
+    gpt2_set_probe_layers(m, layers, 1);
+    SAP sap;
+    sap_init(&sap, m, 0.05f, 0.05f, 1.0f);
+    Batch task, pairs;
+    batch_alloc(&task, 2, 16);
+    batch_alloc(&pairs, 4, 16);
+    Rng r;
+    rng_seed(&r, 77);
+    for (int s = 0; s < 4; s++) {
+        random_batch(&task, 50, &r);
+        random_pairs(&pairs, 50, &r);
+        losses[s] = sap_step(m, &sap, &task, &pairs, 1e-2f, 0.01f, NULL);
+    }
+    sap_free(&sap);
+    batch_free(&task); batch_free(&pairs);
+}
+static void test_lora_threads(void) {
+#ifdef _OPENMP
+    GPT2 a, b;
+    float l1[4], l2[4];
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    lora_sap_steps(&a, l1);
+    omp_set_num_threads(2);
+    lora_sap_steps(&b, l2);
+    omp_set_num_threads(saved);
+    int same = memcmp(l1, l2, sizeof l1) == 0 && memcmp(a.theta, b.theta, a.num_theta * 4) == 0 &&
+               memcmp(a.probe, b.probe, 2 * 96 * 4) == 0;
+    check(same, "LoRA: SAP steps with 1 and 2 threads give the same losses, adapters and probe, bit for bit", "loss %.9g vs %.9g", l1[3], l2[3]);
+    gpt2_free(&a); gpt2_free(&b);
+#else
+    printf("skip LoRA 1 vs 2 threads: built without OpenMP\n");
+#endif
+}
+
+static void test_lora_flags(void) {
+    const char* a1[] = {"sap", "-W", "q,k", NULL};
+    expect_error("flags: -W without a LoRA rank", act_parse, a1, "-W and -F set up LoRA adapters: they need a LoRA rank");
+    const char* a2[] = {"sap", "-Q", "0", "-F", "16", NULL};
+    expect_error("flags: -F with LoRA rank 0", act_parse, a2, "they need a LoRA rank, -Q r with r > 0");
+    const char* a3[] = {"sap", "-Q", "8", "-W", "q,attn", NULL};
+    expect_error("flags: an unknown LoRA target", act_parse, a3, "bad value for -W: 'q,attn' (comma-separated, from q, k, v, proj, fc, fcproj)");
+    const char* a4[] = {"sap", "-Q", "8", "-W", "v,v", NULL};
+    expect_error("flags: a LoRA target twice", act_parse, a4, "bad value for -W: 'v,v' (v twice)");
+    const char* a5[] = {"sap", "-Q", "8", "-W", "q,", NULL};
+    expect_error("flags: a LoRA target list ending in a comma", act_parse, a5, "bad value for -W: 'q,'");
+    const char* a6[] = {"sap", "-Q", "-1", NULL};
+    expect_error("flags: a negative LoRA rank", act_parse, a6, "bad value for -Q: '-1'");
+    const char* a7[] = {"sap", "-m", "eval", "-Q", "8", NULL};
+    expect_error("flags: LoRA in a mode that does not train", act_parse, a7, "-Q: LoRA is a way of training; -m eval does not train");
+    const char* a8[] = {"sap", "-Q", "4", "-F", "0", NULL};
+    expect_error("flags: LoRA alpha 0", act_parse, a8, "bad value for -F: '0'");
+    RunSpec big = run_spec("sft", "1", (const char*[]){"-Q", "17", NULL}); // the small model has 16 channels
+    expect_error("flags: a LoRA rank larger than the channels", act_train, &big, "LoRA rank 17: must be 1 to the model's 16 channels");
+    // a resume file of a LoRA run, continued without LoRA, or with another rank
+    const char* st = "/tmp/sap_test_lora.state";
+    RunSpec r = run_spec("sap", "2", (const char*[]){"-Y", st, "-Q", "2", NULL});
+    char out[4096];
+    int status = run_child(act_train, &r, out, sizeof out);
+    check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "resume file: written by a 2-step LoRA SAP run (control)", "status %d, '%s'", status, out);
+    const char* args[2] = {st, "sap"};
+    expect_error("resume: a LoRA run's file in a full fine-tuning run", act_resume_sap, args, "saved from a run with other LoRA settings (rank 2, targets 5)");
+    RunSpec r4 = run_spec("sap", "4", (const char*[]){"-U", st, "-Q", "4", NULL});
+    expect_error("resume: a LoRA run's file with another rank", act_train, &r4, "saved from a run with other LoRA settings (rank 2, targets 5) than this run's (rank 4, targets 5");
+}
+
+// a LoRA SAP run from the shipped base: trains, saves a merged checkpoint that loads as any other,
+// and its frozen weights are the base's (the adapters sit on q and v only: attprojw is untouched)
+static void test_lora_run(void) {
+    const char* out = "/tmp/sap_test_lora_run.bin";
+    RunSpec r = run_spec("sap", "3", (const char*[]){"-Q", "4", "-o", out, "-e", "data/base.bin", NULL});
+    r.prepare = NULL;
+    char msg[4096];
+    int st = run_child(act_train_from_file, &r, msg, sizeof msg);
+    GPT2 base, tuned;
+    gpt2_load(&base, "data/base.bin");
+    gpt2_load(&tuned, out);
+    size_t C = base.config.channels, L = base.config.num_layers;
+    int proj_same = memcmp(base.params.attprojw, tuned.params.attprojw, L * C * C * 4) == 0;
+    int k_same = 1, q_moved = 0;
+    for (size_t l = 0; l < L; l++) {
+        k_same &= memcmp(base.params.qkvw + l * 3 * C * C + C * C, tuned.params.qkvw + l * 3 * C * C + C * C, C * C * 4) == 0;
+        q_moved |= memcmp(base.params.qkvw + l * 3 * C * C, tuned.params.qkvw + l * 3 * C * C, C * C * 4) != 0;
+    }
+    check(WIFEXITED(st) && WEXITSTATUS(st) == 0 && proj_same && k_same && q_moved,
+          "LoRA SAP run on the shipped data: a merged checkpoint, q moved, k and the projections as in the base", "status %d, proj %d, k %d, q moved %d ('%s')", st, proj_same, k_same, q_moved, msg);
+    gpt2_free(&base); gpt2_free(&tuned);
+}
+
 #ifndef FUZZ
 // `test_sap --seeds DIR` writes the fuzzers' seed corpus (make fuzz); plain `test_sap` runs the tests
 static void write_seeds(const char* dir);
@@ -1813,7 +2139,8 @@ int main(int argc, char** argv) {
     test_contrastive_gradients(&r);
     test_pruned_probe_pass(&r);
     test_sap_reduces_to_sft();
-    test_first_sap_step(&r);
+    test_first_sap_step(&r, 0);
+    test_first_sap_step(&r, 1);
     test_sap_lag_and_moments(&r);
     test_pair_rows();
     test_validation_without_probe();
@@ -1831,6 +2158,15 @@ int main(int argc, char** argv) {
     test_interrupt_and_resume("lm");
     test_resume_errors();
     test_sigterm_nothing_saved();
+    test_lora_kernel(&r);
+    test_lora_model_gradients(&r);
+    test_lora_starts_at_base(&r);
+    test_lora_merge(&r);
+    test_lora_frozen(&r);
+    test_lora_threads();
+    test_lora_flags();
+    test_lora_run();
+    test_interrupt_and_resume_lora();
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
