@@ -8,7 +8,7 @@ added to the residual stream after some blocks j, chosen every step so that, in 
 model, moving the weights towards harm costs task loss. The task gradient computed with that
 probe then pushes the weights away from harm, while still minimising the task loss.
 
-Notation (see ../shared/SAP.md, and the README for how each step maps to code):
+Notation (the README shows how each step maps to code):
   L(theta, v; D)  task loss: cross-entropy averaged over the response tokens of a batch D
   s(x, y)         sum over the response tokens of log p(y_t | x, y_<t)
   Lc(theta, v; S) contrastive safety loss = mean_i softplus(-(s(x,y+) - s(x,y-)) / tau)
@@ -23,6 +23,11 @@ One SAP step, as sap_step() runs it (theta_t, probe v_{t-1}, v_0 = 0):
   7. v_t     = 0, then one Adam step on v with gradient G and lr beta  (moments persist)
 
 The model that is saved and evaluated is theta alone: the probe is a training device.
+
+theta is every weight (full fine-tuning), or, with LoRA (-Q r, the official code's way), only
+rank-r adapters on some of each block's matrices: W x becomes W x + (alpha/r) B (A x), W frozen.
+Then g, its norm, the radius rho * ||theta||, theta' and AdamW all live in the adapters' space;
+the probe is the same. The saved checkpoint has the adapters merged in: W + (alpha/r) B A.
 
 The file reads top to bottom: utilities, layer kernels (forward and backward), the model,
 data, losses, the training steps (SFT, SAP, SAM side by side), evaluation, main.
