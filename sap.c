@@ -2733,14 +2733,27 @@ static double forward_matmul_flops(const GPT2Config* c, int N) {
     return 2.0 * N * (c->num_layers * (3 * C * C + C * C + 4 * C * C + 4 * C * C) + C * c->padded_vocab_size);
 }
 
-// times plain training and SAP on one shape, with every weight trained, or (lora_rank > 0) LoRA
-// adapters of that rank on q and v; prefix names the output lines. *sft_ms gets the SFT step time.
-static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer,
-                          int lora_rank, double* sft_ms) {
-    GPT2 m;
-    gpt2_init_random(&m, cfg, 1);
-    if (lora_rank > 0) { int on[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1}; gpt2_lora_init(&m, lora_rank, (float)lora_rank, on, 2); }
-    gpt2_allocate_activations(&m, B > 2 * pairs ? B : 2 * pairs, T);
+// one timed plain training step; ms[0..3] get its forward, backward, AdamW and whole time
+static void timed_sft_step(GPT2* m, const Batch* task, double* ms) {
+    double t0 = now_ms();
+    gpt2_zero_grad(m);
+    task_loss(m, task);
+    double t1 = now_ms();
+    gpt2_backward(m, task->weights, 0);
+    double t2 = now_ms();
+    gpt2_update(m, 1e-5f, 0.0f);
+    double t3 = now_ms();
+    ms[0] = t1 - t0; ms[1] = t2 - t1; ms[2] = t3 - t2; ms[3] = t3 - t0;
+}
+
+// times plain training (SFT) and SAP on one shape, with every weight trained and with LoRA (rank
+// 8 on q and v, the official setting); prefix names the output lines. this VM's speed drifts by
+// tens of percent within seconds, so the four kinds of step are taken in turn, round after round,
+// and each is the median of its rounds: a drift then moves all four alike, and their ratios
+// hold. the peak memory of plain training is read before SAP's buffers and the LoRA model exist.
+// returns SAP / SFT with every weight trained.
+static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer) {
+    GPT2 m[2]; // every weight trained, LoRA
     Batch task, pb;
     batch_alloc(&task, B, T);
     batch_alloc(&pb, 2 * pairs, T);
@@ -2749,62 +2762,62 @@ static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int 
     for (int i = 0; i < B * T; i++) { task.inputs[i] = rng_u32(&r) % cfg.vocab_size; task.targets[i] = rng_u32(&r) % cfg.vocab_size; task.mask[i] = (i % T) >= T / 4; }
     mean_weights(&task);
     for (int i = 0; i < 2 * pairs * T; i++) { pb.inputs[i] = rng_u32(&r) % cfg.vocab_size; pb.targets[i] = rng_u32(&r) % cfg.vocab_size; pb.mask[i] = (i % T) >= T / 4; }
-    double* fw = malloc_check((size_t)(steps + 1) * sizeof(double), "bench");
-    double* bw = malloc_check((size_t)(steps + 1) * sizeof(double), "bench");
-    double* up = malloc_check((size_t)(steps + 1) * sizeof(double), "bench");
-    double* st = malloc_check((size_t)(steps + 1) * sizeof(double), "bench");
-    for (int s = 0; s <= steps; s++) { // step 0 is the warm-up
-        double t0 = now_ms();
-        gpt2_zero_grad(&m);
-        task_loss(&m, &task);
-        double t1 = now_ms();
-        gpt2_backward(&m, task.weights, 0);
-        double t2 = now_ms();
-        gpt2_update(&m, 1e-5f, 0.0f);
-        double t3 = now_ms();
-        if (s > 0) { fw[s - 1] = t1 - t0; bw[s - 1] = t2 - t1; up[s - 1] = t3 - t2; st[s - 1] = t3 - t0; }
+    double ms[9];
+    gpt2_init_random(&m[0], cfg, 1);
+    gpt2_allocate_activations(&m[0], B > 2 * pairs ? B : 2 * pairs, T);
+    timed_sft_step(&m[0], &task, ms); // the warm-up: every buffer of plain training is now touched
+    double plain_rss = peak_rss_mb();
+    gpt2_init_random(&m[1], cfg, 1);
+    int qv[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1};
+    gpt2_lora_init(&m[1], 8, 8.0f, qv, 2);
+    gpt2_allocate_activations(&m[1], B > 2 * pairs ? B : 2 * pairs, T);
+    SAP sap[2];
+    for (int k = 0; k < 2; k++) {
+        gpt2_set_probe_layers(&m[k], &probe_layer, 1);
+        sap_init(&sap[k], &m[k], 2e-3f, 0.05f, 100.0f);
     }
-    double step_ms = median(st, steps);
-    // forward, and backward's two products (LoRA: its input gradients only; the adapters' own
-    // small matmuls are not counted)
-    double flops = (lora_rank > 0 ? 2.0 : 3.0) * forward_matmul_flops(&cfg, B * T);
-    *sft_ms = step_ms;
-    printf("%s_params: %zu\n", prefix, m.num_parameters);
-    if (lora_rank > 0) { printf("%s_trainable: %zu\n", prefix, m.num_theta); }
-    printf("%s_step_ms: %.1f\n", prefix, step_ms);
-    printf("%s_sft_step_ms: %.1f\n", prefix, step_ms);
-    printf("%s_forward_ms: %.1f\n", prefix, median(fw, steps));
-    printf("%s_backward_ms: %.1f\n", prefix, median(bw, steps));
-    printf("%s_update_ms: %.1f\n", prefix, median(up, steps));
-    printf("%s_gflops: %.1f\n", prefix, flops / step_ms / 1e6);
-    printf("%s_tokens_per_s: %.0f\n", prefix, B * T / (step_ms / 1e3));
-    printf("%s_peak_rss_mb: %.0f\n", prefix, peak_rss_mb());
-    fflush(stdout);
-    // SAP at the same task batch size
-    int layer = probe_layer;
-    gpt2_set_probe_layers(&m, &layer, 1);
-    SAP sap;
-    sap_init(&sap, &m, 2e-3f, 0.05f, 100.0f);
-    double* ph[4];
-    for (int k = 0; k < 4; k++) { ph[k] = malloc_check((size_t)(steps + 1) * sizeof(double), "bench"); }
-    for (int s = 0; s <= steps; s++) {
-        double t0 = now_ms();
-        sap_step(&m, &sap, &task, &pb, 1e-5f, 0.0f, NULL);
-        double t1 = now_ms();
-        if (s > 0) { st[s - 1] = t1 - t0; for (int k = 0; k < 4; k++) { ph[k][s - 1] = sap.ms[k]; } }
+    // t[k][c][s]: model k, round s; columns: SFT forward, backward, AdamW, step; SAP step, its 4 phases
+    double* t = malloc_check((size_t)2 * 9 * (steps + 1) * sizeof(double), "bench");
+    for (int s = 0; s <= steps; s++) { // round 0 is the warm-up
+        for (int k = 0; k < 2; k++) {
+            timed_sft_step(&m[k], &task, ms);
+            double t0 = now_ms();
+            sap_step(&m[k], &sap[k], &task, &pb, 1e-5f, 0.0f, NULL);
+            ms[4] = now_ms() - t0;
+            for (int q = 0; q < 4; q++) { ms[5 + q] = sap[k].ms[q]; }
+            for (int c = 0; c < 9 && s > 0; c++) { t[((size_t)k * 9 + c) * steps + s - 1] = ms[c]; }
+        }
     }
-    double sap_ms = median(st, steps);
-    printf("%s_sap_step_ms: %.1f\n", prefix, sap_ms);
-    const char* names[4] = {"contrastive", "perturbed", "task", "update"};
-    for (int k = 0; k < 4; k++) { printf("%s_sap_%s_ms: %.1f\n", prefix, names[k], median(ph[k], steps)); free(ph[k]); }
-    printf("%s_sap_over_sft: %.2f\n", prefix, sap_ms / step_ms);
-    printf("%s_sap_peak_rss_mb: %.0f\n", prefix, peak_rss_mb());
+    double med[2][9];
+    for (int k = 0; k < 2; k++) { for (int c = 0; c < 9; c++) { med[k][c] = median(t + ((size_t)k * 9 + c) * steps, steps); } }
+    const char* phases[4] = {"contrastive", "perturbed", "task", "update"};
+    printf("%s_params: %zu\n", prefix, m[0].num_parameters);
+    printf("%s_step_ms: %.1f\n", prefix, med[0][3]);
+    printf("%s_sft_step_ms: %.1f\n", prefix, med[0][3]);
+    printf("%s_forward_ms: %.1f\n", prefix, med[0][0]);
+    printf("%s_backward_ms: %.1f\n", prefix, med[0][1]);
+    printf("%s_update_ms: %.1f\n", prefix, med[0][2]);
+    printf("%s_gflops: %.1f\n", prefix, 3.0 * forward_matmul_flops(&cfg, B * T) / med[0][3] / 1e6); // forward, backward's two products
+    printf("%s_tokens_per_s: %.0f\n", prefix, B * T / (med[0][3] / 1e3));
+    printf("%s_peak_rss_mb: %.0f\n", prefix, plain_rss);
+    printf("%s_sap_step_ms: %.1f\n", prefix, med[0][4]);
+    for (int q = 0; q < 4; q++) { printf("%s_sap_%s_ms: %.1f\n", prefix, phases[q], med[0][5 + q]); }
+    printf("%s_sap_over_sft: %.2f\n", prefix, med[0][4] / med[0][3]);
+    printf("%s_lora_trainable: %zu\n", prefix, m[1].num_theta);
+    printf("%s_lora_sft_step_ms: %.1f\n", prefix, med[1][3]);
+    printf("%s_lora_forward_ms: %.1f\n", prefix, med[1][0]);
+    printf("%s_lora_backward_ms: %.1f\n", prefix, med[1][1]);
+    printf("%s_lora_update_ms: %.1f\n", prefix, med[1][2]);
+    printf("%s_lora_sft_saved_share: %.2f\n", prefix, 1.0 - med[1][3] / med[0][3]); // of a plain step, by training adapters only
+    printf("%s_lora_sap_step_ms: %.1f\n", prefix, med[1][4]);
+    for (int q = 0; q < 4; q++) { printf("%s_lora_sap_%s_ms: %.1f\n", prefix, phases[q], med[1][5 + q]); }
+    printf("%s_lora_sap_over_sft: %.2f\n", prefix, med[1][4] / med[1][3]);
+    printf("%s_peak_rss_all_mb: %.0f\n", prefix, peak_rss_mb()); // with SAP's buffers and the LoRA model too
     fflush(stdout);
-    free(fw); free(bw); free(up); free(st);
-    sap_free(&sap);
+    free(t);
+    for (int k = 0; k < 2; k++) { sap_free(&sap[k]); gpt2_free(&m[k]); }
     batch_free(&task); batch_free(&pb);
-    gpt2_free(&m);
-    return sap_ms / step_ms;
+    return med[0][4] / med[0][3];
 }
 
 void run_bench(const Options* o) {
@@ -2815,17 +2828,10 @@ void run_bench(const Options* o) {
 #endif
     // the shipped world's default shape first (its peak memory is then its own), then GPT-2 124M
     GPT2Config world = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 4, .num_heads = 4, .channels = 128};
-    double full_ms, lora_ms;
-    double ratio = bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1, 0, &full_ms);
+    double ratio = bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1);
     printf("sap_over_sft: %.2f\n", ratio); // at the world's default shape and batch sizes
-    // LoRA, the official fine-tuning: rank 8 on q and v. the share of the full step it saves
-    bench_shape("world_lora", world, o->B, o->T, o->steps, o->pair_batch, 1, 8, &lora_ms);
-    printf("world_lora_sft_saved_share: %.2f\n", 1.0 - lora_ms / full_ms);
     GPT2Config gpt2 = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12, .num_heads = 12, .channels = 768};
-    int steps = o->steps > 5 ? 5 : o->steps;
-    bench_shape("gpt2_124m", gpt2, 4, 64, steps, 2, 3, 0, &full_ms);
-    bench_shape("gpt2_124m_lora", gpt2, 4, 64, steps, 2, 3, 8, &lora_ms);
-    printf("gpt2_124m_lora_sft_saved_share: %.2f\n", 1.0 - lora_ms / full_ms);
+    bench_shape("gpt2_124m", gpt2, 4, 64, o->steps > 5 ? 5 : o->steps, 2, 3);
 }
 
 // ----------------------------------------------------------------------------
