@@ -493,16 +493,24 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 
 // LoRA, a low-rank adapter on a frozen matrix W (OC, IC): the matmul above made y = W x + b, and
 // the adapter adds scale * B (A x), with A (r, IC) and B (OC, r) and a rank r much smaller than IC
-// and OC. it is two more matmuls through the same kernel, one down to r channels and one back up,
-// so B A (OC x IC) is never formed. h = A x (N, r) is kept for the backward pass, tmp (N, OC) is
-// scratch. y has row stride ldy, because q, k and v are column blocks of the fused qkv output.
-void lora_forward(float* y, int ldy, float* h, float* tmp, const float* x, const float* A, const float* B,
+// and OC: first down to r channels, h = A x (N, r), an ordinary matmul, kept for the backward
+// pass; then back up, one position at a time, y += scale * B h, with B copied transposed and
+// scaled into bt (r, OC) so that the loop over outputs reads it contiguously. B A (OC x IC) is
+// never formed. y has row stride ldy, because q, k and v are column blocks of the fused qkv output.
+void lora_forward(float* y, int ldy, float* h, float* bt, const float* x, const float* A, const float* B,
                   float scale, int N, int IC, int OC, int r) {
     matmul_forward(h, x, A, NULL, N, IC, r);
-    matmul_forward(tmp, h, B, NULL, N, r, OC);
+    for (int o = 0; o < OC; o++) {
+        for (int k = 0; k < r; k++) { bt[(size_t)k * OC + o] = scale * B[(size_t)o * r + k]; }
+    }
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
-        for (int o = 0; o < OC; o++) { y[(size_t)n * ldy + o] += scale * tmp[(size_t)n * OC + o]; }
+        float* yn = y + (size_t)n * ldy;
+        for (int k = 0; k < r; k++) {
+            float hk = h[(size_t)n * r + k];
+            const float* b = bt + (size_t)k * OC;
+            for (int o = 0; o < OC; o++) { yn[o] += hk * b[o]; }
+        }
     }
 }
 
@@ -799,7 +807,7 @@ typedef struct {
     float* probs;     // (B, T, Vp)
     float* losses;    // (B, T) cross-entropy of each position
     float* lora_h[NUM_LORA_TARGETS]; // (L, B, T, r) A x of each adapted kind (LoRA only)
-    float* lora_tmp;  // (B, T, 4*C) scratch for B (A x) (LoRA only; C wide without an fc adapter)
+    float* lora_tmp;  // (B, T, 4*C) LoRA scratch: B transposed (forward), scale * dy (its gradient tensor, backward); C wide without an fc adapter
 } ActivationTensors;
 
 static void activation_sizes(size_t* sizes, const GPT2Config* c, const LoRA* lora, int B, int T) {
