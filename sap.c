@@ -514,8 +514,8 @@ void lora_forward(float* y, int ldy, float* h, float* bt, const float* x, const 
     }
 }
 
-// its backward, from dy (row stride ldy), the same two matmuls backwards:
-//   dh = scale * dy B,  dB += scale * dy^T h,  dA += dh^T x,  dx += dh A.
+// its backward, from dy (row stride ldy), as two matmul backward passes, the way back up first:
+//   dh = scale * dy B,  dB += scale * dy^T h,  then  dA += dh^T x,  dx += dh A.
 // dA and dB NULL: only the input gradient (the pass at SAP's theta' makes no weight gradients).
 // dh (N, r) and dtmp (N, OC) are scratch.
 void lora_backward(float* dx, float* dA, float* dB, float* dh, float* dtmp, const float* dy, int ldy,
@@ -1627,7 +1627,7 @@ static void layer_dot(const GPT2* model, const float* a, const float* b, int l, 
 }
 static double cosine(double ab, double aa, double bb) { return ab / (sqrt(aa) * sqrt(bb) + 1e-30); }
 
-// cosines between the task gradient (now in model->grads) and -g, the saved harmful direction reversed
+// cosines between the task gradient (now in model->theta_grad) and -g, the saved harmful direction reversed
 void analysis_cosines(const GPT2* model, Analysis* an) {
     size_t n = model->num_theta;
     const float* g = model->theta_grad;
