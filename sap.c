@@ -2735,6 +2735,35 @@ static double peak_rss_mb(void) {
 #endif
 }
 
+// the machine's fp32 multiply-add peak, measured with plain C: PEAK_ACC independent accumulators
+// per thread, each updated by acc = acc * a + b in a loop the compiler vectorises, so that enough
+// multiply-adds are in flight to hide their latency (128 floats: 8 AVX-512 or 16 AVX2 registers).
+// the best of a few repeats, with every thread the bench uses. in GFLOP/s (a multiply-add is 2).
+#define PEAK_ACC 128
+static double peak_gflops(void) {
+    const long iters = 4000000;
+    double best = 0.0;
+    for (int rep = 0; rep < 3; rep++) {
+        float sink = 0.0f;
+        double t0 = now_ms();
+        #pragma omp parallel reduction(+:sink)
+        {
+            float acc[PEAK_ACC];
+            for (int i = 0; i < PEAK_ACC; i++) { acc[i] = 1e-3f * (float)i; }
+            float a = 0.9999999f, b = 1e-7f;
+            for (long it = 0; it < iters; it++) {
+                #pragma omp simd
+                for (int i = 0; i < PEAK_ACC; i++) { acc[i] = acc[i] * a + b; }
+            }
+            for (int i = 0; i < PEAK_ACC; i++) { sink += acc[i]; }
+        }
+        double ms = now_ms() - t0;
+        double gf = 2.0 * PEAK_ACC * iters * thread_count() / ms / 1e6;
+        if (gf > best && isfinite(sink)) { best = gf; }
+    }
+    return best;
+}
+
 // matmul multiply-adds of one forward pass over N positions, times 2 for flops
 static double forward_matmul_flops(const GPT2Config* c, int N) {
     double C = c->channels;
@@ -2760,7 +2789,7 @@ static void timed_sft_step(GPT2* m, const Batch* task, double* ms) {
 // and each is the median of its rounds: a drift then moves all four alike, and their ratios
 // hold. the peak memory of plain training is read before SAP's buffers and the LoRA model exist.
 // returns SAP / SFT with every weight trained.
-static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer) {
+static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer, double peak) {
     GPT2 m[2]; // every weight trained, LoRA
     Batch task, pb;
     batch_alloc(&task, B, T);
@@ -2805,7 +2834,9 @@ static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int 
     printf("%s_forward_ms: %.1f\n", prefix, med[0][0]);
     printf("%s_backward_ms: %.1f\n", prefix, med[0][1]);
     printf("%s_update_ms: %.1f\n", prefix, med[0][2]);
-    printf("%s_gflops: %.1f\n", prefix, 3.0 * forward_matmul_flops(&cfg, B * T) / med[0][3] / 1e6); // forward, backward's two products
+    double gflops = 3.0 * forward_matmul_flops(&cfg, B * T) / med[0][3] / 1e6; // forward, backward's two products
+    printf("%s_gflops: %.1f\n", prefix, gflops);
+    printf("%s_share_of_peak: %.2f\n", prefix, gflops / peak);
     printf("%s_tokens_per_s: %.0f\n", prefix, B * T / (med[0][3] / 1e3));
     printf("%s_peak_rss_mb: %.0f\n", prefix, plain_rss);
     printf("%s_sap_step_ms: %.1f\n", prefix, med[0][4]);
@@ -2834,12 +2865,14 @@ void run_bench(const Options* o) {
 #else
     printf("threads: 1\n");
 #endif
+    double peak = peak_gflops();
+    printf("peak_gflops: %.1f\n", peak);
     // the shipped world's default shape first (its peak memory is then its own), then GPT-2 124M
     GPT2Config world = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 4, .num_heads = 4, .channels = 128};
-    double ratio = bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1);
+    double ratio = bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1, peak);
     printf("sap_over_sft: %.2f\n", ratio); // at the world's default shape and batch sizes
     GPT2Config gpt2 = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12, .num_heads = 12, .channels = 768};
-    bench_shape("gpt2_124m", gpt2, 4, 64, o->steps > 5 ? 5 : o->steps, 2, 3);
+    bench_shape("gpt2_124m", gpt2, 4, 64, o->steps > 5 ? 5 : o->steps, 2, 3, peak);
 }
 
 // ----------------------------------------------------------------------------
