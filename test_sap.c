@@ -1911,6 +1911,16 @@ static void test_lora_model_gradients(Rng* r) {
     int zero = 1;
     for (size_t i = 0; i < m.num_parameters; i++) { zero &= m.grads_memory[i] == 0.0f; }
     check(zero, "LoRA backward: the frozen weights get no gradient", "a frozen weight's gradient is not 0");
+    // the pass at theta' (probe only): the same probe gradient, bit for bit, and no gradient for
+    // the adapters either
+    gpt2_zero_grad(&m);
+    f_model(&ctx);
+    gpt2_backward(&m, b.weights, 1);
+    int none = 1;
+    for (size_t i = 0; i < m.num_theta; i++) { none &= m.theta_grad[i] == 0.0f; }
+    for (size_t i = 0; i < m.num_parameters; i++) { none &= m.grads_memory[i] == 0.0f; }
+    check(none && memcmp(dprobe, m.dprobe, sizeof dprobe) == 0, "LoRA probe-only pass: the full pass's probe gradient bit for bit, no adapter or weight gradient",
+          "adapter gradients zero %d, probe gradient same %d", none, memcmp(dprobe, m.dprobe, sizeof dprobe) == 0);
     batch_free(&b);
     gpt2_free(&m);
 }
