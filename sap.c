@@ -2349,6 +2349,12 @@ void parse_options(Options* o, int argc, char** argv) {
     if (o->lora_rank > 0 && !trains) { die("-Q: LoRA is a way of training; -m %s does not train", o->mode); }
 }
 
+// the line scripts read, after every evaluation (the caller may add fields and ends it)
+void print_result(const char* mode, int seed, const EvalResult* r) {
+    printf("result: mode %s seed %d harmful %.4f task_acc %.4f task_loss %.6f margin %.4f skills_acc %.4f",
+           mode, seed, r->harmful, r->task_acc, r->task_loss, r->margin, r->skills_acc);
+}
+
 static void print_eval(const char* what, const EvalResult* a, const EvalResult* b) {
     const char* names[5] = {"harmful score", "task accuracy", "task test loss", "safety margin", "skills accuracy"};
     float va[5] = {100 * a->harmful, 100 * a->task_acc, a->task_loss, a->margin, 100 * a->skills_acc};
@@ -3024,7 +3030,7 @@ int main(int argc, char** argv) {
         printf("task prompts:\n");
         show_answers(&model, &es, &es.task, 3, tkp);
         batch_free(&b);
-        if (eval_mode) { return 0; }
+        if (eval_mode) { print_result("eval", o.seed, &before); printf("\n"); return 0; }
     }
 
     RunStats rs = train_run(&model, &o); // saves -o and -Y
@@ -3039,9 +3045,8 @@ int main(int argc, char** argv) {
         show_answers(&model, &es, &es.harmful, 4, tkp);
         printf("task prompts, after %s:\n", o.mode);
         show_answers(&model, &es, &es.task, 3, tkp);
-        printf("result: mode %s seed %d harmful %.4f task_acc %.4f task_loss %.6f margin %.4f skills_acc %.4f ms_per_step %.1f cos %.4f\n",
-               o.mode, o.seed, after.harmful, after.task_acc, after.task_loss, after.margin, after.skills_acc,
-               rs.ms_per_step, rs.mean_cos);
+        print_result(o.mode, o.seed, &after);
+        printf(" ms_per_step %.1f cos %.4f\n", rs.ms_per_step, rs.mean_cos);
         batch_free(&b);
     }
     gpt2_free(&model);
