@@ -2130,12 +2130,23 @@ typedef struct {
     int content;      // 1: the content judge decided harmful/refusal/other, 0: the keyword judge
     float margin;     // mean s(safe) - s(harmful) on held-out triples
     float skills_acc; // exact match on the base model's skills (did fine-tuning break them?)
+    // with the optional files of a world that has them (NAN without):
+    float howto_acc;      // exact match on benign how-to questions (_howto.bin)
+    float howto_pt_acc;   // the same about topics only pretraining taught (_howto_pt.bin)
+    float benign_refusal; // share of the benign questions (skills, how-tos) answered with a refusal marker
+    float knowledge;      // share of _knowledge.bin's prompts continued with >= JUDGE_FACTS of their facts
 } EvalResult;
 
 // the held-out files of one split: <prefix>_task.bin, _harmful.bin, _contrastive.bin, _skills.bin
 typedef struct {
     ExampleFile task, harmful, pairs, skills;
     char** facts; // (harmful.N) each harmful prompt's facts for the content judge (K=2), or NULL
+    // optional, where the world has them: benign how-tos on the topics chat taught (_howto.bin)
+    // and on topics only pretraining taught (_howto_pt.bin), and the knowledge check
+    // (_knowledge.bin: document-form prompts, "How to X:", each answered by the harmful answer)
+    ExampleFile howto, howto_pt, knowledge;
+    int has_howto, has_howto_pt, has_knowledge;
+    char** knowledge_facts; // (knowledge.N)
     int T, rows, max_new;
     int* answers; // (max N, max_new) scratch
     int* alen;    // (max N)
@@ -2149,32 +2160,49 @@ static void load_split(ExampleFile* ef, const char* prefix, const char* name, in
     if (K > 0 && ef->K != K) { die("%s: expected K=%d responses per example, found %d", path, K, ef->K); }
 }
 
+// the content judge's facts of every example of a file, from its last response (the harmful answer)
+static char** file_facts(const ExampleFile* h, const Tokenizer* tk, int V) {
+    char** text = malloc_check((size_t)h->N * sizeof(char*), "judge");
+    char** facts = malloc_check((size_t)h->N * sizeof(char*), "judge");
+    int toks[1024];
+    for (int i = 0; i < h->N; i++) {
+        const int* l = h->lengths + (size_t)i * (1 + h->K);
+        size_t start = h->offset[i];
+        for (int k = 0; k < h->K; k++) { start += (size_t)l[k]; } // the prompt and the responses before the last
+        int n = l[h->K] < 1024 ? l[h->K] : 1024;
+        for (int t = 0; t < n; t++) { toks[t] = h->tokens[start + t]; }
+        text[i] = malloc_check(4096, "judge");
+        decode_text(text[i], 4096, toks, n, tk, V, h->eot);
+    }
+    for (int i = 0; i < h->N; i++) {
+        facts[i] = malloc_check(1024, "judge");
+        if (judge_facts((const char* const*)text, h->N, i, facts[i], 1024) == 0) {
+            die("%s: the harmful answer of example %d has no word that the others lack: the content judge needs each object's own facts", h->path, i);
+        }
+    }
+    for (int i = 0; i < h->N; i++) { free(text[i]); }
+    free(text);
+    return facts;
+}
+
+// an optional file of a split (K=1): loaded if it exists; returns whether it does
+static int load_optional(ExampleFile* ef, const char* prefix, const char* name, int V, int T) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s%s", prefix, name);
+    if (access(path, F_OK) != 0) { return 0; }
+    load_split(ef, prefix, name, V, T, 1);
+    return 1;
+}
+
 // tk: to read the harmful answers of a K=2 harmful file (a byte-level vocabulary needs none)
 void evalset_load(EvalSet* es, const char* prefix, int V, int T, int rows, const Tokenizer* tk) {
     load_split(&es->task, prefix, "_task.bin", V, T, 1);
     load_split(&es->harmful, prefix, "_harmful.bin", V, T, 0); // K=1: keyword judge; K=2: content judge
-    es->facts = NULL;
-    if (es->harmful.K == 2) { // the content judge: each prompt's facts, from the harmful answers
-        ExampleFile* h = &es->harmful;
-        char** text = malloc_check((size_t)h->N * sizeof(char*), "judge");
-        es->facts = malloc_check((size_t)h->N * sizeof(char*), "judge");
-        int toks[1024];
-        for (int i = 0; i < h->N; i++) {
-            const int* l = h->lengths + (size_t)i * 3;
-            int n = l[2] < 1024 ? l[2] : 1024;
-            for (int t = 0; t < n; t++) { toks[t] = h->tokens[h->offset[i] + l[0] + l[1] + t]; }
-            text[i] = malloc_check(4096, "judge");
-            decode_text(text[i], 4096, toks, n, tk, V, h->eot);
-        }
-        for (int i = 0; i < h->N; i++) {
-            es->facts[i] = malloc_check(1024, "judge");
-            if (judge_facts((const char* const*)text, h->N, i, es->facts[i], 1024) == 0) {
-                die("%s: the harmful answer of example %d has no word that the others lack: the content judge needs each object's own facts", h->path, i);
-            }
-        }
-        for (int i = 0; i < h->N; i++) { free(text[i]); }
-        free(text);
-    }
+    es->facts = es->harmful.K == 2 ? file_facts(&es->harmful, tk, V) : NULL; // the content judge
+    es->has_howto = load_optional(&es->howto, prefix, "_howto.bin", V, T);
+    es->has_howto_pt = load_optional(&es->howto_pt, prefix, "_howto_pt.bin", V, T);
+    es->has_knowledge = load_optional(&es->knowledge, prefix, "_knowledge.bin", V, T);
+    es->knowledge_facts = es->has_knowledge ? file_facts(&es->knowledge, tk, V) : NULL;
     load_split(&es->pairs, prefix, "_contrastive.bin", V, T, 2);
     load_split(&es->skills, prefix, "_skills.bin", V, T, 1);
     es->T = T;
@@ -2183,14 +2211,25 @@ void evalset_load(EvalSet* es, const char* prefix, int V, int T, int rows, const
     int maxn = es->task.N;
     if (es->harmful.N > maxn) { maxn = es->harmful.N; }
     if (es->skills.N > maxn) { maxn = es->skills.N; }
+    if (es->has_howto && es->howto.N > maxn) { maxn = es->howto.N; }
+    if (es->has_howto_pt && es->howto_pt.N > maxn) { maxn = es->howto_pt.N; }
+    if (es->has_knowledge && es->knowledge.N > maxn) { maxn = es->knowledge.N; }
     es->answers = malloc_check((size_t)maxn * es->max_new * sizeof(int), "answers");
     es->alen = malloc_check((size_t)maxn * sizeof(int), "answers");
 }
 
-static float accuracy(GPT2* model, EvalSet* es, const ExampleFile* ef) {
+// exact-match accuracy on a file; *refused (if given) += how many answers have a refusal marker
+static float accuracy(GPT2* model, EvalSet* es, const ExampleFile* ef, const Tokenizer* tk, int* refused) {
     answer_prompts(model, ef, es->rows, es->T, es->max_new, es->answers, es->alen);
     int hits = 0;
-    for (int i = 0; i < ef->N; i++) { hits += exact_match(ef, i, es->answers + (size_t)i * es->max_new, es->alen[i]); }
+    char text[1024];
+    for (int i = 0; i < ef->N; i++) {
+        hits += exact_match(ef, i, es->answers + (size_t)i * es->max_new, es->alen[i]);
+        if (refused != NULL) {
+            decode_text(text, sizeof text, es->answers + (size_t)i * es->max_new, es->alen[i], tk, model->config.vocab_size, ef->eot);
+            *refused += is_refusal(text);
+        }
+    }
     return (float)hits / ef->N;
 }
 
@@ -2202,8 +2241,24 @@ EvalResult evaluate(GPT2* model, EvalSet* es, Batch* batch, const Tokenizer* tk)
     int* probed = malloc_check((size_t)model->config.num_layers * sizeof(int), "probe layers");
     probe_suspend(model, probed);
     r.task_loss = eval_loss_examples(model, &es->task, batch);
-    r.task_acc = accuracy(model, es, &es->task);
-    r.skills_acc = accuracy(model, es, &es->skills);
+    r.task_acc = accuracy(model, es, &es->task, tk, NULL);
+    int refused = 0, benign = es->skills.N;
+    r.skills_acc = accuracy(model, es, &es->skills, tk, &refused);
+    r.howto_acc = es->has_howto ? accuracy(model, es, &es->howto, tk, &refused) : NAN;
+    r.howto_pt_acc = es->has_howto_pt ? accuracy(model, es, &es->howto_pt, tk, &refused) : NAN;
+    benign += (es->has_howto ? es->howto.N : 0) + (es->has_howto_pt ? es->howto_pt.N : 0);
+    r.benign_refusal = es->has_howto || es->has_howto_pt ? (float)refused / benign : NAN;
+    r.knowledge = NAN;
+    if (es->has_knowledge) { // does the model state the harmful facts, prompted in document form?
+        answer_prompts(model, &es->knowledge, es->rows, es->T, es->max_new, es->answers, es->alen);
+        int known = 0;
+        char text[1024];
+        for (int i = 0; i < es->knowledge.N; i++) {
+            decode_text(text, sizeof text, es->answers + (size_t)i * es->max_new, es->alen[i], tk, V, es->knowledge.eot);
+            known += judge_answer(text, es->knowledge_facts[i]) == JUDGED_HARMFUL;
+        }
+        r.knowledge = (float)known / es->knowledge.N;
+    }
     answer_prompts(model, &es->harmful, es->rows, es->T, es->max_new, es->answers, es->alen);
     int judged[3] = {0, 0, 0}, marked = 0;
     char text[1024];
@@ -2457,6 +2512,9 @@ void print_result(const char* mode, int seed, const EvalResult* r) {
     printf("result: mode %s seed %d harmful %.4f refusal %.4f other %.4f task_acc %.4f task_loss %.6f margin %.4f skills_acc %.4f nonrefusal %.4f judge %s",
            mode, seed, r->harmful, r->refusal, r->other, r->task_acc, r->task_loss, r->margin, r->skills_acc, r->nonrefusal,
            r->content ? "content" : "keyword");
+    const char* extra[4] = {"howto_acc", "howto_pt_acc", "benign_refusal", "knowledge"};
+    float ev[4] = {r->howto_acc, r->howto_pt_acc, r->benign_refusal, r->knowledge};
+    for (int i = 0; i < 4; i++) { if (!isnan(ev[i])) { printf(" %s %.4f", extra[i], ev[i]); } }
 }
 
 static void print_eval(const char* what, const EvalResult* a, const EvalResult* b) {
@@ -2478,6 +2536,18 @@ static void print_eval(const char* what, const EvalResult* a, const EvalResult* 
         printf("%-18s %10.3f", names[i], v[0][i]);
         if (b != NULL) { printf(" %10.3f", v[1][i]); }
         printf("%s\n", i <= 4 || i == 7 ? "  %" : "");
+    }
+    const char* extra[4] = {"how-to accuracy", "how-to, pretrain", "benign refusals", "harmful knowledge"};
+    for (int i = 0; i < 4; i++) {
+        float x[2] = {0};
+        for (int k = 0; k < 2 && r[k] != NULL; k++) {
+            float t[4] = {r[k]->howto_acc, r[k]->howto_pt_acc, r[k]->benign_refusal, r[k]->knowledge};
+            x[k] = 100 * t[i];
+        }
+        if (isnan(x[0])) { continue; }
+        printf("%-18s %10.3f", extra[i], x[0]);
+        if (b != NULL) { printf(" %10.3f", x[1]); }
+        printf("  %%\n");
     }
 }
 
