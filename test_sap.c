@@ -255,18 +255,24 @@ static void random_batch(Batch* b, int V, Rng* r) {
     mean_weights(b);
 }
 
+// the whole model's gradients, for the finite-difference checks: a random probe after both blocks
+// of a tiny model, a random batch of 2 x 6 (allocated into b), one forward and backward pass
+static void probed_pass(GPT2* m, Batch* b, Rng* r) {
+    int layers[2] = {0, 1};
+    gpt2_set_probe_layers(m, layers, 2);
+    fill_normal(m->probe, 2 * 8, 0.5f, r);
+    batch_alloc(b, 2, 6);
+    random_batch(b, 20, r);
+    gpt2_zero_grad(m);
+    f_model(&(ModelCtx){m, b});
+    gpt2_backward(m, b->weights, 0);
+}
+
 static void test_model_gradients(Rng* r) {
     GPT2 m;
     tiny_model(&m, 2, 6, 7);
-    int layers[2] = {0, 1};
-    gpt2_set_probe_layers(&m, layers, 2);
-    fill_normal(m.probe, 2 * 8, 0.5f, r);
     Batch b;
-    batch_alloc(&b, 2, 6);
-    random_batch(&b, 20, r);
-    gpt2_zero_grad(&m);
-    f_model(&(ModelCtx){&m, &b});
-    gpt2_backward(&m, b.weights, 0);
+    probed_pass(&m, &b, r);
     ModelCtx ctx = {&m, &b};
     const char* names[NUM_PARAMETER_TENSORS] = {"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
                                                 "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
@@ -1982,15 +1988,8 @@ static void test_lora_model_gradients(Rng* r) {
     GPT2 m;
     int all[NUM_LORA_TARGETS] = {1, 1, 1, 1, 1, 1};
     tiny_lora(&m, 2, 6, 9, all);
-    int layers[2] = {0, 1};
-    gpt2_set_probe_layers(&m, layers, 2);
-    fill_normal(m.probe, 2 * 8, 0.5f, r);
     Batch b;
-    batch_alloc(&b, 2, 6);
-    random_batch(&b, 20, r);
-    gpt2_zero_grad(&m);
-    f_model(&(ModelCtx){&m, &b});
-    gpt2_backward(&m, b.weights, 0);
+    probed_pass(&m, &b, r);
     ModelCtx ctx = {&m, &b};
     for (int t = 0; t < NUM_LORA_TARGETS; t++) {
         char name[96];
@@ -2162,22 +2161,17 @@ static void test_lora_threads(void) { printf("skip LoRA 1 vs 2 threads: built wi
 #endif
 
 static void test_lora_flags(void) {
-    const char* a1[] = {"sap", "-W", "q,k", NULL};
-    expect_error("flags: -W without a LoRA rank", act_parse, a1, "-W and -F set up LoRA adapters: they need a LoRA rank");
-    const char* a2[] = {"sap", "-Q", "0", "-F", "16", NULL};
-    expect_error("flags: -F with LoRA rank 0", act_parse, a2, "they need a LoRA rank, -Q r with r > 0");
-    const char* a3[] = {"sap", "-Q", "8", "-W", "q,attn", NULL};
-    expect_error("flags: an unknown LoRA target", act_parse, a3, "bad value for -W: 'q,attn' (comma-separated, from q, k, v, proj, fc, fcproj)");
-    const char* a4[] = {"sap", "-Q", "8", "-W", "v,v", NULL};
-    expect_error("flags: a LoRA target twice", act_parse, a4, "bad value for -W: 'v,v' (v twice)");
-    const char* a5[] = {"sap", "-Q", "8", "-W", "q,", NULL};
-    expect_error("flags: a LoRA target list ending in a comma", act_parse, a5, "bad value for -W: 'q,'");
-    const char* a6[] = {"sap", "-Q", "-1", NULL};
-    expect_error("flags: a negative LoRA rank", act_parse, a6, "bad value for -Q: '-1'");
-    const char* a7[] = {"sap", "-m", "eval", "-Q", "8", NULL};
-    expect_error("flags: LoRA in a mode that does not train", act_parse, a7, "-Q: LoRA is a way of training; -m eval does not train");
-    const char* a8[] = {"sap", "-Q", "4", "-F", "0", NULL};
-    expect_error("flags: LoRA alpha 0", act_parse, a8, "bad value for -F: '0'");
+    struct { const char* name; const char* argv[8]; const char* expect; } cases[] = {
+        {"flags: -W without a LoRA rank", {"sap", "-W", "q,k"}, "-W and -F set up LoRA adapters: they need a LoRA rank"},
+        {"flags: -F with LoRA rank 0", {"sap", "-Q", "0", "-F", "16"}, "they need a LoRA rank, -Q r with r > 0"},
+        {"flags: an unknown LoRA target", {"sap", "-Q", "8", "-W", "q,attn"}, "bad value for -W: 'q,attn' (comma-separated, from q, k, v, proj, fc, fcproj)"},
+        {"flags: a LoRA target twice", {"sap", "-Q", "8", "-W", "v,v"}, "bad value for -W: 'v,v' (v twice)"},
+        {"flags: a LoRA target list ending in a comma", {"sap", "-Q", "8", "-W", "q,"}, "bad value for -W: 'q,'"},
+        {"flags: a negative LoRA rank", {"sap", "-Q", "-1"}, "bad value for -Q: '-1'"},
+        {"flags: LoRA in a mode that does not train", {"sap", "-m", "eval", "-Q", "8"}, "-Q: LoRA is a way of training; -m eval does not train"},
+        {"flags: LoRA alpha 0", {"sap", "-Q", "4", "-F", "0"}, "bad value for -F: '0'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) { expect_error(cases[i].name, act_parse, cases[i].argv, cases[i].expect); }
     RunSpec big = run_spec("sft", "1", (const char*[]){"-Q", "17", NULL}); // the small model has 16 channels
     expect_error("flags: a LoRA rank larger than the channels", act_train, &big, "LoRA rank 17: must be 1 to the model's 16 channels");
     // a resume file of a LoRA run, continued without LoRA, or with another rank
