@@ -809,7 +809,7 @@ typedef struct {
     float* probs;     // (B, T, Vp)
     float* losses;    // (B, T) cross-entropy of each position
     float* lora_h[NUM_LORA_TARGETS]; // (L, B, T, r) A x of each adapted kind (LoRA only)
-    float* lora_tmp;  // (B, T, 4*C) LoRA scratch: B transposed (forward), scale * dy (its gradient tensor, backward); C wide without an fc adapter
+    float* lora_tmp;  // (max(B*T, r), 4*C) LoRA scratch: B transposed (forward), scale * dy (its gradient tensor, backward); C wide without an fc adapter
 } ActivationTensors;
 
 static void activation_sizes(size_t* sizes, const GPT2Config* c, const LoRA* lora, int B, int T) {
@@ -820,7 +820,7 @@ static void activation_sizes(size_t* sizes, const GPT2Config* c, const LoRA* lor
                                         L * BT * C, L * BT, L * BT, L * BT * 4 * C, L * BT * 4 * C,
                                         L * BT * C, L * BT * C, BT * C, BT, BT, BT * Vp, BT * Vp, BT};
     for (int t = 0; t < NUM_LORA_TARGETS; t++) { s[23 + t] = lora->on[t] ? L * BT * r : 0; }
-    s[29] = r == 0 ? 0 : lora->on[LORA_FC] ? BT * 4 * C : BT * C;
+    s[29] = r == 0 ? 0 : (BT > r ? BT : r) * (lora->on[LORA_FC] ? 4 * C : C); // B transposed is r rows
     memcpy(sizes, s, sizeof(s));
 }
 static void carve_activations(ActivationTensors* a, float* memory, const size_t* sizes) {
@@ -1917,6 +1917,8 @@ static int pick_token(const float* logits, int V, float temperature, Rng* rng) {
 void generate(GPT2* model, int* seqs, int* len, int B, int T, int max_new, float temperature, int eot, Rng* rng) {
     int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
     if (T > model->config.max_seq_len) { die("generation: length %d is longer than the model's maximum %d", T, model->config.max_seq_len); }
+    // the cached decoder reads the weights alone: adapters are folded in first (gpt2_lora_fold)
+    if (model->lora.rank > 0) { die("internal: generation with LoRA adapters that are not folded into the weights"); }
     DecodeState d;
     decode_alloc(&d, &model->config, B, T);
     int* start = malloc_check((size_t)B * sizeof(int), "generation");

@@ -2039,6 +2039,23 @@ static void test_lora_starts_at_base(Rng* r) {
     gpt2_free(&a); gpt2_free(&m);
 }
 
+// fewer positions in a batch than the rank (1 x 4 positions, rank 8): the scratch that holds B
+// transposed has r rows whatever the batch (a heap overflow before; make asan would catch one)
+static void test_lora_small_batch(void) {
+    GPT2 m;
+    int all[NUM_LORA_TARGETS] = {1, 1, 1, 1, 1, 1};
+    tiny_model(&m, 1, 4, 5);
+    gpt2_lora_init(&m, 8, 8.0f, all, 6);
+    int in[4] = {1, 2, 3, 4}, tg[4] = {2, 3, 4, 5};
+    float w[4] = {0.25f, 0.25f, 0.25f, 0.25f};
+    gpt2_zero_grad(&m);
+    gpt2_forward(&m, in, tg, 1, 4);
+    gpt2_backward(&m, w, 0);
+    check(m.lora.sizes[0] > 0 && m.act_sizes[29] >= (size_t)8 * 4 * 8 && isfinite(m.acts.losses[3]) && isfinite(l2_norm(m.theta_grad, m.num_theta)),
+          "LoRA: a batch of fewer positions than the rank runs, within its buffers", "scratch %zu floats", m.act_sizes[29]);
+    gpt2_free(&m);
+}
+
 // -o's checkpoint has the adapters merged in: an ordinary checkpoint whose forward equals the
 // adapted model's. the two differ only in float rounding: W x + s B (A x) against (W + s B A) x
 // sums the same products in another order and rounds s B A once per weight, so each logit differs
@@ -2260,6 +2277,7 @@ int main(int argc, char** argv) {
     test_lora_kernel(&r);
     test_lora_model_gradients(&r);
     test_lora_starts_at_base(&r);
+    test_lora_small_batch();
     test_lora_merge(&r);
     test_lora_frozen(&r);
     test_lora_threads();
