@@ -1320,6 +1320,15 @@ void gpt2_update(GPT2* model, float lr, float weight_decay) {
                  model->num_theta, model->adam_step, lr, 0.9f, 0.999f, 1e-8f, weight_decay);
 }
 
+// the learning rate's schedule (-D): a cosine from lr at step 0 down to final * lr at the last
+// step, as llm.c decays it (no warmup); final = 1 keeps it constant, the default. the factor for
+// `step` of `steps`, in double so that it is the same number on every machine and thread count
+float lr_factor(int step, int steps, float final) {
+    if (final >= 1.0f || steps <= 0) { return 1.0f; }
+    double frac = (double)step / steps;
+    return (float)(final + (1.0 - final) * 0.5 * (1.0 + cos(3.14159265358979323846 * frac)));
+}
+
 // ----------------------------------------------------------------------------
 // data: llm.c token files for plain LM training, and sap's example files, whose records say
 // where the prompt ends (the loss is on the response only) and can carry two responses
@@ -2334,6 +2343,7 @@ typedef struct {
     int save_every;          // -S save -o (and -Y) every N steps (0: at the end only)
     int B, T, steps, seed;   // -b -t -n -s
     float lr, wd;            // -l -w
+    float lr_final;          // -D cosine decay of the learning rate to lr_final * lr (1: constant)
     int val_every, val_batches; // -v -x
     int L, NH, C, maxT, V;   // -L -H -C -T -V: a fresh model of this shape
     int fresh;               // any of them was given
@@ -2358,6 +2368,7 @@ static void usage(const Options* o) {
            "  -c file         contrastive example file (K=2), for sap [%s]\n"
            "  -b -t -n        batch size, sequence length, steps [%d %d %d]\n"
            "  -l -w           learning rate, weight decay (AdamW) [%g %g]\n"
+           "  -D f            cosine decay of the learning rate to f * lr at the last step, 1: constant [%g]\n"
            "  -s              random seed [%d]\n"
            "  -v -x           validate every N steps (0: at the end only), max val batches (lm) [%d %d]\n"
            "  -L -H -C -T -V  a fresh model instead of -e: layers, heads, channels, max seq len, vocab [%d %d %d %d %d]\n"
@@ -2378,7 +2389,7 @@ static void usage(const Options* o) {
            "  -W list         LoRA: adapted matrices of every block, from q,k,v,proj,fc,fcproj [q,v]\n"
            "  -F alpha        LoRA: the adapters' scale is alpha / r [r]\n",
            o->mode, o->load, o->save ? o->save : "none", o->train, o->val ? o->val : "none", o->pairs,
-           o->B, o->T, o->steps, o->lr, o->wd, o->seed, o->val_every, o->val_batches,
+           o->B, o->T, o->steps, o->lr, o->wd, o->lr_final, o->seed, o->val_every, o->val_batches,
            o->L, o->NH, o->C, o->maxT, o->V, o->rho, o->beta, o->probe_layers, o->tau, o->pair_batch,
            o->sam_rho, o->analyze_every, o->csv ? o->csv : "none", o->gen_tokens, o->temperature,
            o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none", o->eval_prefix ? o->eval_prefix : "none", o->table,
@@ -2440,7 +2451,7 @@ void parse_options(Options* o, int argc, char** argv) {
     *o = (Options){.mode = "sap", .load = "data/base.bin", .save = NULL, .train = "data/ft_benign.bin",
                    .val = "data/val_task.bin", .pairs = "data/contrastive.bin", .tokenizer = NULL, .prompt = NULL,
                    .probe_layers = "1", .csv = NULL, .eval_prefix = "data/test", .table = "experiment.md", .B = 16, .T = 128, .steps = 150, .seed = 1337,
-                   .lr = 1e-3f, .wd = 0.0f, .val_every = 0, .val_batches = 20,
+                   .lr = 1e-3f, .wd = 0.0f, .lr_final = 1.0f, .val_every = 0, .val_batches = 20,
                    .L = 4, .NH = 4, .C = 128, .maxT = 128, .V = 256, .fresh = 0,
                    .rho = 2e-3f, .beta = 0.05f, .tau = 100.0f, .pair_batch = 8, .sam_rho = 0.05f,
                    .analyze_every = 0, .gen_tokens = 64, .temperature = 0.0f,
@@ -2475,6 +2486,7 @@ void parse_options(Options* o, int argc, char** argv) {
             case 's': o->seed = parse_int(f, v, 0, 2147483647); break;
             case 'l': o->lr = parse_float(f, v, 0.0, 10.0); break;
             case 'w': o->wd = parse_float(f, v, 0.0, 10.0); break;
+            case 'D': o->lr_final = parse_float(f, v, 0.0, 1.0); break;
             case 'v': o->val_every = parse_int(f, v, 0, 1 << 30); break;
             case 'x': o->val_batches = parse_int(f, v, 1, 1 << 20); break;
             case 'L': o->L = parse_int(f, v, 1, 1000); o->fresh = 1; break;
@@ -2825,18 +2837,19 @@ RunStats train_run(GPT2* model, const Options* o) {
         if (lm) { lm_batch(&task, &train_tokens); } else { task_batch(&task, &loader); }
         int analyze = o->analyze_every > 0 && step % o->analyze_every == 0;
         Analysis* anp = analyze ? &an : NULL;
+        float lr = o->lr * lr_factor(step, o->steps, o->lr_final);
         if (sap_mode) {
             pair_batch(&pairs, &pair_loader);
-            rs.loss = sap_step(model, &sap, &task, &pairs, o->lr, o->wd, anp);
+            rs.loss = sap_step(model, &sap, &task, &pairs, lr, o->wd, anp);
         } else if (sam) {
-            rs.loss = sam_step(model, sam_perturbed, o->sam_rho, &task, o->lr, o->wd);
+            rs.loss = sam_step(model, sam_perturbed, o->sam_rho, &task, lr, o->wd);
         } else {
             if (analyze) { // the harmful direction at theta_t, for the cosine only
                 pair_batch(&pairs, &pair_loader);
                 an.contrastive = harmful_direction(model, &pairs, o->tau, &an.margin);
                 memcpy(an.harm_dir, model->theta_grad, model->num_theta * sizeof(float));
             }
-            rs.loss = sft_step(model, &task, o->lr, o->wd, anp);
+            rs.loss = sft_step(model, &task, lr, o->wd, anp);
         }
         double ms = now_ms() - t0;
         total_ms += ms;
