@@ -1320,12 +1320,22 @@ void gpt2_update(GPT2* model, float lr, float weight_decay) {
                  model->num_theta, model->adam_step, lr, 0.9f, 0.999f, 1e-8f, weight_decay);
 }
 
-// the learning rate's schedule (-D): a cosine from lr at step 0 down to final * lr at the last
-// step, as llm.c decays it (no warmup); final = 1 keeps it constant, the default. the factor for
-// `step` of `steps`, in double so that it is the same number on every machine and thread count
-float lr_factor(int step, int steps, float final) {
-    if (final >= 1.0f || steps <= 0) { return 1.0f; }
-    double frac = (double)step / steps;
+// seconds as "1h05m", "12m30s" or "45s", for the time a long run has left
+void duration_text(char* out, size_t cap, double seconds) {
+    long s = seconds > 0 ? (long)(seconds + 0.5) : 0;
+    if (s >= 3600) { snprintf(out, cap, "%ldh%02ldm", s / 3600, (s % 3600) / 60); }
+    else if (s >= 60) { snprintf(out, cap, "%ldm%02lds", s / 60, s % 60); }
+    else { snprintf(out, cap, "%lds", s); }
+}
+
+// the learning rate's schedule, as llm.c's: a linear warm-up over the first `warmup` steps (-N),
+// then a cosine from lr down to final * lr at the last step (-D); warmup 0 and final 1 (the
+// defaults) keep it constant. the factor for `step` of `steps`, in double so that it is the same
+// number on every machine and thread count
+float lr_factor(int step, int steps, int warmup, float final) {
+    if (step < warmup) { return (float)((step + 1.0) / warmup); }
+    if (final >= 1.0f || steps <= warmup) { return 1.0f; }
+    double frac = (double)(step - warmup) / (steps - warmup);
     return (float)(final + (1.0 - final) * 0.5 * (1.0 + cos(3.14159265358979323846 * frac)));
 }
 
@@ -2344,6 +2354,7 @@ typedef struct {
     int B, T, steps, seed;   // -b -t -n -s
     float lr, wd;            // -l -w
     float lr_final;          // -D cosine decay of the learning rate to lr_final * lr (1: constant)
+    int warmup;              // -N linear warm-up of the learning rate over the first steps
     int val_every, val_batches; // -v -x
     int L, NH, C, maxT, V;   // -L -H -C -T -V: a fresh model of this shape
     int fresh;               // any of them was given
@@ -2369,6 +2380,7 @@ static void usage(const Options* o) {
            "  -b -t -n        batch size, sequence length, steps [%d %d %d]\n"
            "  -l -w           learning rate, weight decay (AdamW) [%g %g]\n"
            "  -D f            cosine decay of the learning rate to f * lr at the last step, 1: constant [%g]\n"
+           "  -N n            warm-up: the learning rate rises linearly over the first n steps [%d]\n"
            "  -s              random seed [%d]\n"
            "  -v -x           validate every N steps (0: at the end only), max val batches (lm) [%d %d]\n"
            "  -L -H -C -T -V  a fresh model instead of -e: layers, heads, channels, max seq len, vocab [%d %d %d %d %d]\n"
@@ -2389,7 +2401,7 @@ static void usage(const Options* o) {
            "  -W list         LoRA: adapted matrices of every block, from q,k,v,proj,fc,fcproj [q,v]\n"
            "  -F alpha        LoRA: the adapters' scale is alpha / r [r]\n",
            o->mode, o->load, o->save ? o->save : "none", o->train, o->val ? o->val : "none", o->pairs,
-           o->B, o->T, o->steps, o->lr, o->wd, o->lr_final, o->seed, o->val_every, o->val_batches,
+           o->B, o->T, o->steps, o->lr, o->wd, o->lr_final, o->warmup, o->seed, o->val_every, o->val_batches,
            o->L, o->NH, o->C, o->maxT, o->V, o->rho, o->beta, o->probe_layers, o->tau, o->pair_batch,
            o->sam_rho, o->analyze_every, o->csv ? o->csv : "none", o->gen_tokens, o->temperature,
            o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none", o->eval_prefix ? o->eval_prefix : "none", o->table,
@@ -2487,6 +2499,7 @@ void parse_options(Options* o, int argc, char** argv) {
             case 'l': o->lr = parse_float(f, v, 0.0, 10.0); break;
             case 'w': o->wd = parse_float(f, v, 0.0, 10.0); break;
             case 'D': o->lr_final = parse_float(f, v, 0.0, 1.0); break;
+            case 'N': o->warmup = parse_int(f, v, 0, 1 << 30); break;
             case 'v': o->val_every = parse_int(f, v, 0, 1 << 30); break;
             case 'x': o->val_batches = parse_int(f, v, 1, 1 << 20); break;
             case 'L': o->L = parse_int(f, v, 1, 1000); o->fresh = 1; break;
@@ -2837,7 +2850,7 @@ RunStats train_run(GPT2* model, const Options* o) {
         if (lm) { lm_batch(&task, &train_tokens); } else { task_batch(&task, &loader); }
         int analyze = o->analyze_every > 0 && step % o->analyze_every == 0;
         Analysis* anp = analyze ? &an : NULL;
-        float lr = o->lr * lr_factor(step, o->steps, o->lr_final);
+        float lr = o->lr * lr_factor(step, o->steps, o->warmup, o->lr_final);
         if (sap_mode) {
             pair_batch(&pairs, &pair_loader);
             rs.loss = sap_step(model, &sap, &task, &pairs, lr, o->wd, anp);
@@ -2867,7 +2880,9 @@ RunStats train_run(GPT2* model, const Options* o) {
                     o->save ? " (" : "", o->save ? o->save : "", o->save ? " on disk is untouched)" : "");
             }
         }
-        printf("step %d: train loss %f (took %f ms)", step, rs.loss, ms);
+        char left[32];
+        duration_text(left, sizeof left, total_ms / steps_run * (o->steps - step - 1) / 1000.0);
+        printf("step %d/%d: train loss %f (took %.1f ms, %s left)", step, o->steps, rs.loss, ms, left);
         if (sap_mode) { printf(" |v| %.4f", probe_norm); }
         if (analyze) {
             printf(" Lc %.4f cos %+.4f", an.contrastive, an.cos_all);

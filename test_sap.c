@@ -1506,7 +1506,7 @@ static int resume_step(const char* path) {
     return n == 36 ? read_i32(h + 32) : -1;
 }
 
-// runs a child train_run() with stdout into a pipe, sends sig when the line "step <at>:" shows
+// runs a child train_run() with stdout into a pipe, sends sig when the line "step <at>/<n>:" shows
 static int run_interrupted(const RunSpec* r, int at, int sig, char* err, size_t cap) {
     fflush(stdout);
     int outp[2], errp[2];
@@ -1529,7 +1529,7 @@ static int run_interrupted(const RunSpec* r, int at, int sig, char* err, size_t 
     close(outp[1]); close(errp[1]);
     FILE* f = fdopen(outp[0], "r");
     char line[512], want[32];
-    snprintf(want, sizeof want, "step %d:", at);
+    snprintf(want, sizeof want, "step %d/", at);
     while (fgets(line, sizeof line, f) != NULL) {
         if (strncmp(line, want, strlen(want)) == 0) { kill(pid, sig); break; }
     }
@@ -1588,6 +1588,34 @@ static void test_interrupt_and_resume_in(const char* mode, int lora) {
     free(sa_bytes);
     snprintf(name, sizeof name, "%s%s: interrupted at step %d and continued with -U: the same weights and state as an uninterrupted run, bit for bit", mode, lora ? " with LoRA" : "", k);
     check(same && same_state, name, "weights same %d, resume files same %d ('%s')", same, same_state, out);
+}
+
+// -D: the cosine schedule's factor at its ends and middle, and a run with it. -D 1 is the constant
+// rate bit for bit; -D 0.5 changes the second step's rate only (step 0 runs at lr either way), so
+// its weights differ from the constant run's
+static void test_lr_schedule(void) {
+    check(lr_factor(0, 10, 0, 0.1f) == 1.0f && fabsf(lr_factor(10, 10, 0, 0.1f) - 0.1f) < 1e-7f && fabsf(lr_factor(5, 10, 0, 0.1f) - 0.55f) < 1e-7f
+          && lr_factor(7, 10, 0, 1.0f) == 1.0f, "-D: the cosine factor is 1 at step 0, 0.55 halfway and f at the end; 1 throughout for f = 1",
+          "%g %g %g", lr_factor(0, 10, 0, 0.1f), lr_factor(5, 10, 0, 0.1f), lr_factor(10, 10, 0, 0.1f));
+    check(fabsf(lr_factor(0, 14, 4, 0.1f) - 0.25f) < 1e-7f && lr_factor(3, 14, 4, 0.1f) == 1.0f && lr_factor(4, 14, 4, 0.1f) == 1.0f
+          && fabsf(lr_factor(9, 14, 4, 0.1f) - 0.55f) < 1e-7f && lr_factor(2, 14, 4, 1.0f) == 0.75f,
+          "-N: the warm-up rises linearly to 1 at step n-1, then the cosine runs over the remaining steps",
+          "%g %g %g", lr_factor(0, 14, 4, 0.1f), lr_factor(4, 14, 4, 0.1f), lr_factor(9, 14, 4, 0.1f));
+    const char* paths[3] = {"/tmp/sap_test_lr_const.bin", "/tmp/sap_test_lr_one.bin", "/tmp/sap_test_lr_half.bin"};
+    const char* ds[3] = {NULL, "1", "0.5"};
+    int ok = 1;
+    for (int i = 0; i < 3; i++) {
+        const char* extra[] = {"-o", paths[i], ds[i] ? "-D" : NULL, ds[i], NULL};
+        RunSpec r = run_spec("sft", "2", extra);
+        char out[4096];
+        int st = run_child(act_train, &r, out, sizeof out);
+        ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    }
+    size_t n;
+    unsigned char* c = read_file(paths[0], &n);
+    int one_same = ok && file_equals(paths[1], c, n), half_differs = ok && !file_equals(paths[2], c, n);
+    free(c);
+    check(one_same && half_differs, "-D 1 trains exactly as without -D; -D 0.5 trains differently", "runs ok %d, -D 1 same %d, -D 0.5 differs %d", ok, one_same, half_differs);
 }
 
 static void test_interrupt_and_resume(const char* mode) { test_interrupt_and_resume_in(mode, 0); }
@@ -2272,6 +2300,7 @@ int main(int argc, char** argv) {
     write_lm_tokens();
     test_interrupt_and_resume("sap");
     test_interrupt_and_resume("lm");
+    test_lr_schedule();
     test_resume_errors();
     test_sigterm_nothing_saved();
     test_lora_kernel(&r);
