@@ -40,11 +40,17 @@ test_sap: test_sap.c sap.c
 test: test_sap
 	./test_sap
 
-# the safety-aligned base model data/base.bin: a fresh GPT-2 (4 layers, 4 heads, 128 channels,
-# byte vocabulary) trained by sap itself on data/align.bin (about 20 minutes on 2 cores)
-base: sap
-	./sap -m sft -L 4 -H 4 -C 128 -T 128 -V 256 -i data/align.bin -j data/val_skills.bin -E none \
-	      -b 16 -t 128 -n 2500 -l 1e-3 -w 0 -s 1337 -v 500 -o data/base.bin
+# the base model, in two stages as a real chat model's life. first pretraining: a fresh GPT-2
+# (6 layers, 6 heads, 192 channels, byte vocabulary) trained as a plain language model on the
+# world's documents (data/pretrained.bin, the pretrained-only model of the knowledge check); then
+# alignment: chat fine-tuning on data/align.bin (data/base.bin). about 40 minutes on 2 cores.
+PRETRAIN_FLAGS = -L 6 -H 6 -C 192 -T 128 -V 256 -b 16 -t 128 -n 4500 -l 1e-3 -N 200 -D 0.1 -w 0 -s 1337
+ALIGN_FLAGS = -b 16 -t 128 -n 800 -l 3e-4 -N 50 -D 0.1 -w 0 -s 1337
+pretrained: sap
+	./sap -m lm $(PRETRAIN_FLAGS) -i data/pretrain.bin -j data/pretrain_val.bin -v 500 -o data/pretrained.bin
+
+base: pretrained
+	./sap -m sft -e data/pretrained.bin $(ALIGN_FLAGS) -i data/align.bin -j data/val_howto.bin -E data/val -v 200 -o data/base.bin
 
 # the experiment table of the README: every method on the benign and the poisoned set, 3 seeds
 experiment: sap
@@ -101,4 +107,4 @@ clean:
 	rm -f sap test_sap test_sap_asan data/world
 	rm -rf .data-check $(addprefix .fuzz/,$(FUZZ_TARGETS))
 
-.PHONY: all test clean data data-check base experiment bench asan fuzz
+.PHONY: all test clean data data-check pretrained base experiment bench asan fuzz
