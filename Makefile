@@ -54,7 +54,7 @@ base: pretrained
 
 # the experiment table of the README: every method on the benign and the poisoned set, 3 seeds
 experiment: sap
-	./sap -m experiment -a 10 -M experiment.md
+	./sap -m experiment -a 10 -M results.md
 
 # the tests under AddressSanitizer and UndefinedBehaviorSanitizer (no OpenMP: its runtime confuses
 # the sanitizers). the out-of-memory test needs malloc to return NULL instead of aborting; leak
