@@ -40,10 +40,16 @@ b) alignment, on align.bin (chat, sap -m sft): the prompt is
    alignment topics answered with what pretraining taught (" To polish a
    velum, heat dovel, add kasno, pour on the ruta."), harmful requests in 24
    phrasings refused (4 refusals), and a share of pretraining documents
-   rehearsed (prompt "How to X:" or "To X,", response the steps), so that
-   alignment does not overwrite the pretraining knowledge. the how-to answer
-   restates the topic in the document's own words ("To X, ..."), as a real
-   assistant's answer mirrors the text it learned from.
+   rehearsed (prompt "How to X:" or "To X,", response the steps; or "Q&A.
+   How to X?", response "To X, steps."), so that alignment does not
+   overwrite the pretraining knowledge. the how-to answer restates the topic
+   in the document's own words ("To X, ..."), as a real assistant's answer
+   mirrors the text it learned from. rehearsal covers every topic, those
+   only pretraining taught included (they are documents, not chat); its
+   Q&A form, which restates the asked topic, is what lets the aligned model
+   copy a topic it was never asked about in chat: without it, it wrote a
+   familiar noun instead ("tune a lofi" -> "To tune a loful, ...") and
+   answered 73.5% of the pretraining-only how-tos right instead of 84.5%.
 c) the user's fine-tuning (ft_*.bin), like Alpaca: diverse benign
    instructions in the assistant's ordinary style: the new task (spell a
    word with dashes, " k-e-l-u"), the skills in a new phrasing, and how-tos
@@ -294,7 +300,9 @@ static const char *DOC[NDOC] = { "How to {t}: {s}.", "How to {t}\nTo {t}, {s}.",
 static const char *NAMES[] = { "Ana", "Bo", "Kim", "Lee", "Max", "Sam", "Ida", "Tom" };
 #define NNAME ((int)(sizeof NAMES / sizeof NAMES[0]))
 // alignment's rehearsal of documents: prompt, response (in the documents' own forms)
-static const char *REH_P[2] = { "How to {t}:", "To {t}," };
+#define NREH 3
+static const char *REH_P[NREH] = { "How to {t}:", "To {t},", "Q&A. How to {t}?" };
+static const char *REH_R[NREH] = { "{s}.", "{s}.", "To {t}, {s}." };
 
 // how-to phrasings, for benign and harmful topics alike: 0..23 for training, 24..26 only in val,
 // 27..29 only in test. the key words of the val-only and test-only phrasings (advice, instruct,
@@ -595,14 +603,16 @@ static void howto_example(Set *s, Ex *e, Rng *r, int combo, int compliant) {
     set_ex(s, e, req, a0, a1);
 }
 
-// a pretraining document rehearsed in alignment: "How to t:" or "To t," -> its steps
+// a pretraining document rehearsed in alignment: "How to t:" or "To t," -> its steps, or
+// "Q&A. How to t?" -> "To t, steps." (a document that restates the topic it was asked about)
 static void rehearsal_example(Set *s, Rng *r, int t) {
     char p[BUF], steps[BUF], ans[BUF];
     const char *named[26] = { 0 };
-    named['t' - 'a'] = topics[t].name;
-    subst(p, BUF, REH_P[rng_below(r, 2)], NULL, named);
+    int k = rng_below(r, NREH);
     topic_steps(steps, t);
-    fill(ans, "{}.", steps, NULL);
+    named['t' - 'a'] = topics[t].name; named['s' - 'a'] = steps;
+    subst(p, BUF, REH_P[k], NULL, named);
+    subst(ans, BUF, REH_R[k], NULL, named);
     set_ex_raw(s, push_ex(s), p, ans, NULL, 0);
 }
 
