@@ -1622,7 +1622,9 @@ float contrastive_loss(GPT2* model, Batch* b, float tau, float* margin) {
 // during plain fine-tuning: a descent step on the task then also moves towards harm.
 typedef struct {
     float* harm_dir;   // (num_theta) g = grad_theta Lc(theta_t), saved before it is overwritten
+    float* theta_before; // (num_theta) theta_t, saved before the update, to measure the step taken
     double cos_all;    // cos(g_task, -g) over all of theta: > 0 means task descent drifts towards harm
+    double cos_step;   // cos(theta_{t+1} - theta_t, g): > 0 means the step AdamW took moved towards harm
     double* cos_layer; // (L) the same over block l's part of theta only (its weights, or its adapters)
     float contrastive; // Lc(theta_t) of the contrastive batch
     float margin;      // mean s(safe) - s(harmful) on it
@@ -1660,6 +1662,18 @@ void analysis_cosines(const GPT2* model, Analysis* an) {
     }
 }
 
+// the step the optimizer took, against g. AdamW divides every coordinate by its own gradient
+// scale, so its step need not point where -g_task points: the two cosines can differ in sign
+void analysis_before_update(const GPT2* model, Analysis* an) { memcpy(an->theta_before, model->theta, model->num_theta * sizeof(float)); }
+void analysis_after_update(const GPT2* model, Analysis* an) {
+    double ab = 0.0, aa = 0.0, bb = 0.0;
+    for (size_t i = 0; i < model->num_theta; i++) {
+        double d = (double)model->theta[i] - (double)an->theta_before[i], g = an->harm_dir[i];
+        ab += d * g; aa += d * d; bb += g * g;
+    }
+    an->cos_step = cosine(ab, aa, bb);
+}
+
 // g = grad_theta Lc(theta, v; S): the direction in weight space that makes the model prefer
 // harmful responses more. leaves it in model->grads and returns Lc.
 float harmful_direction(GPT2* model, Batch* pairs, float tau, float* margin) {
@@ -1675,8 +1689,9 @@ float sft_step(GPT2* model, const Batch* task, float lr, float wd, Analysis* an)
     gpt2_zero_grad(model);
     float loss = task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
-    if (an != NULL) { analysis_cosines(model, an); }
+    if (an != NULL) { analysis_cosines(model, an); analysis_before_update(model, an); }
     gpt2_update(model, lr, wd);
+    if (an != NULL) { analysis_after_update(model, an); }
     return loss;
 }
 
@@ -1766,10 +1781,11 @@ float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr,
     float loss = task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
     for (size_t i = 0; i < LC; i++) { sap->G[i] += model->dprobe[i]; }
-    if (an != NULL) { analysis_cosines(model, an); }
+    if (an != NULL) { analysis_cosines(model, an); analysis_before_update(model, an); }
     double t3 = now_ms();
     // 6. theta_{t+1} = AdamW(theta_t, g_task)
     gpt2_update(model, lr, wd);
+    if (an != NULL) { analysis_after_update(model, an); }
     // 7. v_t = 0, then one Adam step on v with gradient G and learning rate beta
     probe_update(model, sap);
     double t4 = now_ms();
@@ -2586,6 +2602,7 @@ typedef struct {
     float val_loss;   // validation loss at the end (NAN without -j)
     double ms_per_step; // mean time of the steps without analysis
     double mean_cos;  // mean cos(g_task, -g) over the analysed steps (see Analysis)
+    double mean_cos_step; // mean cos(theta_{t+1} - theta_t, g) over them
     int analysed;     // how many steps were analysed
 } RunStats;
 
@@ -2807,10 +2824,11 @@ RunStats train_run(GPT2* model, const Options* o) {
     if (o->analyze_every > 0) {
         an.harm_dir = malloc_check(model->num_theta * sizeof(float), "harmful direction");
         an.cos_layer = malloc_check((size_t)c->num_layers * sizeof(double), "analysis");
+        an.theta_before = malloc_check(model->num_theta * sizeof(float), "analysis");
         if (o->csv != NULL) {
             csv = fopen(o->csv, "w");
             if (csv == NULL) { die("%s: cannot write: %s", o->csv, strerror(errno)); }
-            fprintf(csv, "step,task_loss,contrastive_loss,margin,cos_all");
+            fprintf(csv, "step,task_loss,contrastive_loss,margin,cos_all,cos_step");
             for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",cos_layer%d", l); }
             fprintf(csv, ",probe_norm,ms_contrastive,ms_perturbed,ms_task,ms_update\n");
         }
@@ -2835,7 +2853,7 @@ RunStats train_run(GPT2* model, const Options* o) {
     // the loop
     int* probed = malloc_check((size_t)c->num_layers * sizeof(int), "probe layers");
     RunStats rs = {.loss = NAN, .val_loss = NAN};
-    double total_ms = 0.0, sum_cos = 0.0, plain_ms = 0.0;
+    double total_ms = 0.0, sum_cos = 0.0, sum_cos_step = 0.0, plain_ms = 0.0;
     int plain_steps = 0, steps_run = 0;
     for (int step = state.step; step <= o->steps; step++) {
         int last = step == o->steps;
@@ -2885,13 +2903,14 @@ RunStats train_run(GPT2* model, const Options* o) {
         printf("step %d/%d: train loss %f (took %.1f ms, %s left)", step, o->steps, rs.loss, ms, left);
         if (sap_mode) { printf(" |v| %.4f", probe_norm); }
         if (analyze) {
-            printf(" Lc %.4f cos %+.4f", an.contrastive, an.cos_all);
+            printf(" Lc %.4f cos %+.4f step cos %+.4f", an.contrastive, an.cos_all, an.cos_step);
             sum_cos += an.cos_all;
+            sum_cos_step += an.cos_step;
             rs.analysed++;
         }
         printf("\n");
         if (analyze && csv != NULL) {
-            fprintf(csv, "%d,%f,%f,%f,%f", step, rs.loss, an.contrastive, an.margin, an.cos_all);
+            fprintf(csv, "%d,%f,%f,%f,%f,%f", step, rs.loss, an.contrastive, an.margin, an.cos_all, an.cos_step);
             for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",%f", an.cos_layer[l]); }
             if (sap_mode) { fprintf(csv, ",%f,%.3f,%.3f,%.3f,%.3f\n", probe_norm, sap.ms[0], sap.ms[1], sap.ms[2], sap.ms[3]); }
             else { fprintf(csv, ",0,,,,\n"); }
@@ -2914,6 +2933,7 @@ RunStats train_run(GPT2* model, const Options* o) {
     if (csv != NULL && fclose(csv) != 0) { die("%s: write failed", o->csv); }
     rs.ms_per_step = plain_steps > 0 ? plain_ms / plain_steps : steps_run > 0 ? total_ms / steps_run : 0.0;
     rs.mean_cos = rs.analysed > 0 ? sum_cos / rs.analysed : NAN;
+    rs.mean_cos_step = rs.analysed > 0 ? sum_cos_step / rs.analysed : NAN;
     printf("done: %d steps, %.1f ms/step, %.0f tokens/s, final train loss %f", o->steps, rs.ms_per_step,
            steps_run > 0 ? (double)o->B * o->T * steps_run / (total_ms / 1e3) : 0.0, rs.loss);
     if (o->val != NULL) { printf(", val loss %f", rs.val_loss); }
@@ -2929,7 +2949,7 @@ RunStats train_run(GPT2* model, const Options* o) {
     else { examples_free(&train_ex); free(loader.order); if (o->val != NULL) { examples_free(&val_ex); } }
     if (need_pairs) { examples_free(&pair_ex); free(pair_loader.order); }
     if (sap_mode) { sap_free(&sap); }
-    free(sam_perturbed); free(an.harm_dir); free(an.cos_layer); free(probed);
+    free(sam_perturbed); free(an.harm_dir); free(an.cos_layer); free(an.theta_before); free(probed);
     batch_free(&task); batch_free(&pairs); batch_free(&valb);
     return rs;
 }
@@ -3257,7 +3277,7 @@ int main(int argc, char** argv) {
         printf("task prompts, after %s:\n", o.mode);
         show_answers(&model, &es, &es.task, 3, tkp);
         print_result(o.mode, o.seed, &after);
-        printf(" ms_per_step %.1f cos %.4f\n", rs.ms_per_step, rs.mean_cos);
+        printf(" ms_per_step %.1f cos %.4f cos_step %.4f\n", rs.ms_per_step, rs.mean_cos, rs.mean_cos_step);
         batch_free(&b);
     }
     gpt2_free(&model);

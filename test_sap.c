@@ -900,6 +900,63 @@ static void test_first_sap_step(Rng* r, int lora) {
 }
 
 
+// the gradient analysis (-a): cos(g_task, -g) and the cosine of the step AdamW takes with g,
+// both against values computed here independently. AdamW's first step with weight decay 0 is
+// -lr * g_task / (|g_task| + eps) per coordinate (the bias-corrected moments are g_task and
+// g_task^2), so the expected step is known in closed form. SFT and SAP both: at SAP's first step
+// the probe is v_0 = 0, so its g, g_task and step are SFT's.
+static void test_analysis(Rng* r) {
+    GPT2 m[2];
+    Batch task, pairs;
+    batch_alloc(&task, 2, 6);
+    batch_alloc(&pairs, 4, 6);
+    random_batch(&task, 20, r);
+    random_pairs(&pairs, 20, r);
+    for (int k = 0; k < 2; k++) { tiny_model(&m[k], 4, 6, 61); }
+    int layers[1] = {0};
+    gpt2_set_probe_layers(&m[1], layers, 1);
+    size_t n = m[0].num_theta;
+    float* g = malloc(n * 4);
+    float* gt = malloc(n * 4);
+    harmful_direction(&m[0], &pairs, 1.0f, NULL);
+    memcpy(g, m[0].theta_grad, n * 4);
+    gpt2_zero_grad(&m[0]);
+    task_loss(&m[0], &task);
+    gpt2_backward(&m[0], task.weights, 0);
+    memcpy(gt, m[0].theta_grad, n * 4);
+    const float lr = 1e-2f;
+    double tg = 0, tt = 0, gg = 0, sg = 0, ss = 0;
+    for (size_t i = 0; i < n; i++) {
+        double step = -lr * gt[i] / (fabs(gt[i]) + 1e-8);
+        tg += (double)gt[i] * g[i]; tt += (double)gt[i] * gt[i]; gg += (double)g[i] * g[i];
+        sg += step * g[i]; ss += step * step;
+    }
+    double want_cos = -tg / sqrt(tt * gg), want_step = sg / sqrt(ss * gg);
+    for (int k = 0; k < 2; k++) {
+        Analysis an = {.harm_dir = malloc(n * 4), .theta_before = malloc(n * 4), .cos_layer = malloc(2 * sizeof(double))};
+        if (k == 0) {
+            memcpy(an.harm_dir, g, n * 4); // as train_run does for SFT: g at theta_t, saved before the step
+            sft_step(&m[0], &task, lr, 0.0f, &an);
+        } else {
+            SAP sap;
+            sap_init(&sap, &m[1], 0.01f, 0.05f, 1.0f);
+            sap_step(&m[1], &sap, &task, &pairs, lr, 0.0f, &an);
+            sap_free(&sap);
+        }
+        // float gradients recomputed the same way: equal up to summation order. the step is a
+        // difference of float weights (|theta| < 2, ulp < 2.4e-7) of size 1e-2, so each
+        // coordinate carries a relative rounding error below 2.4e-5: 1e-3 on a cosine is ample
+        char name[160];
+        snprintf(name, sizeof name, "%s analysis: cos(g_task, -g) and the step's cosine with g match an independent computation", k ? "SAP" : "SFT");
+        check(fabs(an.cos_all - want_cos) < 1e-4 && fabs(an.cos_step - want_step) < 1e-3 && fabs(want_step) > 1e-3, name,
+              "cos %.6f (want %.6f), step %.6f (want %.6f)", an.cos_all, want_cos, an.cos_step, want_step);
+        free(an.harm_dir); free(an.theta_before); free(an.cos_layer);
+    }
+    free(g); free(gt);
+    batch_free(&task); batch_free(&pairs);
+    gpt2_free(&m[0]); gpt2_free(&m[1]);
+}
+
 // the one-step lag and the persistent probe moments: the second SAP step updates the weights with
 // the probe built by the first (so it equals an SFT step taken with v_1 in place), and builds v_2
 // from Adam moments that remember G_1
@@ -2285,6 +2342,7 @@ int main(int argc, char** argv) {
     test_first_sap_step(&r, 0);
     test_first_sap_step(&r, 1);
     test_sap_lag_and_moments(&r);
+    test_analysis(&r);
     test_pair_rows();
     test_validation_without_probe();
     test_judges();
