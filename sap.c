@@ -2478,8 +2478,8 @@ void parse_lora_targets(const char* s, int* on) {
 void parse_options(Options* o, int argc, char** argv) {
     *o = (Options){.mode = "sap", .load = "data/base.bin", .save = NULL, .train = "data/ft_benign.bin",
                    .val = "data/val_task.bin", .pairs = "data/contrastive.bin", .tokenizer = NULL, .prompt = NULL,
-                   .probe_layers = "1", .csv = NULL, .eval_prefix = "data/test", .table = "experiment.md", .B = 16, .T = 128, .steps = 150, .seed = 1337,
-                   .lr = 1e-3f, .wd = 0.0f, .lr_final = 1.0f, .val_every = 0, .val_batches = 20,
+                   .probe_layers = "1", .csv = NULL, .eval_prefix = "data/test", .table = "experiment.md", .B = 16, .T = 128, .steps = 80, .seed = 1337,
+                   .lr = 1e-4f, .wd = 0.0f, .lr_final = 1.0f, .val_every = 0, .val_batches = 20,
                    .L = 4, .NH = 4, .C = 128, .maxT = 128, .V = 256, .fresh = 0,
                    .rho = 2e-3f, .beta = 0.05f, .tau = 100.0f, .pair_batch = 8, .sam_rho = 0.05f,
                    .analyze_every = 0, .gen_tokens = 64, .temperature = 0.0f,
