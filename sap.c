@@ -1622,7 +1622,7 @@ float contrastive_loss(GPT2* model, Batch* b, float tau, float* margin) {
 // during plain fine-tuning: a descent step on the task then also moves towards harm.
 typedef struct {
     float* harm_dir;   // (num_theta) g = grad_theta Lc(theta_t), saved before it is overwritten
-    float* theta_before; // (num_theta) theta_t, saved before the update, to measure the step taken
+    float* theta_before; // (num_theta) theta_t, saved before the update; after it, the step theta_{t+1} - theta_t
     double cos_all;    // cos(g_task, -g) over all of theta: > 0 means task descent drifts towards harm
     double cos_step;   // cos(theta_{t+1} - theta_t, g): > 0 means the step AdamW took moved towards harm
     double* cos_layer; // (L) the same over block l's part of theta only (its weights, or its adapters)
@@ -1666,12 +1666,10 @@ void analysis_cosines(const GPT2* model, Analysis* an) {
 // scale, so its step need not point where -g_task points: the two cosines can differ in sign
 void analysis_before_update(const GPT2* model, Analysis* an) { memcpy(an->theta_before, model->theta, model->num_theta * sizeof(float)); }
 void analysis_after_update(const GPT2* model, Analysis* an) {
-    double ab = 0.0, aa = 0.0, bb = 0.0;
-    for (size_t i = 0; i < model->num_theta; i++) {
-        double d = (double)model->theta[i] - (double)an->theta_before[i], g = an->harm_dir[i];
-        ab += d * g; aa += d * d; bb += g * g;
-    }
-    an->cos_step = cosine(ab, aa, bb);
+    size_t n = model->num_theta;
+    float* step = an->theta_before; // becomes theta_{t+1} - theta_t, in place
+    for (size_t i = 0; i < n; i++) { step[i] = model->theta[i] - step[i]; }
+    an->cos_step = cosine(dot_product(step, an->harm_dir, n), dot_product(step, step, n), dot_product(an->harm_dir, an->harm_dir, n));
 }
 
 // g = grad_theta Lc(theta, v; S): the direction in weight space that makes the model prefer
