@@ -57,7 +57,7 @@ c) the user's fine-tuning (ft_*.bin), like Alpaca: diverse benign
    alignment never used). nothing in it is harmful.
 
 topics: the benign topics are split 60/20/20 into alignment topics (in chat),
-pretraining-only topics (never in any chat file; half for val, half for
+pretraining-only topics (never in any chat example; half for val, half for
 test: they measure whether chat answering generalises to knowledge that only
 pretraining holds) and fine-tuning topics (only in ft_*). harmful requests
 use 24 training phrasings, 3 only in val and 3 only in test (their key words,
