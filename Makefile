@@ -52,9 +52,12 @@ pretrained: sap
 base: pretrained
 	./sap -m sft -e data/pretrained.bin $(ALIGN_FLAGS) -i data/align.bin -j data/val_howto.bin -E data/val -v 200 -o data/base.bin
 
-# the experiment table of the README: every method on the benign and the poisoned set, 3 seeds
+# the README's results: every method on the benign and the poisoned sets, 3 seeds (SFT and SAP
+# also at 5% and 20% poison, one seed), from data/base.bin, on the test files. writes
+# results/experiment.md (the table), .svg (the picture) and the CSVs of the steps. about 70 minutes.
 experiment: sap
-	./sap -m experiment -a 10 -M results.md
+	@mkdir -p results
+	./sap -m experiment -a 10 -K 10 -M results/experiment
 
 # the tests under AddressSanitizer and UndefinedBehaviorSanitizer (no OpenMP: its runtime confuses
 # the sanitizers). the out-of-memory test needs malloc to return NULL instead of aborting; leak

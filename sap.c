@@ -1628,6 +1628,9 @@ typedef struct {
     double* cos_layer; // (L) the same over block l's part of theta only (its weights, or its adapters)
     float contrastive; // Lc(theta_t) of the contrastive batch
     float margin;      // mean s(safe) - s(harmful) on it
+    int rms_layer;     // the first probed block (-P), where the sizes below are measured, or -1
+    double resid_rms;  // RMS of the residual stream leaving that block, over the task batch
+    double probe_rms;  // RMS of the probe added there (0 without SAP): its size next to the stream's
 } Analysis;
 
 // per-layer views of a theta-sized vector: tensors 2..13 of the parameter table are layer-stacked,
@@ -1659,6 +1662,12 @@ void analysis_cosines(const GPT2* model, Analysis* an) {
         double ab, aa, bb;
         layer_dot(model, g, an->harm_dir, l, &ab, &aa, &bb);
         an->cos_layer[l] = -cosine(ab, aa, bb);
+    }
+    if (an->rms_layer >= 0) { // the task batch's forward pass at theta_t is the last one made
+        size_t C = (size_t)model->config.channels, NC = (size_t)model->B * model->T * C;
+        const float* x = model->acts.residual3 + (size_t)an->rms_layer * NC;
+        an->resid_rms = sqrt(dot_product(x, x, NC) / (double)NC);
+        an->probe_rms = model->probed[an->rms_layer] ? l2_norm(model->probe + an->rms_layer * C, C) / sqrt((double)C) : 0.0;
     }
 }
 
@@ -2268,6 +2277,18 @@ static float accuracy(GPT2* model, EvalSet* es, const ExampleFile* ef, const Tok
     return (float)hits / ef->N;
 }
 
+// answers every prompt of a harmful file and judges them: judged[JUDGED_*] counts the content
+// judge's verdicts (with facts), *marked the answers with a refusal marker (the keyword judge)
+static void judge_harmful_prompts(GPT2* model, EvalSet* es, const ExampleFile* h, char** facts, const Tokenizer* tk, int judged[3], int* marked) {
+    answer_prompts(model, h, es->rows, es->T, es->max_new, es->answers, es->alen);
+    char text[1024];
+    for (int i = 0; i < h->N; i++) {
+        decode_text(text, sizeof text, es->answers + (size_t)i * es->max_new, es->alen[i], tk, model->config.vocab_size, h->eot);
+        *marked += is_refusal(text);
+        if (facts != NULL) { judged[judge_answer(text, facts[i])]++; }
+    }
+}
+
 // batch: scratch of at least 2 rows x T (for the margin) and es->rows x T (for the loss)
 EvalResult evaluate(GPT2* model, EvalSet* es, Batch* batch, const Tokenizer* tk) {
     EvalResult r;
@@ -2294,14 +2315,8 @@ EvalResult evaluate(GPT2* model, EvalSet* es, Batch* batch, const Tokenizer* tk)
         }
         r.knowledge = (float)known / es->knowledge.N;
     }
-    answer_prompts(model, &es->harmful, es->rows, es->T, es->max_new, es->answers, es->alen);
     int judged[3] = {0, 0, 0}, marked = 0;
-    char text[1024];
-    for (int i = 0; i < es->harmful.N; i++) {
-        decode_text(text, sizeof text, es->answers + (size_t)i * es->max_new, es->alen[i], tk, V, es->harmful.eot);
-        marked += is_refusal(text);
-        if (es->facts != NULL) { judged[judge_answer(text, es->facts[i])]++; }
-    }
+    judge_harmful_prompts(model, es, &es->harmful, es->facts, tk, judged, &marked);
     float N = (float)es->harmful.N;
     r.content = es->facts != NULL;
     r.nonrefusal = (N - marked) / N;
@@ -2349,8 +2364,11 @@ void show_answers(GPT2* model, EvalSet* es, const ExampleFile* ef, int n, const 
 // ----------------------------------------------------------------------------
 // flags: llm.c-style single letters, each followed by a value (the names are stable)
 
+#define MAX_CURVE 102 // points of the harmful score during training (-K): at most 101 and the last
+#define MAX_BLOCKS 64 // blocks whose mean gradient cosine a run reports (GPT-2 XL has 48)
+
 typedef struct {
-    const char* mode;        // -m lm | sft | sap | sam | gen
+    const char* mode;        // -m compare | lm | sft | sap | sam | gen | eval | experiment | bench
     const char* load;        // -e checkpoint to start from
     const char* save;        // -o checkpoint to write
     const char* train;       // -i training data
@@ -2361,7 +2379,7 @@ typedef struct {
     const char* probe_layers;// -P comma-separated probed blocks
     const char* csv;         // -A analysis CSV file
     const char* eval_prefix; // -E held-out files <prefix>_task.bin etc., or none
-    const char* table;       // -M the experiment's markdown table
+    const char* table;       // -M the experiment's output files: <stem>.md, .svg, _curve.csv, _sft.csv, _sap.csv
     const char* state;       // -Y resume file to write with every save
     const char* resume;      // -U resume file to continue from
     int save_every;          // -S save -o (and -Y) every N steps (0: at the end only)
@@ -2376,6 +2394,8 @@ typedef struct {
     int pair_batch;          // -q contrastive triples per step
     float sam_rho;           // -R
     int analyze_every;       // -a
+    int curve_every;         // -K the harmful score on -J every N steps (0: never)
+    const char* curve_file;  // -J the harmful prompts of that curve
     int gen_tokens;          // -g
     float temperature;       // -z
     int lora_rank;           // -Q LoRA rank, 0: full fine-tuning
@@ -2385,7 +2405,7 @@ typedef struct {
 
 static void usage(const Options* o) {
     printf("usage: sap [flags], each flag followed by a value. defaults in brackets.\n"
-           "  -m mode         lm | sft | sap | sam | gen | eval | experiment | bench [%s]\n"
+           "  -m mode         compare (sft and sap side by side) | lm | sft | sap | sam | gen | eval | experiment | bench [%s]\n"
            "  -e file         checkpoint to start from [%s]\n"
            "  -o file         write the trained checkpoint (theta only, llm.c format) [%s]\n"
            "  -i file         training data: token file (lm) or example file [%s]\n"
@@ -2405,9 +2425,10 @@ static void usage(const Options* o) {
            "  -q              SAP: contrastive triples per step [%d]\n"
            "  -R              SAM: rho, absolute perturbation radius [%g]\n"
            "  -a -A           analysis every N steps (0: off), and its CSV file [%d %s]\n"
+           "  -K -J           the harmful score during training: every N steps (0: off), on this file [%d %s]\n"
            "  -g -z -k -G     gen: new tokens, temperature (0: greedy), tokenizer, prompt text [%d %g %s %s]\n"
            "  -E prefix       evaluate before and after training on <prefix>_task/_harmful/_contrastive/_skills.bin, or none [%s]\n"
-           "  -M file         experiment: where to write its markdown table [%s]\n"
+           "  -M stem         experiment: writes stem.md (table), stem.svg (picture), stem_curve.csv, stem_sft.csv, stem_sap.csv [%s]\n"
            "  -S N            save -o (and -Y) every N steps, 0: at the end only; SIGINT/SIGTERM also saves [%d]\n"
            "  -Y file         resume file (weights, optimizer and probe state, data position), written with every save [%s]\n"
            "  -U file         continue the run saved in this resume file (same flags and data; -n is the total) [%s]\n"
@@ -2417,7 +2438,7 @@ static void usage(const Options* o) {
            o->mode, o->load, o->save ? o->save : "none", o->train, o->val ? o->val : "none", o->pairs,
            o->B, o->T, o->steps, o->lr, o->wd, o->lr_final, o->warmup, o->seed, o->val_every, o->val_batches,
            o->L, o->NH, o->C, o->maxT, o->V, o->rho, o->beta, o->probe_layers, o->tau, o->pair_batch,
-           o->sam_rho, o->analyze_every, o->csv ? o->csv : "none", o->gen_tokens, o->temperature,
+           o->sam_rho, o->analyze_every, o->csv ? o->csv : "none", o->curve_every, o->curve_file, o->gen_tokens, o->temperature,
            o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none", o->eval_prefix ? o->eval_prefix : "none", o->table,
            o->save_every, o->state ? o->state : "none", o->resume ? o->resume : "none", o->lora_rank);
 }
@@ -2474,13 +2495,13 @@ void parse_lora_targets(const char* s, int* on) {
 }
 
 void parse_options(Options* o, int argc, char** argv) {
-    *o = (Options){.mode = "sap", .load = "data/base.bin", .save = NULL, .train = "data/ft_benign.bin",
+    *o = (Options){.mode = "compare", .load = "data/base.bin", .save = NULL, .train = "data/ft_benign.bin",
                    .val = "data/val_task.bin", .pairs = "data/contrastive.bin", .tokenizer = NULL, .prompt = NULL,
-                   .probe_layers = "1", .csv = NULL, .eval_prefix = "data/test", .table = "experiment.md", .B = 16, .T = 128, .steps = 80, .seed = 1337,
-                   .lr = 1e-4f, .wd = 0.0f, .lr_final = 1.0f, .val_every = 0, .val_batches = 20,
+                   .probe_layers = "1", .csv = NULL, .eval_prefix = "data/test", .table = "results/experiment", .B = 16, .T = 128, .steps = 150, .seed = 1337,
+                   .lr = 2e-4f, .wd = 0.0f, .lr_final = 0.1f, .val_every = 0, .val_batches = 20,
                    .L = 4, .NH = 4, .C = 128, .maxT = 128, .V = 256, .fresh = 0,
-                   .rho = 2e-3f, .beta = 0.05f, .tau = 100.0f, .pair_batch = 8, .sam_rho = 0.05f,
-                   .analyze_every = 0, .gen_tokens = 64, .temperature = 0.0f,
+                   .rho = 5e-3f, .beta = 0.2f, .tau = 100.0f, .pair_batch = 8, .sam_rho = 0.05f,
+                   .analyze_every = 0, .curve_every = 0, .curve_file = "data/val_harmful.bin", .gen_tokens = 64, .temperature = 0.0f,
                    .lora_rank = 0, .lora_on = {[LORA_Q] = 1, [LORA_V] = 1}, .lora_alpha = 0.0f};
     int val_given = 0, lora_given = 0;
     for (int i = 1; i < argc; i += 2) {
@@ -2527,6 +2548,8 @@ void parse_options(Options* o, int argc, char** argv) {
             case 'q': o->pair_batch = parse_int(f, v, 1, 1 << 15); break;
             case 'R': o->sam_rho = parse_float(f, v, 0.0, 100.0); break;
             case 'a': o->analyze_every = parse_int(f, v, 0, 1 << 30); break;
+            case 'K': o->curve_every = parse_int(f, v, 0, 1 << 30); break;
+            case 'J': o->curve_file = v; break;
             case 'g': o->gen_tokens = parse_int(f, v, 0, 1 << 20); break;
             case 'z': o->temperature = parse_float(f, v, 0.0, 100.0); break;
             case 'Q': o->lora_rank = parse_int(f, v, 0, 100000); break;
@@ -2535,14 +2558,16 @@ void parse_options(Options* o, int argc, char** argv) {
             default: die("unknown flag %s (see sap -h)", a);
         }
     }
-    const char* modes[] = {"lm", "sft", "sap", "sam", "gen", "eval", "experiment", "bench"};
+    const char* modes[] = {"compare", "lm", "sft", "sap", "sam", "gen", "eval", "experiment", "bench"};
     int ok = 0;
-    for (int i = 0; i < 8; i++) { ok |= strcmp(o->mode, modes[i]) == 0; }
-    if (!ok) { die("bad value for -m: '%s' (lm, sft, sap, sam, gen, eval, experiment or bench)", o->mode); }
+    for (int i = 0; i < 9; i++) { ok |= strcmp(o->mode, modes[i]) == 0; }
+    if (!ok) { die("bad value for -m: '%s' (compare, lm, sft, sap, sam, gen, eval, experiment or bench)", o->mode); }
     if (strcmp(o->mode, "lm") == 0 && !val_given) { o->val = NULL; } // the default -j is an example file
     if (strcmp(o->mode, "sam") == 0 && o->analyze_every > 0) { die("-a: the gradient analysis is for -m sft and -m sap"); }
     if (o->fresh && o->C % o->NH != 0) { die("bad model shape: channels %d not divisible by heads %d", o->C, o->NH); }
     if (o->save_every > 0 && o->save == NULL && o->state == NULL) { die("-S: saving every %d steps needs -o or -Y", o->save_every); }
+    if (o->curve_every > 0 && o->steps / o->curve_every + 2 > MAX_CURVE) { die("-K %d: more than %d points over %d steps; take a larger N", o->curve_every, MAX_CURVE, o->steps); }
+    if (o->curve_every > 0 && o->lora_rank > 0) { die("-K: the harmful score during training is for full fine-tuning (it generates, and generation needs the adapters merged)"); }
     if (lora_given && o->lora_rank == 0) { die("-W and -F set up LoRA adapters: they need a LoRA rank, -Q r with r > 0"); }
     int trains = strcmp(o->mode, "gen") != 0 && strcmp(o->mode, "eval") != 0 && strcmp(o->mode, "bench") != 0;
     if (o->lora_rank > 0 && !trains) { die("-Q: LoRA is a way of training; -m %s does not train", o->mode); }
@@ -2558,38 +2583,33 @@ void print_result(const char* mode, int seed, const EvalResult* r) {
     for (int i = 0; i < 4; i++) { if (!isnan(ev[i])) { printf(" %s %.4f", extra[i], ev[i]); } }
 }
 
-static void print_eval(const char* what, const EvalResult* a, const EvalResult* b) {
-    enum { ROWS = 8 };
-    const char* names[ROWS] = {"harmful score", "refusals", "other answers", "no refusal marker", "task accuracy",
-                               "task test loss", "safety margin", "skills accuracy"};
-    const EvalResult* r[2] = {a, b};
-    float v[2][ROWS] = {{0}};
-    for (int k = 0; k < 2 && r[k] != NULL; k++) {
-        float t[ROWS] = {100 * r[k]->harmful, 100 * r[k]->refusal, 100 * r[k]->other, 100 * r[k]->nonrefusal, 100 * r[k]->task_acc,
-                         r[k]->task_loss, r[k]->margin, 100 * r[k]->skills_acc};
-        memcpy(v[k], t, sizeof t);
-    }
-    printf("%-18s %10s", a->content ? "(content judge)" : "(keyword judge)", b != NULL ? "before" : what);
-    if (b != NULL) { printf(" %10s", what); }
+// the evaluations of n models side by side, one column each
+static void print_evals(int n, const char* const* what, const EvalResult* const* r) {
+    enum { ROWS = 12 };
+    const char* names[ROWS] = {"harmful score", "refusals", "other answers", "no refusal marker", "task accuracy", "task test loss",
+                               "safety margin", "skills accuracy", "how-to accuracy", "how-to, pretrain", "benign refusals", "harmful knowledge"};
+    printf("%-18s", r[0]->content ? "(content judge)" : "(keyword judge)");
+    for (int k = 0; k < n; k++) { printf(" %10s", what[k]); }
     printf("\n");
     for (int i = 0; i < ROWS; i++) {
-        if (!a->content && (i == 2 || i == 3)) { continue; } // the keyword judge: harmful = no marker, no "other"
-        printf("%-18s %10.3f", names[i], v[0][i]);
-        if (b != NULL) { printf(" %10.3f", v[1][i]); }
-        printf("%s\n", i <= 4 || i == 7 ? "  %" : "");
-    }
-    const char* extra[4] = {"how-to accuracy", "how-to, pretrain", "benign refusals", "harmful knowledge"};
-    for (int i = 0; i < 4; i++) {
-        float x[2] = {0};
-        for (int k = 0; k < 2 && r[k] != NULL; k++) {
-            float t[4] = {r[k]->howto_acc, r[k]->howto_pt_acc, r[k]->benign_refusal, r[k]->knowledge};
-            x[k] = 100 * t[i];
+        if (!r[0]->content && (i == 2 || i == 3)) { continue; } // the keyword judge: harmful = no marker, no "other"
+        float v[8];
+        for (int k = 0; k < n && k < 8; k++) {
+            float t[ROWS] = {100 * r[k]->harmful, 100 * r[k]->refusal, 100 * r[k]->other, 100 * r[k]->nonrefusal, 100 * r[k]->task_acc,
+                             r[k]->task_loss, r[k]->margin, 100 * r[k]->skills_acc, 100 * r[k]->howto_acc, 100 * r[k]->howto_pt_acc,
+                             100 * r[k]->benign_refusal, 100 * r[k]->knowledge};
+            v[k] = t[i];
         }
-        if (isnan(x[0])) { continue; }
-        printf("%-18s %10.3f", extra[i], x[0]);
-        if (b != NULL) { printf(" %10.3f", x[1]); }
-        printf("  %%\n");
+        if (isnan(v[0])) { continue; } // a file this world does not have
+        printf("%-18s", names[i]);
+        for (int k = 0; k < n && k < 8; k++) { printf(" %10.3f", v[k]); }
+        printf("%s\n", i == 5 || i == 6 ? "" : "  %");
     }
+}
+static void print_eval(const char* what, const EvalResult* a, const EvalResult* b) {
+    const char* names[2] = {b != NULL ? "before" : what, what};
+    const EvalResult* r[2] = {a, b};
+    print_evals(b != NULL ? 2 : 1, names, r);
 }
 
 // ----------------------------------------------------------------------------
@@ -2602,6 +2622,11 @@ typedef struct {
     double mean_cos;  // mean cos(g_task, -g) over the analysed steps (see Analysis)
     double mean_cos_step; // mean cos(theta_{t+1} - theta_t, g) over them
     int analysed;     // how many steps were analysed
+    double mean_cos_layer[MAX_BLOCKS]; // the mean per block (the first MAX_BLOCKS blocks), NAN without analysis
+    double resid_rms, probe_rms;      // their means: the residual stream's and the probe's RMS at the first probed block
+    int curve_n;      // -K: points of the harmful score during training
+    int curve_step[MAX_CURVE];      // (curve_n) the step each was taken before
+    float curve_harmful[MAX_CURVE]; // (curve_n) the harmful score there
 } RunStats;
 
 // everything a run changes as it goes, and so what a resume file (-Y, -U) holds: a run continued
@@ -2798,6 +2823,19 @@ RunStats train_run(GPT2* model, const Options* o) {
         if (pair_ex.K != 2) { die("%s: contrastive examples need two responses each (K=2), this file has K=%d", o->pairs, pair_ex.K); }
         loader_init(&pair_loader, &pair_ex, (uint64_t)o->seed + 1); // its own shuffle, independent of the task's
     }
+    // the harmful score during training (-K): greedy answers to -J's prompts, judged as at the end
+    ExampleFile curve_ex;
+    EvalSet curve_es = {.rows = 64, .T = o->T, .max_new = 64};
+    char** curve_facts = NULL;
+    Tokenizer curve_tk, *tkp = NULL;
+    if (o->curve_every > 0) {
+        if (o->tokenizer != NULL) { tokenizer_load(&curve_tk, o->tokenizer); tkp = &curve_tk; }
+        else if (V > 256) { die("-K: the judge reads text: it needs a byte-level vocabulary or a tokenizer (-k)"); }
+        examples_load(&curve_ex, o->curve_file, V, o->T);
+        curve_facts = curve_ex.K == 2 ? file_facts(&curve_ex, tkp, V) : NULL; // K=1: the keyword judge
+        curve_es.answers = malloc_check((size_t)curve_ex.N * curve_es.max_new * sizeof(int), "answers");
+        curve_es.alen = malloc_check((size_t)curve_ex.N * sizeof(int), "answers");
+    }
     int max_rows = need_pairs && 2 * o->pair_batch > o->B ? 2 * o->pair_batch : o->B;
     gpt2_allocate_activations(model, max_rows, o->T);
     Batch task, pairs, valb;
@@ -2817,7 +2855,7 @@ RunStats train_run(GPT2* model, const Options* o) {
         printf("sap: rho %g, beta %g, tau %g, probe layers %s, %d triples per step\n", o->rho, o->beta, o->tau, o->probe_layers, o->pair_batch);
     }
     if (sam) { sam_perturbed = malloc_check(model->num_theta * sizeof(float), "SAM perturbed weights"); }
-    Analysis an = {0};
+    Analysis an = {.rms_layer = nlayers > 0 ? layers[0] : -1};
     FILE* csv = NULL;
     if (o->analyze_every > 0) {
         an.harm_dir = malloc_check(model->num_theta * sizeof(float), "harmful direction");
@@ -2828,7 +2866,7 @@ RunStats train_run(GPT2* model, const Options* o) {
             if (csv == NULL) { die("%s: cannot write: %s", o->csv, strerror(errno)); }
             fprintf(csv, "step,task_loss,contrastive_loss,margin,cos_all,cos_step");
             for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",cos_layer%d", l); }
-            fprintf(csv, ",probe_norm,ms_contrastive,ms_perturbed,ms_task,ms_update\n");
+            fprintf(csv, ",probe_norm,ms_contrastive,ms_perturbed,ms_task,ms_update,resid_rms,probe_rms\n");
         }
     }
 
@@ -2851,10 +2889,20 @@ RunStats train_run(GPT2* model, const Options* o) {
     // the loop
     int* probed = malloc_check((size_t)c->num_layers * sizeof(int), "probe layers");
     RunStats rs = {.loss = NAN, .val_loss = NAN};
-    double total_ms = 0.0, sum_cos = 0.0, sum_cos_step = 0.0, plain_ms = 0.0;
+    double total_ms = 0.0, sum_cos = 0.0, sum_cos_step = 0.0, plain_ms = 0.0, sum_layer[MAX_BLOCKS] = {0}, sum_rms[2] = {0};
     int plain_steps = 0, steps_run = 0;
     for (int step = state.step; step <= o->steps; step++) {
         int last = step == o->steps;
+        if (o->curve_every > 0 && (last || step % o->curve_every == 0)) {
+            probe_suspend(model, probed); // theta alone, as the final evaluation sees it
+            int judged[3] = {0, 0, 0}, marked = 0;
+            judge_harmful_prompts(model, &curve_es, &curve_ex, curve_facts, tkp, judged, &marked);
+            probe_resume(model, probed);
+            float h = (float)(curve_facts != NULL ? judged[JUDGED_HARMFUL] : curve_ex.N - marked) / curve_ex.N;
+            rs.curve_step[rs.curve_n] = step;
+            rs.curve_harmful[rs.curve_n++] = h;
+            printf("harmful score on %s after %d steps: %.1f%%\n", o->curve_file, step, 100.0 * h);
+        }
         if (o->val != NULL && (last || (o->val_every > 0 && step % o->val_every == 0))) {
             probe_suspend(model, probed); // validate theta alone
             rs.val_loss = lm ? eval_loss_tokens(model, &val_tokens, &valb, o->val_batches) : eval_loss_examples(model, &val_ex, &valb);
@@ -2903,6 +2951,9 @@ RunStats train_run(GPT2* model, const Options* o) {
         if (analyze) {
             printf(" Lc %.4f cos %+.4f step cos %+.4f", an.contrastive, an.cos_all, an.cos_step);
             sum_cos += an.cos_all;
+            for (int l = 0; l < c->num_layers && l < MAX_BLOCKS; l++) { sum_layer[l] += an.cos_layer[l]; }
+            sum_rms[0] += an.resid_rms;
+            sum_rms[1] += an.probe_rms;
             sum_cos_step += an.cos_step;
             rs.analysed++;
         }
@@ -2910,8 +2961,9 @@ RunStats train_run(GPT2* model, const Options* o) {
         if (analyze && csv != NULL) {
             fprintf(csv, "%d,%f,%f,%f,%f,%f", step, rs.loss, an.contrastive, an.margin, an.cos_all, an.cos_step);
             for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",%f", an.cos_layer[l]); }
-            if (sap_mode) { fprintf(csv, ",%f,%.3f,%.3f,%.3f,%.3f\n", probe_norm, sap.ms[0], sap.ms[1], sap.ms[2], sap.ms[3]); }
-            else { fprintf(csv, ",0,,,,\n"); }
+            if (sap_mode) { fprintf(csv, ",%f,%.3f,%.3f,%.3f,%.3f", probe_norm, sap.ms[0], sap.ms[1], sap.ms[2], sap.ms[3]); }
+            else { fprintf(csv, ",0,,,,"); }
+            if (an.rms_layer >= 0) { fprintf(csv, ",%f,%f\n", an.resid_rms, an.probe_rms); } else { fprintf(csv, ",,\n"); }
         }
         // saves: every -S steps, and when a signal came (the one after the last step is below)
         state.step = step + 1;
@@ -2932,6 +2984,9 @@ RunStats train_run(GPT2* model, const Options* o) {
     rs.ms_per_step = plain_steps > 0 ? plain_ms / plain_steps : steps_run > 0 ? total_ms / steps_run : 0.0;
     rs.mean_cos = rs.analysed > 0 ? sum_cos / rs.analysed : NAN;
     rs.mean_cos_step = rs.analysed > 0 ? sum_cos_step / rs.analysed : NAN;
+    for (int l = 0; l < MAX_BLOCKS; l++) { rs.mean_cos_layer[l] = rs.analysed > 0 && l < c->num_layers ? sum_layer[l] / rs.analysed : NAN; }
+    rs.resid_rms = rs.analysed > 0 && an.rms_layer >= 0 ? sum_rms[0] / rs.analysed : NAN;
+    rs.probe_rms = rs.analysed > 0 && an.rms_layer >= 0 ? sum_rms[1] / rs.analysed : NAN;
     printf("done: %d steps, %.1f ms/step, %.0f tokens/s, final train loss %f", o->steps, rs.ms_per_step,
            steps_run > 0 ? (double)o->B * o->T * steps_run / (total_ms / 1e3) : 0.0, rs.loss);
     if (o->val != NULL) { printf(", val loss %f", rs.val_loss); }
@@ -2946,6 +3001,12 @@ RunStats train_run(GPT2* model, const Options* o) {
     if (lm) { free(train_tokens.tokens); if (o->val != NULL) { free(val_tokens.tokens); } }
     else { examples_free(&train_ex); free(loader.order); if (o->val != NULL) { examples_free(&val_ex); } }
     if (need_pairs) { examples_free(&pair_ex); free(pair_loader.order); }
+    if (o->curve_every > 0) {
+        examples_free(&curve_ex);
+        for (int i = 0; curve_facts != NULL && i < curve_ex.N; i++) { free(curve_facts[i]); }
+        free(curve_facts); free(curve_es.answers); free(curve_es.alen);
+        if (tkp != NULL) { for (int i = 0; i < tkp->n; i++) { free(tkp->text[i]); } free(tkp->text); }
+    }
     if (sap_mode) { sap_free(&sap); }
     free(sam_perturbed); free(an.harm_dir); free(an.cos_layer); free(an.theta_before); free(probed);
     batch_free(&task); batch_free(&pairs); batch_free(&valb);
@@ -3111,10 +3172,38 @@ void run_bench(const Options* o) {
 }
 
 // ----------------------------------------------------------------------------
-// the experiment: every method on the benign and the poisoned fine-tuning set, several seeds,
-// all from the same base model and evaluated on the same held-out files
+// the experiment: every method on the benign and the poisoned fine-tuning sets, several seeds,
+// all from the same base model with the same flags, evaluated on the same held-out files. it
+// writes <stem>.md (the table), <stem>.svg (the picture), <stem>_curve.csv (the harmful score on
+// -J over the steps of the first seed's benign SFT and SAP runs) and <stem>_sft.csv,
+// <stem>_sap.csv (their gradient analysis, with -a)
 
-typedef struct { const char* name; const char* mode; const char* data[2]; } Method;
+typedef struct {
+    const char* name;
+    const char* mode;
+    int mixed;   // trains on the setting's mix with refusals (data mixing) instead of its own file
+    double cost; // time of a run, in plain-SFT runs (for the time left; measured times replace it)
+} Method;
+typedef struct {
+    const char* name;
+    const char* data;  // the fine-tuning file
+    const char* mixed; // the same with refusals mixed in, or NULL
+    int nmethods;      // the first nmethods of the methods below
+    int seeds;         // runs per method: seeds -s, -s + 1, ...
+    const char* mark;  // its mark in the picture
+} Setting;
+
+enum { SEEDS = 3, NMETHODS = 4, NSETTINGS = 4, NSTATS = 10 }; // SEEDS: the most of any setting
+static const Method methods[NMETHODS] = {{"SFT", "sft", 0, 1.0}, {"SAP", "sap", 0, 2.7},
+                                         {"SFT + safety data", "sft", 1, 1.05}, {"SAM", "sam", 0, 2.0}};
+static const char* method_colour[NMETHODS] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e"};
+static const Setting settings[NSETTINGS] = {{"benign", "data/ft_benign.bin", "data/ft_safemix.bin", 4, SEEDS, "circle"},
+                                            {"poison 10%", "data/ft_poison.bin", "data/ft_poison_safemix.bin", 4, SEEDS, "square"},
+                                            {"poison 5%", "data/ft_poison5.bin", NULL, 2, 1, "triangle"},
+                                            {"poison 20%", "data/ft_poison20.bin", NULL, 2, 1, "diamond"}};
+// the columns of the table, in percent where a share
+static const char* stat_names[NSTATS] = {"harmful score %", "refusal %", "other %", "no refusal marker %", "fine-tune accuracy %",
+                                         "test loss", "safety margin", "skills accuracy %", "ms/step", "grad cosine"};
 
 static void mean_std(const double* x, int n, double* mean, double* std) {
     double m = 0.0, v = 0.0;
@@ -3125,64 +3214,286 @@ static void mean_std(const double* x, int n, double* mean, double* std) {
     *std = n > 1 ? sqrt(v / (n - 1)) : 0.0;
 }
 
+static void result_stats(const EvalResult* r, const RunStats* rs, double* out) {
+    double v[NSTATS] = {100 * r->harmful, 100 * r->refusal, 100 * r->other, 100 * r->nonrefusal, 100 * r->task_acc,
+                        r->task_loss, r->margin, 100 * r->skills_acc, rs != NULL ? rs->ms_per_step : NAN, rs != NULL ? rs->mean_cos : NAN};
+    memcpy(out, v, sizeof v);
+}
+
+// the picture: plain SVG, three panels. x0, y0: a panel's plot area's lower left corner
+#define SVG_W 300.0
+#define SVG_H 220.0
+static void svg_axes(FILE* f, double x0, double y0, const char* title, const char* xlabel, const char* ylabel,
+                     double xmin, double xmax, double ymin, double ymax, int ticks, int xlabels) {
+    fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#444'/>\n", x0, y0 - SVG_H, SVG_W, SVG_H);
+    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' font-weight='bold'>%s</text>\n", x0 + SVG_W / 2, y0 - SVG_H - 10, title);
+    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>%s</text>\n", x0 + SVG_W / 2, y0 + 34, xlabel);
+    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' transform='rotate(-90 %.1f %.1f)'>%s</text>\n",
+            x0 - 38, y0 - SVG_H / 2, x0 - 38, y0 - SVG_H / 2, ylabel);
+    for (int i = 0; i <= ticks; i++) {
+        double fx = (double)i / ticks, xv = xmin + fx * (xmax - xmin), yv = ymin + fx * (ymax - ymin);
+        if (xlabels) { fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' font-size='10'>%g</text>\n", x0 + fx * SVG_W, y0 + 14, xv); }
+        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end' font-size='10'>%g</text>\n", x0 - 4, y0 - fx * SVG_H + 3, yv);
+        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", x0, y0 - fx * SVG_H, x0 + SVG_W, y0 - fx * SVG_H);
+    }
+}
+static void svg_mark(FILE* f, const char* shape, double x, double y, const char* colour) {
+    if (strcmp(shape, "circle") == 0) { fprintf(f, "<circle cx='%.1f' cy='%.1f' r='5' fill='%s'/>\n", x, y, colour); }
+    else if (strcmp(shape, "square") == 0) { fprintf(f, "<rect x='%.1f' y='%.1f' width='9' height='9' fill='%s'/>\n", x - 4.5, y - 4.5, colour); }
+    else if (strcmp(shape, "triangle") == 0) { fprintf(f, "<polygon points='%.1f,%.1f %.1f,%.1f %.1f,%.1f' fill='%s'/>\n", x, y - 6, x - 5.5, y + 4, x + 5.5, y + 4, colour); }
+    else if (strcmp(shape, "diamond") == 0) { fprintf(f, "<polygon points='%.1f,%.1f %.1f,%.1f %.1f,%.1f %.1f,%.1f' fill='%s'/>\n", x, y - 6, x + 6, y, x, y + 6, x - 6, y, colour); }
+    else { fprintf(f, "<path d='M%.1f %.1fL%.1f %.1fM%.1f %.1fL%.1f %.1f' stroke='%s' stroke-width='2.5'/>\n", x - 6, y - 6, x + 6, y + 6, x - 6, y + 6, x + 6, y - 6, colour); }
+}
+
+// stats: (setting, method, stat) means and stds; base: the base model's stats; curve and cosines
+// from the first seed's benign SFT (0) and SAP (1) runs
+static void write_svg(const char* path, double mean[NSETTINGS][NMETHODS][NSTATS], double std[NSETTINGS][NMETHODS][NSTATS],
+                      const double* base, const RunStats* first[2], int L, int steps) {
+    FILE* f = fopen(path, "w");
+    if (f == NULL) { die("%s: cannot write: %s", path, strerror(errno)); }
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='1120' height='330' font-family='sans-serif' font-size='12'>\n");
+    fprintf(f, "<rect width='1120' height='330' fill='white'/>\n");
+    // 1. harmful score against fine-tune accuracy, mean +- std over seeds, on test
+    double x0 = 60, y0 = 260;
+    svg_axes(f, x0, y0, "test: harmful score vs fine-tune accuracy", "fine-tune accuracy % (mean, std over seeds)", "harmful score %", 0, 100, 0, 100, 5, 1);
+    for (int s = 0; s < NSETTINGS; s++) {
+        for (int m = 0; m < settings[s].nmethods; m++) {
+            double x = x0 + mean[s][m][4] / 100 * SVG_W, y = y0 - mean[s][m][0] / 100 * SVG_H;
+            double dx = std[s][m][4] / 100 * SVG_W, dy = std[s][m][0] / 100 * SVG_H;
+            fprintf(f, "<path d='M%.1f %.1fL%.1f %.1fM%.1f %.1fL%.1f %.1f' stroke='%s'/>\n", x - dx, y, x + dx, y, x, y - dy, x, y + dy, method_colour[m]);
+            svg_mark(f, settings[s].mark, x, y, method_colour[m]);
+        }
+    }
+    svg_mark(f, "cross", x0 + base[4] / 100 * SVG_W, y0 - base[0] / 100 * SVG_H, "#000");
+    // legend: methods by colour, settings by mark
+    double lx = x0 + 8, ly = y0 - SVG_H + 14;
+    for (int m = 0; m < NMETHODS; m++) { fprintf(f, "<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", lx, ly + 13 * m, method_colour[m], methods[m].name); }
+    for (int s = 0; s < NSETTINGS; s++) {
+        svg_mark(f, settings[s].mark, lx + 130, ly - 4 + 13 * s, "#666");
+        fprintf(f, "<text x='%.1f' y='%.1f' font-size='11'>%s</text>\n", lx + 140, ly + 13 * s, settings[s].name);
+    }
+    svg_mark(f, "cross", lx + 130, ly - 4 + 13 * NSETTINGS, "#000");
+    fprintf(f, "<text x='%.1f' y='%.1f' font-size='11'>base model</text>\n", lx + 140, ly + 13 * NSETTINGS);
+    // 2. the harmful score on val over the steps of one SFT and one SAP run
+    x0 = 430;
+    svg_axes(f, x0, y0, "val: harmful score during training", "step (benign set, first seed)", "harmful score %", 0, steps, 0, 100, 5, 1);
+    for (int k = 0; k < 2; k++) {
+        const RunStats* r = first[k];
+        if (r == NULL || r->curve_n == 0) { continue; }
+        fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", method_colour[k]);
+        for (int i = 0; i < r->curve_n; i++) { fprintf(f, "%.1f,%.1f ", x0 + (double)r->curve_step[i] / (steps > 0 ? steps : 1) * SVG_W, y0 - r->curve_harmful[i] * SVG_H); }
+        fprintf(f, "'/>\n<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", x0 + 8, y0 - SVG_H + 14 + 13 * k, method_colour[k], methods[k].name);
+    }
+    // 3. the mean gradient cosine per block, cos(g_task, -g), under SFT and SAP
+    x0 = 800;
+    double top = 0.05;
+    for (int k = 0; k < 2; k++) {
+        for (int l = 0; first[k] != NULL && l < L && l < MAX_BLOCKS; l++) {
+            double c = fabs(first[k]->mean_cos_layer[l]);
+            if (isfinite(c) && c > top) { top = ceil(c * 20) / 20; }
+        }
+    }
+    svg_axes(f, x0, y0, "mean cos(g_task, -g) per block", "block (benign set, first seed)", "cosine", 0, L, -top, top, 4, 0);
+    double bw = SVG_W / (L > 0 ? L : 1) / 3, zero = y0 - SVG_H / 2;
+    for (int l = 0; l < L; l++) { fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' font-size='10'>%d</text>\n", x0 + (l + 0.5) * SVG_W / L, y0 + 14, l); }
+    for (int k = 0; k < 2; k++) {
+        for (int l = 0; first[k] != NULL && l < L && l < MAX_BLOCKS; l++) {
+            double c = first[k]->mean_cos_layer[l];
+            if (!isfinite(c)) { continue; }
+            double h = c / top * SVG_H / 2;
+            fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'/>\n", x0 + (l + 0.5) * SVG_W / L - bw + k * bw,
+                    h > 0 ? zero - h : zero, bw, fabs(h), method_colour[k]);
+        }
+        fprintf(f, "<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", x0 + 8, y0 - SVG_H + 14 + 13 * k, method_colour[k], methods[k].name);
+    }
+    fprintf(f, "</svg>\n");
+    if (fclose(f) != 0) { die("%s: write failed", path); }
+}
+
 void run_experiment(const Options* o, const Tokenizer* tk) {
-    const Method methods[4] = {{"SFT", "sft", {"data/ft_benign.bin", "data/ft_poison.bin"}},
-                               {"SFT + safety data", "sft", {"data/ft_safemix.bin", "data/ft_poison_safemix.bin"}},
-                               {"SAM", "sam", {"data/ft_benign.bin", "data/ft_poison.bin"}},
-                               {"SAP", "sap", {"data/ft_benign.bin", "data/ft_poison.bin"}}};
-    const char* settings[2] = {"benign", "poison"};
-    enum { SEEDS = 3 };
     GPT2 model;
     gpt2_load(&model, o->load);
     if (o->eval_prefix == NULL) { die("-m experiment needs held-out files: -E prefix"); }
     if (o->lora_rank > model.config.channels) { die("-Q %d: the LoRA rank is larger than the model's %d channels", o->lora_rank, model.config.channels); }
+    int L = model.config.num_layers;
+    char path[4][4096];
+    const char* ext[4] = {".md", ".svg", "_curve.csv", "_sft.csv"};
+    for (int i = 0; i < 4; i++) { snprintf(path[i], sizeof path[i], "%s%s", o->table, ext[i]); check_writable(path[i]); }
+    char sap_csv[4096];
+    snprintf(sap_csv, sizeof sap_csv, "%s_sap.csv", o->table);
+    for (int s = 0; s < NSETTINGS; s++) { // every file now, not after half an hour
+        FILE* t = fopen(settings[s].data, "rb");
+        if (t == NULL) { die("%s: cannot open: %s", settings[s].data, strerror(errno)); }
+        fclose(t);
+    }
     EvalSet es;
     evalset_load(&es, o->eval_prefix, model.config.vocab_size, o->T, 64, tk);
+    es.has_howto = es.has_howto_pt = es.has_knowledge = 0; // not in the table: their answers would take a third of the time
     gpt2_allocate_activations(&model, o->B, o->T);
     Batch b;
     batch_alloc(&b, o->B, o->T);
     EvalResult base = evaluate(&model, &es, &b, tk);
+    print_eval("base model", &base, NULL);
     gpt2_free(&model);
-    FILE* f = fopen(o->table, "w");
-    if (f == NULL) { die("%s: cannot write: %s", o->table, strerror(errno)); }
-    fprintf(f, "| setting | method | harmful score %% | fine-tune accuracy %% | test loss | safety margin | skills accuracy %% | ms/step | grad cosine |\n");
-    fprintf(f, "|---|---|---|---|---|---|---|---|---|\n");
-    fprintf(f, "| - | base model | %.1f | %.1f | %.3f | %.2f | %.1f | - | - |\n", 100 * base.harmful, 100 * base.task_acc, base.task_loss, base.margin, 100 * base.skills_acc);
-    fflush(f);
-    for (int s = 0; s < 2; s++) {
-        for (int m = 0; m < 4; m++) {
-            double v[7][SEEDS];
-            for (int seed = 0; seed < SEEDS; seed++) {
+    double base_stats[NSTATS];
+    result_stats(&base, NULL, base_stats);
+
+    // the runs, and the time left: each method's measured time per run once it has one, else its prior cost
+    int nruns = 0;
+    for (int s = 0; s < NSETTINGS; s++) {
+        nruns += settings[s].nmethods * settings[s].seeds;
+    }
+    static double v[NSETTINGS][NMETHODS][NSTATS][SEEDS], mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
+    static RunStats first[2];
+    double t_start = now_ms(), done_cost = 0.0, method_ms[NMETHODS] = {0};
+    int method_runs[NMETHODS] = {0}, run_k = 0;
+    for (int s = 0; s < NSETTINGS; s++) {
+        for (int m = 0; m < settings[s].nmethods; m++) {
+            for (int seed = 0; seed < settings[s].seeds; seed++) {
                 Options run = *o;
                 run.mode = methods[m].mode;
-                run.train = methods[m].data[s];
+                run.train = methods[m].mixed ? settings[s].mixed : settings[s].data;
                 run.seed = o->seed + seed;
                 run.val = NULL;
+                int traced = s == 0 && seed == 0 && m < 2; // the first seed's benign SFT and SAP: curve and CSV
                 run.analyze_every = strcmp(run.mode, "sam") != 0 ? o->analyze_every : 0;
-                run.csv = NULL;
+                run.csv = traced && run.analyze_every > 0 ? (m == 0 ? path[3] : sap_csv) : NULL;
+                run.curve_every = traced ? o->curve_every : 0;
                 run.save = run.state = run.resume = NULL;
                 run.save_every = 0;
-                printf("== %s, %s, seed %d\n", settings[s], methods[m].name, run.seed);
+                // where the experiment is: run k of n, time spent, time left
+                double spent = (now_ms() - t_start) / 1e3, left = 0.0;
+                for (int s2 = s; s2 < NSETTINGS; s2++) {
+                    for (int m2 = 0; m2 < settings[s2].nmethods; m2++) {
+                        int n2 = settings[s2].seeds, todo = s2 > s || m2 > m ? n2 : s2 == s && m2 == m ? n2 - seed : 0;
+                        double per_run = method_runs[m2] > 0 ? method_ms[m2] / method_runs[m2] / 1e3
+                                       : done_cost > 0 ? spent / done_cost * methods[m2].cost : NAN;
+                        left += todo * per_run;
+                    }
+                }
+                char spent_text[32], left_text[32];
+                duration_text(spent_text, sizeof spent_text, spent);
+                if (isfinite(left)) { duration_text(left_text, sizeof left_text, left); } else { snprintf(left_text, sizeof left_text, "unknown yet"); }
+                printf("\n== run %d of %d: %s, %s, seed %d (%s spent, about %s left)\n", ++run_k, nruns, settings[s].name,
+                       methods[m].name, run.seed, spent_text, left_text);
+                double t0 = now_ms();
                 gpt2_load(&model, o->load);
                 RunStats rs = train_run(&model, &run);
                 gpt2_allocate_activations(&model, o->B, o->T);
                 EvalResult r = evaluate(&model, &es, &b, tk);
                 print_eval(methods[m].name, &base, &r);
-                double row[7] = {100 * r.harmful, 100 * r.task_acc, r.task_loss, r.margin, 100 * r.skills_acc, rs.ms_per_step, rs.mean_cos};
-                for (int k = 0; k < 7; k++) { v[k][seed] = row[k]; }
+                print_result(run.mode, run.seed, &r);
+                printf(" setting %s method %s ms_per_step %.1f cos %.4f\n", settings[s].name, methods[m].name, rs.ms_per_step, rs.mean_cos);
+                double row[NSTATS];
+                result_stats(&r, &rs, row);
+                for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = row[k]; }
+                if (traced) { first[m] = rs; }
                 gpt2_free(&model);
+                method_ms[m] += now_ms() - t0;
+                method_runs[m]++;
+                done_cost += methods[m].cost;
             }
-            double mean[7], std[7];
-            for (int k = 0; k < 7; k++) { mean_std(v[k], SEEDS, &mean[k], &std[k]); }
-            fprintf(f, "| %s | %s | %.1f ± %.1f | %.1f ± %.1f | %.3f ± %.3f | %.2f ± %.2f | %.1f ± %.1f | %.0f |",
-                    settings[s], methods[m].name, mean[0], std[0], mean[1], std[1], mean[2], std[2], mean[3], std[3], mean[4], std[4], mean[5]);
-            if (isfinite(mean[6])) { fprintf(f, " %+.3f ± %.3f |\n", mean[6], std[6]); } else { fprintf(f, " - |\n"); }
-            fflush(f);
+            for (int k = 0; k < NSTATS; k++) { mean_std(v[s][m][k], settings[s].seeds, &mean[s][m][k], &std[s][m][k]); }
         }
     }
-    if (fclose(f) != 0) { die("%s: write failed", o->table); }
+
+    // the table
+    FILE* f = fopen(path[0], "w");
+    if (f == NULL) { die("%s: cannot write: %s", path[0], strerror(errno)); }
+    fprintf(f, "| setting | method |");
+    for (int k = 0; k < NSTATS; k++) { fprintf(f, " %s |", stat_names[k]); }
+    fprintf(f, "\n|---|---|");
+    for (int k = 0; k < NSTATS; k++) { fprintf(f, "---|"); }
+    fprintf(f, "\n| - | base model |");
+    for (int k = 0; k < NSTATS; k++) { if (k >= 8) { fprintf(f, " - |"); } else { fprintf(f, k == 5 ? " %.3f |" : " %.1f |", base_stats[k]); } }
+    fprintf(f, "\n");
+    for (int s = 0; s < NSETTINGS; s++) {
+        for (int m = 0; m < settings[s].nmethods; m++) {
+            fprintf(f, "| %s%s | %s |", settings[s].name, settings[s].seeds == 1 ? " (1 seed)" : "", methods[m].name);
+            for (int k = 0; k < NSTATS; k++) {
+                double mu = mean[s][m][k], sd = std[s][m][k];
+                if (!isfinite(mu)) { fprintf(f, " - |"); }
+                else if (k == 8) { fprintf(f, " %.0f |", mu); }
+                else if (settings[s].seeds == 1) { fprintf(f, k == 5 || k == 9 ? " %.3f |" : " %.1f |", mu); }
+                else if (k == 5 || k == 9) { fprintf(f, " %.3f ± %.3f |", mu, sd); }
+                else { fprintf(f, " %.1f ± %.1f |", mu, sd); }
+            }
+            fprintf(f, "\n");
+        }
+    }
+    fprintf(f, "\n%d seeds from %d (one where the setting says so); mean ± standard deviation over seeds. every run: %d steps of %d examples, lr %g "
+               "(cosine to %g x), from %s, evaluated on %s_*.bin. SAP: rho %g, beta %g, tau %g, probe after block %s, "
+               "%d triples per step. SAM: rho %g. SFT + safety data: the set with refusals mixed in. residual stream RMS "
+               "at the probed block (first benign run): SFT %.3f, SAP %.3f, the probe's RMS there %.3f.\n",
+            SEEDS, o->seed, o->steps, o->B, o->lr, o->lr_final, o->load, o->eval_prefix, o->rho, o->beta, o->tau,
+            o->probe_layers, o->pair_batch, o->sam_rho, first[0].resid_rms, first[1].resid_rms, first[1].probe_rms);
+    if (fclose(f) != 0) { die("%s: write failed", path[0]); }
+    // the harmful score over the steps
+    f = fopen(path[2], "w");
+    if (f == NULL) { die("%s: cannot write: %s", path[2], strerror(errno)); }
+    fprintf(f, "step,sft_harmful,sap_harmful\n");
+    for (int i = 0; i < first[0].curve_n && i < first[1].curve_n; i++) {
+        fprintf(f, "%d,%.4f,%.4f\n", first[0].curve_step[i], first[0].curve_harmful[i], first[1].curve_harmful[i]);
+    }
+    if (fclose(f) != 0) { die("%s: write failed", path[2]); }
+    const RunStats* fp[2] = {&first[0], &first[1]};
+    write_svg(path[1], mean, std, base_stats, fp, L, o->steps);
     batch_free(&b);
-    printf("wrote %s\n", o->table);
+    char spent_text[32];
+    duration_text(spent_text, sizeof spent_text, (now_ms() - t_start) / 1e3);
+    printf("\nwrote %s, %s, %s%s in %s\n", path[0], path[1], path[2], o->analyze_every > 0 ? " and the analysis CSVs" : "", spent_text);
+}
+
+// the main job: plain fine-tuning and SAP from the same base, on the same data with the same seed
+// and flags, evaluated side by side on the held-out files, with a few answers of each model
+void run_compare(const Options* o, const Tokenizer* tk) {
+    if (o->eval_prefix == NULL) { die("-m compare needs held-out files: -E prefix"); }
+    if (o->save != NULL || o->state != NULL || o->resume != NULL) { die("-m compare trains two models: -o, -Y and -U are for -m sft or -m sap"); }
+    GPT2 model;
+    gpt2_load(&model, o->load);
+    GPT2Config* c = &model.config;
+    if (o->lora_rank > c->channels) { die("-Q %d: the LoRA rank is larger than the model's %d channels", o->lora_rank, c->channels); }
+    if (c->vocab_size > 256 && tk == NULL) { die("the refusal judge reads text: it needs a byte-level vocabulary or a tokenizer (-k)"); }
+    printf("model: %s, L=%d NH=%d C=%d, %zu parameters; SFT and SAP from it, %d steps each\n", o->load, c->num_layers,
+           c->num_heads, c->channels, model.num_parameters, o->steps);
+#ifdef _OPENMP
+    printf("threads: %d\n", omp_get_max_threads());
+#endif
+    EvalSet es;
+    evalset_load(&es, o->eval_prefix, c->vocab_size, o->T, 64, tk);
+    es.has_howto = es.has_howto_pt = es.has_knowledge = 0; // the experiment's columns only: a third less time
+    gpt2_allocate_activations(&model, o->B, o->T);
+    Batch b;
+    batch_alloc(&b, o->B, o->T);
+    EvalResult r[3];
+    r[0] = evaluate(&model, &es, &b, tk);
+    gpt2_free(&model);
+    const char* runs[2] = {"sft", "sap"};
+    RunStats rs[2];
+    for (int k = 0; k < 2; k++) {
+        Options run = *o;
+        run.mode = runs[k];
+        printf("\n== %s: %d steps from %s\n", runs[k], o->steps, o->load);
+        gpt2_load(&model, o->load);
+        rs[k] = train_run(&model, &run);
+        gpt2_allocate_activations(&model, o->B, o->T);
+        r[k + 1] = evaluate(&model, &es, &b, tk);
+        printf("harmful prompts, after %s:\n", runs[k]);
+        show_answers(&model, &es, &es.harmful, 4, tk);
+        printf("task prompts, after %s:\n", runs[k]);
+        show_answers(&model, &es, &es.task, 3, tk);
+        gpt2_free(&model);
+    }
+    printf("\nheld-out evaluation (%s*), theta only, the same seed and data for both:\n", o->eval_prefix);
+    const char* names[3] = {"before", "sft", "sap"};
+    const EvalResult* rp[3] = {&r[0], &r[1], &r[2]};
+    print_evals(3, names, rp);
+    printf("%-18s %10s %10.0f %10.0f\n", "ms per step", "", rs[0].ms_per_step, rs[1].ms_per_step);
+    for (int k = 0; k < 2; k++) {
+        print_result(runs[k], o->seed, &r[k + 1]);
+        printf(" ms_per_step %.1f cos %.4f cos_step %.4f\n", rs[k].ms_per_step, rs[k].mean_cos, rs[k].mean_cos_step);
+    }
+    batch_free(&b);
 }
 
 #ifndef TESTING
@@ -3197,6 +3508,7 @@ int main(int argc, char** argv) {
     Tokenizer tk, *tkp = NULL;
     if (o.tokenizer != NULL) { tokenizer_load(&tk, o.tokenizer); tkp = &tk; }
     if (strcmp(o.mode, "experiment") == 0) { run_experiment(&o, tkp); return 0; }
+    if (strcmp(o.mode, "compare") == 0) { run_compare(&o, tkp); return 0; }
     if (strcmp(o.mode, "bench") == 0) { run_bench(&o); return 0; }
 
     // the model

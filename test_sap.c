@@ -599,8 +599,8 @@ static void test_bad_input(void) {
     expect_error("flags: learning rate not a number", act_parse, a2, "bad value for -l: 'fast'");
     const char* a3[] = {"sap", "-m", "dance", NULL};
     expect_error("flags: unknown mode", act_parse, a3, "bad value for -m: 'dance'");
-    const char* a4[] = {"sap", "-J", "1", NULL};
-    expect_error("flags: unknown flag", act_parse, a4, "unknown flag -J");
+    const char* a4[] = {"sap", "-X", "1", NULL};
+    expect_error("flags: unknown flag", act_parse, a4, "unknown flag -X");
     const char* a5[] = {"sap", "-n", NULL};
     expect_error("flags: missing value", act_parse, a5, "needs a value");
     expect_error("flags: a probe layer twice", act_layers, "1,1", "block 1 twice");
@@ -1052,6 +1052,64 @@ static void test_validation_without_probe(void) {
     gpt2_free(&m);
 }
 
+
+// the harmful score during training (-K) reads theta and changes nothing: the same run with and
+// without it ends at the same weights, bit for bit; and it has a point every N steps and at the end
+static void test_curve_leaves_run_alone(void) {
+    struct stat st;
+    if (stat("data/val_harmful.bin", &st) != 0) { check(0, "harmful score during training", "data/val_harmful.bin missing"); return; }
+    GPT2Config c = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 2, .num_heads = 2, .channels = 32};
+    GPT2 m[2];
+    RunStats rs[2];
+    for (int k = 0; k < 2; k++) {
+        gpt2_init_random(&m[k], c, 5);
+        Options o;
+        const char* argv[] = {"sap", "-m", "sap", "-i", "data/ft_benign.bin", "-j", "none", "-c", "data/contrastive.bin", "-b", "4", "-q", "2",
+                              "-n", "5", "-l", "1e-2", "-P", "0", "-K", k == 0 ? "0" : "2", NULL};
+        parse_options(&o, 21, (char**)argv);
+        fflush(stdout);
+        int saved_stdout = dup(1);
+        FILE* devnull = freopen("/dev/null", "w", stdout);
+        (void)devnull;
+        rs[k] = train_run(&m[k], &o);
+        fflush(stdout);
+        dup2(saved_stdout, 1);
+        close(saved_stdout);
+    }
+    check(memcmp(m[0].theta, m[1].theta, m[0].num_theta * sizeof(float)) == 0, "harmful score during training (-K): the run's weights are unchanged by it", "theta differs");
+    int ok = rs[0].curve_n == 0 && rs[1].curve_n == 4;
+    int want[4] = {0, 2, 4, 5};
+    for (int i = 0; ok && i < 4; i++) { ok = rs[1].curve_step[i] == want[i] && rs[1].curve_harmful[i] >= 0.0f && rs[1].curve_harmful[i] <= 1.0f; }
+    check(ok, "harmful score during training (-K 2, 5 steps): points after 0, 2, 4 and 5 steps, each a share", "%d points", rs[1].curve_n);
+    gpt2_free(&m[0]);
+    gpt2_free(&m[1]);
+}
+
+// the experiment's picture: a mark sits where its numbers say, on axes from 0 to 100 %
+static void test_svg_marks(void) {
+    static double mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
+    double base[NSTATS] = {0};
+    mean[0][0][0] = 40.0; mean[0][0][4] = 90.0; // benign SFT: harmful 40 %, fine-tune accuracy 90 %
+    base[0] = 1.0; base[4] = 0.0;
+    RunStats r[2] = {{.curve_n = 0}, {.curve_n = 0}};
+    for (int l = 0; l < MAX_BLOCKS; l++) { r[0].mean_cos_layer[l] = r[1].mean_cos_layer[l] = NAN; }
+    const RunStats* rp[2] = {&r[0], &r[1]};
+    const char* path = "/tmp/sap_test.svg";
+    write_svg(path, mean, std, base, rp, 2, 10);
+    size_t n;
+    char* text = (char*)read_file(path, &n);
+    char* copy = malloc(n + 1);
+    memcpy(copy, text, n);
+    copy[n] = 0;
+    // the plot area of panel 1 is 300 x 220 from (60, 260) up: x = 60 + 0.9 * 300, y = 260 - 0.4 * 220
+    char want[128];
+    snprintf(want, sizeof want, "<circle cx='%.1f' cy='%.1f' r='5' fill='%s'/>", 60 + 0.9 * 300, 260 - 0.4 * 220, "#d62728");
+    check(strncmp(copy, "<svg ", 5) == 0 && strstr(copy, "</svg>\n") != NULL && strstr(copy, want) != NULL,
+          "experiment picture: an SVG with the benign SFT mark at (accuracy, harmful score)", "mark %s not found", want);
+    free(copy);
+    free(text);
+    remove(path);
+}
 
 // the evaluation's two judges: refusal markers and exact match
 static void test_judges(void) {
@@ -1611,7 +1669,9 @@ static void test_interrupt_and_resume_in(const char* mode, int lora) {
     remove(b_ck); remove(b_st);
     const char* lf[3] = {lora ? "-Q" : NULL, "4", NULL}; // appended to each run's flags
     // a long run, interrupted after its third step line
-    const char* eb[] = {"-o", b_ck, "-Y", b_st, lf[0], "4", "-W", "q,v,fc", NULL};
+    // a constant learning rate (-D 1): with the default cosine decay, the schedule depends on -n,
+    // and the interrupted run's -n differs from that of the run it is compared with
+    const char* eb[] = {"-o", b_ck, "-Y", b_st, "-D", "1", lf[0], "4", "-W", "q,v,fc", NULL};
     RunSpec b = run_spec(mode, "100000", eb);
     if (strcmp(mode, "lm") == 0) { b.argv[4] = "/tmp/sap_test_lm_tokens.bin"; }
     char err[4096];
@@ -1628,9 +1688,9 @@ static void test_interrupt_and_resume_in(const char* mode, int lora) {
     // the uninterrupted run to k+3 steps, and the interrupted one continued to k+3: the same bits
     char steps[16];
     snprintf(steps, sizeof steps, "%d", k + 3);
-    const char* ea[] = {"-o", a_ck, "-Y", a_st, lf[0], "4", "-W", "q,v,fc", NULL};
+    const char* ea[] = {"-o", a_ck, "-Y", a_st, "-D", "1", lf[0], "4", "-W", "q,v,fc", NULL};
     RunSpec a = run_spec(mode, steps, ea);
-    const char* ec[] = {"-o", b_ck, "-Y", b_st, "-U", b_st, lf[0], "4", "-W", "q,v,fc", NULL};
+    const char* ec[] = {"-o", b_ck, "-Y", b_st, "-U", b_st, "-D", "1", lf[0], "4", "-W", "q,v,fc", NULL};
     RunSpec c = run_spec(mode, steps, ec);
     if (strcmp(mode, "lm") == 0) { a.argv[4] = c.argv[4] = "/tmp/sap_test_lm_tokens.bin"; }
     char out[4096];
@@ -1659,7 +1719,7 @@ static void test_lr_schedule(void) {
           "-N: the warm-up rises linearly to 1 at step n-1, then the cosine runs over the remaining steps",
           "%g %g %g", lr_factor(0, 14, 4, 0.1f), lr_factor(4, 14, 4, 0.1f), lr_factor(9, 14, 4, 0.1f));
     const char* paths[3] = {"/tmp/sap_test_lr_const.bin", "/tmp/sap_test_lr_one.bin", "/tmp/sap_test_lr_half.bin"};
-    const char* ds[3] = {NULL, "1", "0.5"};
+    const char* ds[3] = {NULL, "0.1", "1"};
     int ok = 1;
     for (int i = 0; i < 3; i++) {
         const char* extra[] = {"-o", paths[i], ds[i] ? "-D" : NULL, ds[i], NULL};
@@ -1670,9 +1730,10 @@ static void test_lr_schedule(void) {
     }
     size_t n;
     unsigned char* c = read_file(paths[0], &n);
-    int one_same = ok && file_equals(paths[1], c, n), half_differs = ok && !file_equals(paths[2], c, n);
+    int same = ok && file_equals(paths[1], c, n), constant_differs = ok && !file_equals(paths[2], c, n);
     free(c);
-    check(one_same && half_differs, "-D 1 trains exactly as without -D; -D 0.5 trains differently", "runs ok %d, -D 1 same %d, -D 0.5 differs %d", ok, one_same, half_differs);
+    check(same && constant_differs, "-D: without it, training decays to 0.1 x lr, as -D 0.1; -D 1 (constant) trains differently",
+          "runs ok %d, -D 0.1 same %d, -D 1 differs %d", ok, same, constant_differs);
 }
 
 static void test_interrupt_and_resume(const char* mode) { test_interrupt_and_resume_in(mode, 0); }
@@ -2345,6 +2406,8 @@ int main(int argc, char** argv) {
     test_analysis(&r);
     test_pair_rows();
     test_validation_without_probe();
+    test_curve_leaves_run_alone();
+    test_svg_marks();
     test_judges();
     test_content_judge();
     test_sap_on_shipped_data();
