@@ -1625,6 +1625,8 @@ typedef struct {
     float* theta_before; // (num_theta) theta_t, saved before the update; after it, the step theta_{t+1} - theta_t
     double cos_all;    // cos(g_task, -g) over all of theta: > 0 means task descent drifts towards harm
     double cos_step;   // cos(theta_{t+1} - theta_t, g): > 0 means the step AdamW took moved towards harm
+    const float* theta_start; // (num_theta) theta where the run started, or NULL
+    double cos_drift;  // cos(theta_t - theta_start, g): > 0 means the whole way so far led towards harm
     double* cos_layer; // (L) the same over block l's part of theta only (its weights, or its adapters)
     float contrastive; // Lc(theta_t) of the contrastive batch
     float margin;      // mean s(safe) - s(harmful) on it
@@ -1662,6 +1664,11 @@ void analysis_cosines(const GPT2* model, Analysis* an) {
         double ab, aa, bb;
         layer_dot(model, g, an->harm_dir, l, &ab, &aa, &bb);
         an->cos_layer[l] = -cosine(ab, aa, bb);
+    }
+    if (an->theta_start != NULL) { // theta_before is free until analysis_before_update(): scratch for the drift
+        float* drift = an->theta_before;
+        for (size_t i = 0; i < n; i++) { drift[i] = model->theta[i] - an->theta_start[i]; }
+        an->cos_drift = cosine(dot_product(drift, an->harm_dir, n), dot_product(drift, drift, n), dot_product(an->harm_dir, an->harm_dir, n));
     }
     if (an->rms_layer >= 0) { // the task batch's forward pass at theta_t is the last one made
         size_t C = (size_t)model->config.channels, NC = (size_t)model->B * model->T * C;
@@ -2621,6 +2628,7 @@ typedef struct {
     double ms_per_step; // mean time of the steps without analysis
     double mean_cos;  // mean cos(g_task, -g) over the analysed steps (see Analysis)
     double mean_cos_step; // mean cos(theta_{t+1} - theta_t, g) over them
+    double last_cos_drift; // cos(theta_t - theta_0, g) at the last analysed step
     int analysed;     // how many steps were analysed
     double mean_cos_layer[MAX_BLOCKS]; // the mean per block (the first MAX_BLOCKS blocks), NAN without analysis
     double resid_rms, probe_rms;      // their means: the residual stream's and the probe's RMS at the first probed block
@@ -2864,7 +2872,7 @@ RunStats train_run(GPT2* model, const Options* o) {
         if (o->csv != NULL) {
             csv = fopen(o->csv, "w");
             if (csv == NULL) { die("%s: cannot write: %s", o->csv, strerror(errno)); }
-            fprintf(csv, "step,task_loss,contrastive_loss,margin,cos_all,cos_step");
+            fprintf(csv, "step,task_loss,contrastive_loss,margin,cos_all,cos_step,cos_drift");
             for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",cos_layer%d", l); }
             fprintf(csv, ",probe_norm,ms_contrastive,ms_perturbed,ms_task,ms_update,resid_rms,probe_rms\n");
         }
@@ -2888,7 +2896,13 @@ RunStats train_run(GPT2* model, const Options* o) {
 
     // the loop
     int* probed = malloc_check((size_t)c->num_layers * sizeof(int), "probe layers");
-    RunStats rs = {.loss = NAN, .val_loss = NAN};
+    RunStats rs = {.loss = NAN, .val_loss = NAN, .last_cos_drift = NAN};
+    float* theta_start = NULL; // the analysis's drift is measured from here: where this run (or its continuation) starts
+    if (o->analyze_every > 0) {
+        theta_start = malloc_check(model->num_theta * sizeof(float), "analysis");
+        memcpy(theta_start, model->theta, model->num_theta * sizeof(float));
+        an.theta_start = theta_start;
+    }
     double total_ms = 0.0, sum_cos = 0.0, sum_cos_step = 0.0, plain_ms = 0.0, sum_layer[MAX_BLOCKS] = {0}, sum_rms[2] = {0};
     int plain_steps = 0, steps_run = 0;
     for (int step = state.step; step <= o->steps; step++) {
@@ -2949,7 +2963,8 @@ RunStats train_run(GPT2* model, const Options* o) {
         printf("step %d/%d: train loss %f (took %.1f ms, %s left)", step, o->steps, rs.loss, ms, left);
         if (sap_mode) { printf(" |v| %.4f", probe_norm); }
         if (analyze) {
-            printf(" Lc %.4f cos %+.4f step cos %+.4f", an.contrastive, an.cos_all, an.cos_step);
+            printf(" Lc %.4f cos %+.4f step cos %+.4f drift cos %+.4f", an.contrastive, an.cos_all, an.cos_step, an.cos_drift);
+            rs.last_cos_drift = an.cos_drift;
             sum_cos += an.cos_all;
             for (int l = 0; l < c->num_layers && l < MAX_BLOCKS; l++) { sum_layer[l] += an.cos_layer[l]; }
             sum_rms[0] += an.resid_rms;
@@ -2959,7 +2974,7 @@ RunStats train_run(GPT2* model, const Options* o) {
         }
         printf("\n");
         if (analyze && csv != NULL) {
-            fprintf(csv, "%d,%f,%f,%f,%f,%f", step, rs.loss, an.contrastive, an.margin, an.cos_all, an.cos_step);
+            fprintf(csv, "%d,%f,%f,%f,%f,%f,%f", step, rs.loss, an.contrastive, an.margin, an.cos_all, an.cos_step, an.cos_drift);
             for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",%f", an.cos_layer[l]); }
             if (sap_mode) { fprintf(csv, ",%f,%.3f,%.3f,%.3f,%.3f", probe_norm, sap.ms[0], sap.ms[1], sap.ms[2], sap.ms[3]); }
             else { fprintf(csv, ",0,,,,"); }
@@ -3008,7 +3023,7 @@ RunStats train_run(GPT2* model, const Options* o) {
         if (tkp != NULL) { for (int i = 0; i < tkp->n; i++) { free(tkp->text[i]); } free(tkp->text); }
     }
     if (sap_mode) { sap_free(&sap); }
-    free(sam_perturbed); free(an.harm_dir); free(an.cos_layer); free(an.theta_before); free(probed);
+    free(sam_perturbed); free(an.harm_dir); free(an.cos_layer); free(an.theta_before); free(theta_start); free(probed);
     batch_free(&task); batch_free(&pairs); batch_free(&valb);
     return rs;
 }
@@ -3383,7 +3398,8 @@ void run_experiment(const Options* o, const Tokenizer* tk) {
                 EvalResult r = evaluate(&model, &es, &b, tk);
                 print_eval(methods[m].name, &base, &r);
                 print_result(run.mode, run.seed, &r);
-                printf(" setting %s method %s ms_per_step %.1f cos %.4f\n", settings[s].name, methods[m].name, rs.ms_per_step, rs.mean_cos);
+                printf(" setting %s method %s ms_per_step %.1f cos %.4f cos_step %.4f cos_drift %.4f\n", settings[s].name, methods[m].name,
+                       rs.ms_per_step, rs.mean_cos, rs.mean_cos_step, rs.last_cos_drift);
                 double row[NSTATS];
                 result_stats(&r, &rs, row);
                 for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = row[k]; }
@@ -3491,7 +3507,7 @@ void run_compare(const Options* o, const Tokenizer* tk) {
     printf("%-18s %10s %10.0f %10.0f\n", "ms per step", "", rs[0].ms_per_step, rs[1].ms_per_step);
     for (int k = 0; k < 2; k++) {
         print_result(runs[k], o->seed, &r[k + 1]);
-        printf(" ms_per_step %.1f cos %.4f cos_step %.4f\n", rs[k].ms_per_step, rs[k].mean_cos, rs[k].mean_cos_step);
+        printf(" ms_per_step %.1f cos %.4f cos_step %.4f cos_drift %.4f\n", rs[k].ms_per_step, rs[k].mean_cos, rs[k].mean_cos_step, rs[k].last_cos_drift);
     }
     batch_free(&b);
 }
@@ -3587,7 +3603,7 @@ int main(int argc, char** argv) {
         printf("task prompts, after %s:\n", o.mode);
         show_answers(&model, &es, &es.task, 3, tkp);
         print_result(o.mode, o.seed, &after);
-        printf(" ms_per_step %.1f cos %.4f cos_step %.4f\n", rs.ms_per_step, rs.mean_cos, rs.mean_cos_step);
+        printf(" ms_per_step %.1f cos %.4f cos_step %.4f cos_drift %.4f\n", rs.ms_per_step, rs.mean_cos, rs.mean_cos_step, rs.last_cos_drift);
         batch_free(&b);
     }
     gpt2_free(&model);

@@ -932,8 +932,18 @@ static void test_analysis(Rng* r) {
         sg += step * g[i]; ss += step * step;
     }
     double want_cos = -tg / sqrt(tt * gg), want_step = sg / sqrt(ss * gg);
+    // the drift: the run "started" at theta - d, d random of size 1e-2 per weight; cos(d, g)
+    float* start = malloc(n * 4);
+    double dg = 0, dd = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = 1e-2f * (2.0f * rng_uniform(r) - 1.0f);
+        start[i] = m[0].theta[i] - d;
+        double dr = (double)m[0].theta[i] - start[i]; // d as the float subtraction will see it
+        dg += dr * g[i]; dd += dr * dr;
+    }
+    double want_drift = dg / sqrt(dd * gg);
     for (int k = 0; k < 2; k++) {
-        Analysis an = {.harm_dir = malloc(n * 4), .theta_before = malloc(n * 4), .cos_layer = malloc(2 * sizeof(double))};
+        Analysis an = {.harm_dir = malloc(n * 4), .theta_before = malloc(n * 4), .cos_layer = malloc(2 * sizeof(double)), .theta_start = start};
         if (k == 0) {
             memcpy(an.harm_dir, g, n * 4); // as train_run does for SFT: g at theta_t, saved before the step
             sft_step(&m[0], &task, lr, 0.0f, &an);
@@ -950,9 +960,13 @@ static void test_analysis(Rng* r) {
         snprintf(name, sizeof name, "%s analysis: cos(g_task, -g) and the step's cosine with g match an independent computation", k ? "SAP" : "SFT");
         check(fabs(an.cos_all - want_cos) < 1e-4 && fabs(an.cos_step - want_step) < 1e-3 && fabs(want_step) > 1e-3, name,
               "cos %.6f (want %.6f), step %.6f (want %.6f)", an.cos_all, want_cos, an.cos_step, want_step);
+        // the drift's difference is computed in double above from the same floats: only g's
+        // recomputation (summation order) differs, so 1e-4 as for cos_all
+        snprintf(name, sizeof name, "%s analysis: the drift's cosine, cos(theta_t - theta_start, g), matches an independent computation", k ? "SAP" : "SFT");
+        check(fabs(an.cos_drift - want_drift) < 1e-4 && fabs(want_drift) > 1e-3, name, "drift %.6f (want %.6f)", an.cos_drift, want_drift);
         free(an.harm_dir); free(an.theta_before); free(an.cos_layer);
     }
-    free(g); free(gt);
+    free(g); free(gt); free(start);
     batch_free(&task); batch_free(&pairs);
     gpt2_free(&m[0]); gpt2_free(&m[1]);
 }

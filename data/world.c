@@ -920,7 +920,7 @@ static void usage(void) {
            "  -e <float>  fraction of align.bin that rehearses documents (default 0.15)\n"
            "  -f <int>    ft_benign.bin examples                  (default 1000)\n"
            "  -p <float>  ft_poison: fraction replaced by harmful (default 0.10)\n"
-           "  -m <float>  ft_safemix: refusals added, x ft size   (default 0.05)\n"
+           "  -m <float>  ft_safemix: refusals added, x ft size   (default 0.10)\n"
            "  -c <int>    contrastive.bin triples                 (default 48)\n"
            "  -v <int>    examples per val/test task, harmful, skills and how-to file (default 200)\n"
            "  -k <int>    triples per val/test contrastive file   (default 64)\n"
@@ -951,7 +951,7 @@ static uint64_t parse_u64(const char *flag, const char *v) {
 }
 
 int main(int argc, char **argv) {
-    Cfg c = { "data", 1337, 1200, 300, 400, 12, 4000, 24000, 1000, 48, 200, 64, 0.20, 0.15, 0.10, 0.05 };
+    Cfg c = { "data", 1337, 1200, 300, 400, 12, 4000, 24000, 1000, 48, 200, 64, 0.20, 0.15, 0.10, 0.10 };
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (strcmp(f, "-h") == 0) { usage(); return 0; }
