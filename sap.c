@@ -2507,7 +2507,7 @@ void parse_options(Options* o, int argc, char** argv) {
                    .probe_layers = "1", .csv = NULL, .eval_prefix = "data/test", .table = "results/experiment", .B = 16, .T = 128, .steps = 150, .seed = 1337,
                    .lr = 2e-4f, .wd = 0.0f, .lr_final = 0.1f, .val_every = 0, .val_batches = 20,
                    .L = 4, .NH = 4, .C = 128, .maxT = 128, .V = 256, .fresh = 0,
-                   .rho = 5e-3f, .beta = 0.2f, .tau = 100.0f, .pair_batch = 8, .sam_rho = 0.05f,
+                   .rho = 5e-3f, .beta = 0.2f, .tau = 100.0f, .pair_batch = 8, .sam_rho = 0.005f,
                    .analyze_every = 0, .curve_every = 0, .curve_file = "data/val_harmful.bin", .gen_tokens = 64, .temperature = 0.0f,
                    .lora_rank = 0, .lora_on = {[LORA_Q] = 1, [LORA_V] = 1}, .lora_alpha = 0.0f};
     int val_given = 0, lora_given = 0;
