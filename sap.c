@@ -3336,6 +3336,7 @@ void run_experiment(const Options* o, const Tokenizer* tk) {
     for (int i = 0; i < 4; i++) { snprintf(path[i], sizeof path[i], "%s%s", o->table, ext[i]); check_writable(path[i]); }
     char sap_csv[4096];
     snprintf(sap_csv, sizeof sap_csv, "%s_sap.csv", o->table);
+    check_writable(sap_csv);
     for (int s = 0; s < NSETTINGS; s++) { // every file now, not after half an hour
         FILE* t = fopen(settings[s].data, "rb");
         if (t == NULL) { die("%s: cannot open: %s", settings[s].data, strerror(errno)); }
