@@ -1654,12 +1654,13 @@ static void layer_dot(const GPT2* model, const float* a, const float* b, int l, 
     }
 }
 static double cosine(double ab, double aa, double bb) { return ab / (sqrt(aa) * sqrt(bb) + 1e-30); }
+static double vector_cosine(const float* a, const float* b, size_t n) { return cosine(dot_product(a, b, n), dot_product(a, a, n), dot_product(b, b, n)); }
 
 // cosines between the task gradient (now in model->theta_grad) and -g, the saved harmful direction reversed
 void analysis_cosines(const GPT2* model, Analysis* an) {
     size_t n = model->num_theta;
     const float* g = model->theta_grad;
-    an->cos_all = -cosine(dot_product(g, an->harm_dir, n), dot_product(g, g, n), dot_product(an->harm_dir, an->harm_dir, n));
+    an->cos_all = -vector_cosine(g, an->harm_dir, n);
     for (int l = 0; l < model->config.num_layers; l++) {
         double ab, aa, bb;
         layer_dot(model, g, an->harm_dir, l, &ab, &aa, &bb);
@@ -1668,7 +1669,7 @@ void analysis_cosines(const GPT2* model, Analysis* an) {
     if (an->theta_start != NULL) { // theta_before is free until analysis_before_update(): scratch for the drift
         float* drift = an->theta_before;
         for (size_t i = 0; i < n; i++) { drift[i] = model->theta[i] - an->theta_start[i]; }
-        an->cos_drift = cosine(dot_product(drift, an->harm_dir, n), dot_product(drift, drift, n), dot_product(an->harm_dir, an->harm_dir, n));
+        an->cos_drift = vector_cosine(drift, an->harm_dir, n);
     }
     if (an->rms_layer >= 0) { // the task batch's forward pass at theta_t is the last one made
         size_t C = (size_t)model->config.channels, NC = (size_t)model->B * model->T * C;
@@ -1685,7 +1686,7 @@ void analysis_after_update(const GPT2* model, Analysis* an) {
     size_t n = model->num_theta;
     float* step = an->theta_before; // becomes theta_{t+1} - theta_t, in place
     for (size_t i = 0; i < n; i++) { step[i] = model->theta[i] - step[i]; }
-    an->cos_step = cosine(dot_product(step, an->harm_dir, n), dot_product(step, step, n), dot_product(an->harm_dir, an->harm_dir, n));
+    an->cos_step = vector_cosine(step, an->harm_dir, n);
 }
 
 // g = grad_theta Lc(theta, v; S): the direction in weight space that makes the model prefer
@@ -2027,6 +2028,10 @@ void tokenizer_load(Tokenizer* tk, const char* path) {
     unsigned char* buf = read_file(path, &size);
     tokenizer_from_bytes(tk, buf, size, path);
     free(buf);
+}
+void tokenizer_free(Tokenizer* tk) {
+    for (int i = 0; i < tk->n; i++) { free(tk->text[i]); }
+    free(tk->text);
 }
 
 // prints tokens as text: through the tokenizer if there is one, as bytes for a byte-level
@@ -3020,12 +3025,17 @@ RunStats train_run(GPT2* model, const Options* o) {
         examples_free(&curve_ex);
         for (int i = 0; curve_facts != NULL && i < curve_ex.N; i++) { free(curve_facts[i]); }
         free(curve_facts); free(curve_es.answers); free(curve_es.alen);
-        if (tkp != NULL) { for (int i = 0; i < tkp->n; i++) { free(tkp->text[i]); } free(tkp->text); }
+        if (tkp != NULL) { tokenizer_free(tkp); }
     }
     if (sap_mode) { sap_free(&sap); }
     free(sam_perturbed); free(an.harm_dir); free(an.cos_layer); free(an.theta_before); free(theta_start); free(probed);
     batch_free(&task); batch_free(&pairs); batch_free(&valb);
     return rs;
+}
+
+// the end of a result: line: the run's speed and its analysis's cosines (nan without -a)
+static void print_run_stats(const RunStats* rs) {
+    printf(" ms_per_step %.1f cos %.4f cos_step %.4f cos_drift %.4f", rs->ms_per_step, rs->mean_cos, rs->mean_cos_step, rs->last_cos_drift);
 }
 
 // ----------------------------------------------------------------------------
@@ -3399,8 +3409,8 @@ void run_experiment(const Options* o, const Tokenizer* tk) {
                 EvalResult r = evaluate(&model, &es, &b, tk);
                 print_eval(methods[m].name, &base, &r);
                 print_result(run.mode, run.seed, &r);
-                printf(" setting %s method %s ms_per_step %.1f cos %.4f cos_step %.4f cos_drift %.4f\n", settings[s].name, methods[m].name,
-                       rs.ms_per_step, rs.mean_cos, rs.mean_cos_step, rs.last_cos_drift);
+                print_run_stats(&rs);
+                printf(" setting %s method %s\n", settings[s].name, methods[m].name);
                 double row[NSTATS];
                 result_stats(&r, &rs, row);
                 for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = row[k]; }
@@ -3508,7 +3518,8 @@ void run_compare(const Options* o, const Tokenizer* tk) {
     printf("%-18s %10s %10.0f %10.0f\n", "ms per step", "", rs[0].ms_per_step, rs[1].ms_per_step);
     for (int k = 0; k < 2; k++) {
         print_result(runs[k], o->seed, &r[k + 1]);
-        printf(" ms_per_step %.1f cos %.4f cos_step %.4f cos_drift %.4f\n", rs[k].ms_per_step, rs[k].mean_cos, rs[k].mean_cos_step, rs[k].last_cos_drift);
+        print_run_stats(&rs[k]);
+        printf("\n");
     }
     batch_free(&b);
 }
@@ -3604,7 +3615,8 @@ int main(int argc, char** argv) {
         printf("task prompts, after %s:\n", o.mode);
         show_answers(&model, &es, &es.task, 3, tkp);
         print_result(o.mode, o.seed, &after);
-        printf(" ms_per_step %.1f cos %.4f cos_step %.4f cos_drift %.4f\n", rs.ms_per_step, rs.mean_cos, rs.mean_cos_step, rs.last_cos_drift);
+        print_run_stats(&rs);
+        printf("\n");
         batch_free(&b);
     }
     gpt2_free(&model);
