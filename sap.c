@@ -316,13 +316,21 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 // the matmuls. all three products (forward, input gradient, weight gradient) are made of one
 // micro-kernel, matmul_tile(): a tile of MR x NR outputs whose sums stay in registers while k runs.
 // per k it broadcasts MR values of the left operand and multiplies them with NR contiguous values
-// of the right one, so the inner loop over NR vectorises into MR*NR/8 independent multiply-adds
-// (12 of the 16 AVX registers at 6 x 16; ARM's NEON has 32). the right operand is first copied
-// ("packed") into panels of NR columns, zero-padded at the edge, so that every tile reads one
-// contiguous block. every output is a plain sum over k in increasing order, made by one tile, so
-// the result does not depend on the thread count, nor on which tile or path computed it.
-#define MR 6   // rows of a tile
-#define NR 16  // columns of a tile: the vectorised width
+// of the right one, so the inner loop over NR vectorises into MR*NR/w independent multiply-adds
+// for vectors of w floats. a multiply-add takes about 4 cycles and a core starts two per cycle, so
+// about 8 must be in flight: 6 x 16 makes 12 with AVX's 8 floats (12 of its 16 registers; ARM's
+// NEON has 32), and with AVX-512's 16 floats 8 x 32 makes 16 (of 32 registers; 6 x 16 would make
+// only 6: the 124M step took 1.3x as long). the right operand is first copied ("packed") into
+// panels of NR columns, zero-padded at the edge, so that every tile reads one contiguous block.
+// every output is a plain sum over k in increasing order, made by one tile, so the result does not
+// depend on the thread count, nor on the tile's shape, nor on which tile or path computed it.
+#ifdef __AVX512F__
+#define MR 8   // rows of a tile
+#define NR 32  // columns of a tile: the vectorised width
+#else
+#define MR 6
+#define NR 16
+#endif
 #define KC 256 // the input gradient's k-block: a KC x NR panel stays in L1 while all rows pass
 
 // acc[r][j] = sum_{k<K} a[r*ar + k*ak] * bp[k*NR + j]; then out[r*ldo + j] (+)= acc[r][j] (+ bias[r])
@@ -457,7 +465,7 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
     }
     // dweight (OC,C) += dout^T (OC,N) @ inp (N,C), a sum over positions: inp is packed into panels
     // of NR channels once; a tile takes MR outputs, whose columns of dout each thread first packs
-    // into N x MR contiguous floats (6 KB at N = 256, rather than N cache lines), and reuses them
+    // into N x MR contiguous floats (8 KB at N = 256 with MR = 8, rather than N cache lines), and reuses them
     // from L1 against every panel
     if (dweight != NULL) {
         int ob = (OC + MR - 1) / MR;
@@ -3104,13 +3112,92 @@ static void timed_sft_step(GPT2* m, const Batch* task, double* ms) {
     ms[0] = t1 - t0; ms[1] = t2 - t1; ms[2] = t3 - t2; ms[3] = t3 - t0;
 }
 
+// where the time of a plain training step goes, kernel by kernel: after a real step (so that every
+// buffer holds real values) each kind of kernel is called as often, on the same shapes, as in one
+// forward and backward pass of L blocks (on block 0's buffers), and timed; the median of a few
+// rounds. what is left of the step is zeroing the gradients, AdamW and the calls' own overhead. and
+// the cost of starting one parallel region and its closing barrier, which every kernel call pays.
+static void bench_phases(const char* prefix, GPT2* m, double step_ms) {
+    GPT2Config* c = &m->config;
+    int L = c->num_layers, NH = c->num_heads, C = c->channels, V = c->vocab_size, Vp = c->padded_vocab_size;
+    int B = m->B, T = m->T, N = B * T;
+    ParameterTensors p = m->params, g = m->grads;
+    ActivationTensors a = m->acts, d = m->grads_acts;
+    enum { MATMUL, ATTENTION, LAYERNORM, GELU_RESIDUAL, SOFTMAX, NUM_PHASES };
+    const char* names[NUM_PHASES] = {"matmul", "attention", "layernorm", "gelu_residual", "softmax"};
+    const int rounds = 5;
+    double t[NUM_PHASES][5], t0;
+    for (int s = 0; s < rounds; s++) {
+        t0 = now_ms();
+        for (int l = 0; l < L; l++) { // the four matmuls of a block, forward and backward
+            matmul_forward(a.qkv, a.ln1, p.qkvw, p.qkvb, N, C, 3 * C);
+            matmul_forward(a.attproj, a.atty, p.attprojw, p.attprojb, N, C, C);
+            matmul_forward(a.fch, a.ln2, p.fcw, p.fcb, N, C, 4 * C);
+            matmul_forward(a.fcproj, a.fch_gelu, p.fcprojw, p.fcprojb, N, 4 * C, C);
+            matmul_backward(d.fch_gelu, g.fcprojw, g.fcprojb, d.fcproj, a.fch_gelu, p.fcprojw, N, 4 * C, C);
+            matmul_backward(d.ln2, g.fcw, g.fcb, d.fch, a.ln2, p.fcw, N, C, 4 * C);
+            matmul_backward(d.atty, g.attprojw, g.attprojb, d.attproj, a.atty, p.attprojw, N, C, C);
+            matmul_backward(d.ln1, g.qkvw, g.qkvb, d.qkv, a.ln1, p.qkvw, N, C, 3 * C);
+        }
+        matmul_forward(a.logits, a.lnf, p.wte, NULL, N, C, Vp); // the output layer
+        matmul_backward(d.lnf, g.wte, NULL, d.logits, a.lnf, p.wte, N, C, Vp);
+        t[MATMUL][s] = now_ms() - t0;
+        t0 = now_ms();
+        for (int l = 0; l < L; l++) {
+            attention_forward(a.atty, a.preatt, a.att, a.qkv, B, T, C, NH);
+            attention_backward(d.qkv, d.preatt, d.att, d.atty, a.qkv, a.att, B, T, C, NH);
+        }
+        t[ATTENTION][s] = now_ms() - t0;
+        t0 = now_ms();
+        for (int l = 0; l < 2 * L + 1; l++) { // two per block and the final one
+            layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.encoded, p.ln1w, p.ln1b, N, C);
+            layernorm_backward(d.encoded, g.ln1w, g.ln1b, d.ln1, a.encoded, p.ln1w, a.ln1_mean, a.ln1_rstd, N, C);
+        }
+        t[LAYERNORM][s] = now_ms() - t0;
+        t0 = now_ms();
+        for (int l = 0; l < L; l++) {
+            gelu_forward(a.fch_gelu, a.fch, (size_t)N * 4 * C);
+            gelu_backward(d.fch, a.fch, d.fch_gelu, (size_t)N * 4 * C);
+            for (int k = 0; k < 2; k++) {
+                residual_forward(a.residual2, a.encoded, a.attproj, NULL, N, C);
+                residual_backward(d.encoded, d.attproj, d.residual2, (size_t)N * C);
+            }
+        }
+        t[GELU_RESIDUAL][s] = now_ms() - t0;
+        t0 = now_ms();
+        softmax_crossentropy_forward(a.probs, a.losses, a.logits, m->targets, N, V, Vp);
+        crossentropy_softmax_backward(d.logits, a.probs, m->targets, a.losses, N, V, Vp); // any weights do
+        t[SOFTMAX][s] = now_ms() - t0;
+    }
+    double sum = 0.0;
+    for (int q = 0; q < NUM_PHASES; q++) {
+        double ms = median(t[q], rounds);
+        sum += ms;
+        printf("%s_phase_%s_ms: %.1f\n", prefix, names[q], ms);
+    }
+    printf("%s_phase_rest_ms: %.1f\n", prefix, step_ms - sum);
+    // an empty parallel loop over as many items as threads, many times: one region and its barrier
+    const int regions = 2000;
+    double r[5];
+    int sink = 0;
+    for (int s = 0; s < 5; s++) {
+        t0 = now_ms();
+        for (int k = 0; k < regions; k++) {
+            #pragma omp parallel for schedule(static) reduction(+:sink)
+            for (int i = 0; i < thread_count(); i++) { sink += i; }
+        }
+        r[s] = (now_ms() - t0) / regions * 1e3;
+    }
+    printf("%s_parallel_region_us: %.2f\n", prefix, sink >= 0 ? median(r, 5) : 0.0);
+}
+
 // times plain training (SFT) and SAP on one shape, with every weight trained and with LoRA (rank
 // 8 on q and v, the official setting); prefix names the output lines. this VM's speed drifts by
 // tens of percent within seconds, so the four kinds of step are taken in turn, round after round,
 // and each is the median of its rounds: a drift then moves all four alike, and their ratios
 // hold. the peak memory of plain training is read before SAP's buffers and the LoRA model exist.
 // returns SAP / SFT with every weight trained.
-static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer, double peak) {
+static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer, double peak, int full) {
     GPT2 m[2]; // every weight trained, LoRA
     Batch task, pb;
     batch_alloc(&task, B, T);
@@ -3137,17 +3224,17 @@ static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int 
     // t[k][c][s]: model k, round s; columns: SFT forward, backward, AdamW, step; SAP step, its 4 phases
     double* t = malloc_check((size_t)2 * 9 * (steps + 1) * sizeof(double), "bench");
     for (int s = 0; s <= steps; s++) { // round 0 is the warm-up
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < (full ? 2 : 1); k++) {
             timed_sft_step(&m[k], &task, ms);
             double t0 = now_ms();
-            sap_step(&m[k], &sap[k], &task, &pb, 1e-5f, 0.0f, NULL);
+            if (full) { sap_step(&m[k], &sap[k], &task, &pb, 1e-5f, 0.0f, NULL); }
             ms[4] = now_ms() - t0;
-            for (int q = 0; q < 4; q++) { ms[5 + q] = sap[k].ms[q]; }
+            for (int q = 0; q < 4; q++) { ms[5 + q] = full ? sap[k].ms[q] : 0.0; }
             for (int c = 0; c < 9 && s > 0; c++) { t[((size_t)k * 9 + c) * steps + s - 1] = ms[c]; }
         }
     }
     double med[2][9];
-    for (int k = 0; k < 2; k++) { for (int c = 0; c < 9; c++) { med[k][c] = median(t + ((size_t)k * 9 + c) * steps, steps); } }
+    for (int k = 0; k < (full ? 2 : 1); k++) { for (int c = 0; c < 9; c++) { med[k][c] = median(t + ((size_t)k * 9 + c) * steps, steps); } }
     const char* phases[4] = {"contrastive", "perturbed", "task", "update"};
     printf("%s_params: %zu\n", prefix, m[0].num_parameters);
     printf("%s_step_ms: %.1f\n", prefix, med[0][3]);
@@ -3159,7 +3246,15 @@ static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int 
     printf("%s_gflops: %.1f\n", prefix, gflops);
     printf("%s_share_of_peak: %.2f\n", prefix, gflops / peak);
     printf("%s_tokens_per_s: %.0f\n", prefix, B * T / (med[0][3] / 1e3));
-    printf("%s_peak_rss_mb: %.0f\n", prefix, plain_rss);
+    if (full) { printf("%s_peak_rss_mb: %.0f\n", prefix, plain_rss); }
+    if (full) { bench_phases(prefix, &m[0], med[0][3]); }
+    if (!full) { // plain training only
+        fflush(stdout);
+        free(t);
+        for (int k = 0; k < 2; k++) { sap_free(&sap[k]); gpt2_free(&m[k]); }
+        batch_free(&task); batch_free(&pb);
+        return 0.0;
+    }
     printf("%s_sap_step_ms: %.1f\n", prefix, med[0][4]);
     for (int q = 0; q < 4; q++) { printf("%s_sap_%s_ms: %.1f\n", prefix, phases[q], med[0][5 + q]); }
     printf("%s_sap_over_sft: %.2f\n", prefix, med[0][4] / med[0][3]);
@@ -3188,12 +3283,18 @@ void run_bench(const Options* o) {
 #endif
     double peak = peak_gflops();
     printf("peak_gflops: %.1f\n", peak);
-    // the shipped world's default shape first (its peak memory is then its own), then GPT-2 124M
-    GPT2Config world = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 4, .num_heads = 4, .channels = 128};
-    double ratio = bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1, peak);
+    // the shape of the shipped base model (data/base.bin) first, at the default batch sizes (its
+    // peak memory is then its own); then plain training at 128 and 256 channels (128: the first
+    // world's model), then GPT-2 124M
+    GPT2Config world = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 6, .num_heads = 6, .channels = 192};
+    double ratio = bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1, peak, 1);
     printf("sap_over_sft: %.2f\n", ratio); // at the world's default shape and batch sizes
+    GPT2Config c128 = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 4, .num_heads = 4, .channels = 128};
+    bench_shape("c128", c128, o->B, o->T, o->steps, o->pair_batch, 1, peak, 0);
+    GPT2Config c256 = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 6, .num_heads = 8, .channels = 256};
+    bench_shape("c256", c256, o->B, o->T, o->steps, o->pair_batch, 1, peak, 0);
     GPT2Config gpt2 = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12, .num_heads = 12, .channels = 768};
-    bench_shape("gpt2_124m", gpt2, 4, 64, o->steps > 5 ? 5 : o->steps, 2, 3, peak);
+    bench_shape("gpt2_124m", gpt2, 4, 64, o->steps > 5 ? 5 : o->steps, 2, 3, peak, 1);
 }
 
 // ----------------------------------------------------------------------------
