@@ -541,34 +541,69 @@ void lora_backward(float* dx, float* dA, float* dB, float* dh, float* dtmp, cons
 
 // causal self-attention. inp (B,T,3C) holds q,k,v; head h uses channels h*hs..(h+1)*hs.
 // preatt, att (B,NH,T,T) keep the scores and their softmax for backward; out (B,T,C).
+// per (batch row, head), the products are small matmuls made of the matmul's tile: scores
+// S = Q K^T (T x T from T x hs), and out = A V. their right operands are packed into panels first
+// (K^T: a panel holds NR keys' channels; V: NR channels of every value), in the calling thread's
+// part of the matmul scratch. the causal mask lets a tile of rows t0.. skip every panel of keys
+// past its last row, and stop its sum over t2 there (the weights past t are exact zeros).
+// every score and output is a plain sum in a fixed order, made by one thread.
+static size_t attention_scratch_need(int T, int hs) { // per thread
+    return 2 * (size_t)hs * round_up(T, NR) + 4 * (size_t)T * round_up(hs, NR);
+}
+static float* attention_scratch(int T, int hs) {
+    size_t per_thread = attention_scratch_need(T, hs);
+    return matmul_scratch(per_thread * thread_count());
+}
+// panels of the T x hs block x (row stride ldx), as the right operand of a product over t (T x hs:
+// panel p holds columns p*NR.. of every row) or over channels (transposed: hs x T, panel p holds
+// rows p*NR..); returns the floats used
+static size_t pack_head(float* panel, const float* x, size_t ldx, int T, int hs, int transposed) {
+    if (transposed) {
+        for (int p = 0; p * NR < T; p++) { pack_panel_transposed(panel + (size_t)p * hs * NR, x + (size_t)p * NR * ldx, ldx, hs, min_int(NR, T - p * NR)); }
+        return (size_t)hs * round_up(T, NR);
+    }
+    for (int p = 0; p * NR < hs; p++) { pack_panel(panel + (size_t)p * T * NR, x + p * NR, ldx, T, min_int(NR, hs - p * NR)); }
+    return (size_t)T * round_up(hs, NR);
+}
+
 void attention_forward(float* out, float* preatt, float* att, const float* inp, int B, int T, int C, int NH) {
     int C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    #pragma omp parallel for collapse(3) schedule(static)
+    float* scratch = attention_scratch(T, hs);
+    #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
-        for (int t = 0; t < T; t++) {
-            for (int h = 0; h < NH; h++) {
-                const float* q = inp + ((size_t)b * T + t) * C3 + h * hs;
-                float* pre = preatt + (((size_t)b * NH + h) * T + t) * T;
-                float* a = att + (((size_t)b * NH + h) * T + t) * T;
-                float maxval = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float* k = inp + ((size_t)b * T + t2) * C3 + h * hs + C;
-                    float s = 0.0f;
-                    for (int i = 0; i < hs; i++) { s += q[i] * k[i]; }
-                    s *= scale;
-                    pre[t2] = s;
-                    if (s > maxval) { maxval = s; }
+        for (int h = 0; h < NH; h++) {
+            const float* q = inp + (size_t)b * T * C3 + h * hs; // row t at q + t * C3
+            float* pre = preatt + ((size_t)b * NH + h) * T * T;  // (T, T)
+            float* a = att + ((size_t)b * NH + h) * T * T;       // (T, T)
+            float* kt = scratch + attention_scratch_need(T, hs) * thread_id();
+            float* vp = kt + pack_head(kt, q + C, C3, T, hs, 1); // K^T panels, then V panels
+            pack_head(vp, q + 2 * C, C3, T, hs, 0);
+            // scores: pre[t][t2] = q_t . k_t2 for the tiles on or below the diagonal
+            for (int t0 = 0; t0 < T; t0 += MR) {
+                int R = min_int(MR, T - t0);
+                for (int p = 0; p * NR < t0 + R; p++) {
+                    matmul_tile(pre + (size_t)t0 * T + p * NR, T, q + (size_t)t0 * C3, C3, 1, kt + (size_t)p * hs * NR, hs, R,
+                                min_int(NR, T - p * NR), NULL, 0, 0);
                 }
+            }
+            // softmax over t2 <= t of the scaled scores, and the causal mask
+            for (int t = 0; t < T; t++) {
+                float* pr = pre + (size_t)t * T;
+                float* ar = a + (size_t)t * T;
+                float maxval = -INFINITY;
+                for (int t2 = 0; t2 <= t; t2++) { pr[t2] *= scale; if (pr[t2] > maxval) { maxval = pr[t2]; } }
                 float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) { a[t2] = exp_approx(pre[t2] - maxval); sum += a[t2]; }
-                for (int t2 = 0; t2 <= t; t2++) { a[t2] /= sum; }
-                for (int t2 = t + 1; t2 < T; t2++) { a[t2] = 0.0f; pre[t2] = 0.0f; } // the causal mask
-                float* o = out + ((size_t)b * T + t) * C + h * hs;
-                for (int i = 0; i < hs; i++) { o[i] = 0.0f; }
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float* v = inp + ((size_t)b * T + t2) * C3 + h * hs + 2 * C;
-                    for (int i = 0; i < hs; i++) { o[i] += a[t2] * v[i]; }
+                for (int t2 = 0; t2 <= t; t2++) { ar[t2] = exp_approx(pr[t2] - maxval); sum += ar[t2]; }
+                for (int t2 = 0; t2 <= t; t2++) { ar[t2] /= sum; }
+                for (int t2 = t + 1; t2 < T; t2++) { ar[t2] = 0.0f; pr[t2] = 0.0f; }
+            }
+            // out[t] = sum over t2 <= t of a[t][t2] v_t2
+            for (int t0 = 0; t0 < T; t0 += MR) {
+                int R = min_int(MR, T - t0), K = min_int(T, t0 + MR);
+                for (int p = 0; p * NR < hs; p++) {
+                    matmul_tile(out + ((size_t)b * T + t0) * C + h * hs + p * NR, C, a + (size_t)t0 * T, T, 1, vp + (size_t)p * T * NR, K, R,
+                                min_int(NR, hs - p * NR), NULL, 0, 0);
                 }
             }
         }
@@ -576,40 +611,60 @@ void attention_forward(float* out, float* preatt, float* att, const float* inp, 
 }
 
 // keys and values at t2 collect gradient from every later query, so the unit of parallel work is
-// a whole (batch row, head): inside it, t runs in order and every sum has one fixed order.
-// datt and dpreatt are scratch rows (the activation-gradient tensors of the same shape).
+// a whole (batch row, head), and every sum has one fixed order. with A = att and dO = dout:
+// dA = dO V^T, dS = scale * A * (dA - rowsum(A * dA)) (the softmax's backward), dQ += dS K,
+// dK += dS^T Q, dV += A^T dO: five products, made of tiles as in the forward pass. the two with
+// a transposed left operand read it down a column (a tile's row is a column of dS or A), and start
+// their sum at the tile's first row t2: above the diagonal both are zero.
+// datt and dpreatt are scratch (the activation-gradient tensors of the same shape).
 void attention_backward(float* dinp, float* dpreatt, float* datt, const float* dout, const float* inp,
                         const float* att, int B, int T, int C, int NH) {
     int C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
+    float* scratch = attention_scratch(T, hs);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
-            for (int t = 0; t < T; t++) {
-                const float* a = att + (((size_t)b * NH + h) * T + t) * T;
-                float* da = datt + (((size_t)b * NH + h) * T + t) * T;
-                float* dpre = dpreatt + (((size_t)b * NH + h) * T + t) * T;
-                const float* d = dout + ((size_t)b * T + t) * C + h * hs;
-                // out = sum_t2 a[t2] v[t2]
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float* v = inp + ((size_t)b * T + t2) * C3 + h * hs + 2 * C;
-                    float* dv = dinp + ((size_t)b * T + t2) * C3 + h * hs + 2 * C;
-                    float s = 0.0f;
-                    for (int i = 0; i < hs; i++) { s += v[i] * d[i]; dv[i] += a[t2] * d[i]; }
-                    da[t2] = s;
+            const float* q = inp + (size_t)b * T * C3 + h * hs; // row t at q + t * C3; k at q + C, v at q + 2C
+            float* dq = dinp + (size_t)b * T * C3 + h * hs;
+            const float* d = dout + (size_t)b * T * C + h * hs; // row t at d + t * C
+            const float* a = att + ((size_t)b * NH + h) * T * T;
+            float* da = datt + ((size_t)b * NH + h) * T * T;
+            float* ds = dpreatt + ((size_t)b * NH + h) * T * T;
+            float* vt = scratch + attention_scratch_need(T, hs) * thread_id(); // V^T, K, Q, dO panels
+            float* kp = vt + pack_head(vt, q + 2 * C, C3, T, hs, 1);
+            float* qp = kp + pack_head(kp, q + C, C3, T, hs, 0);
+            float* dp = qp + pack_head(qp, q, C3, T, hs, 0);
+            pack_head(dp, d, C, T, hs, 0);
+            // dA[t][t2] = dout_t . v_t2, on or below the diagonal
+            for (int t0 = 0; t0 < T; t0 += MR) {
+                int R = min_int(MR, T - t0);
+                for (int p = 0; p * NR < t0 + R; p++) {
+                    matmul_tile(da + (size_t)t0 * T + p * NR, T, d + (size_t)t0 * C, C, 1, vt + (size_t)p * hs * NR, hs, R,
+                                min_int(NR, T - p * NR), NULL, 0, 0);
                 }
-                // softmax: dpre = a * (da - sum(a * da))
+            }
+            // the softmax's backward, with the score's scale folded in; zero above the diagonal
+            for (int t = 0; t < T; t++) {
+                const float* ar = a + (size_t)t * T;
+                float* dar = da + (size_t)t * T;
+                float* dsr = ds + (size_t)t * T;
                 float ada = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) { ada += a[t2] * da[t2]; }
-                for (int t2 = 0; t2 <= t; t2++) { dpre[t2] = a[t2] * (da[t2] - ada); }
-                // pre = scale * q . k[t2]
-                const float* q = inp + ((size_t)b * T + t) * C3 + h * hs;
-                float* dq = dinp + ((size_t)b * T + t) * C3 + h * hs;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float* k = inp + ((size_t)b * T + t2) * C3 + h * hs + C;
-                    float* dk = dinp + ((size_t)b * T + t2) * C3 + h * hs + C;
-                    float g = dpre[t2] * scale;
-                    for (int i = 0; i < hs; i++) { dq[i] += g * k[i]; dk[i] += g * q[i]; }
+                for (int t2 = 0; t2 <= t; t2++) { ada += ar[t2] * dar[t2]; }
+                for (int t2 = 0; t2 <= t; t2++) { dsr[t2] = scale * ar[t2] * (dar[t2] - ada); }
+                for (int t2 = t + 1; t2 < T; t2++) { dsr[t2] = 0.0f; }
+            }
+            for (int t0 = 0; t0 < T; t0 += MR) {
+                int R = min_int(MR, T - t0), K = min_int(T, t0 + MR);
+                for (int p = 0; p * NR < hs; p++) {
+                    int J = min_int(NR, hs - p * NR);
+                    size_t col = (size_t)p * NR, panel = (size_t)p * T * NR;
+                    // dq_t += sum over t2 <= t of dS[t][t2] k_t2
+                    matmul_tile(dq + (size_t)t0 * C3 + col, C3, ds + (size_t)t0 * T, T, 1, kp + panel, K, R, J, NULL, 1, 0);
+                    // dk_t2 += sum over t >= t2 of dS[t][t2] q_t; dv_t2 += sum over t >= t2 of A[t][t2] dout_t
+                    size_t from = (size_t)t0 * NR; // the panels' row t0
+                    matmul_tile(dq + (size_t)t0 * C3 + C + col, C3, ds + (size_t)t0 * T + t0, 1, T, qp + panel + from, T - t0, R, J, NULL, 1, 0);
+                    matmul_tile(dq + (size_t)t0 * C3 + 2 * C + col, C3, a + (size_t)t0 * T + t0, 1, T, dp + panel + from, T - t0, R, J, NULL, 1, 0);
                 }
             }
         }
@@ -1044,7 +1099,9 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
     model->grads_acts_memory = calloc_check(model->num_activations, sizeof(float), "activation gradients");
     carve_activations(&model->acts, model->acts_memory, model->act_sizes);
     carve_activations(&model->grads_acts, model->grads_acts_memory, model->act_sizes);
-    matmul_scratch(matmul_scratch_need(B * T, 4 * c->channels)); // the widest matmul is the MLP's
+    size_t need = matmul_scratch_need(B * T, 4 * c->channels); // the widest matmul is the MLP's
+    size_t attention = attention_scratch_need(T, c->channels / c->num_heads) * thread_count();
+    matmul_scratch(need > attention ? need : attention);
     model->inputs = malloc_check((size_t)B * T * sizeof(int), "inputs");
     model->targets = malloc_check((size_t)B * T * sizeof(int), "targets");
     model->max_B = B;
@@ -1889,7 +1946,7 @@ typedef struct {
     float* o;      // (B, C) a projection's output
     float* fch;    // (B, 4*C)
     float* fchg;   // (B, 4*C)
-    float* att;    // (T) one row's attention weights
+    float* att;    // (B, T) each row's attention weights of one head
     float* mean;   // (B)
     float* rstd;   // (B)
     float* logits; // (B, Vp)
@@ -1897,7 +1954,7 @@ typedef struct {
 
 static void decode_alloc(DecodeState* d, const GPT2Config* c, int B, int T) {
     size_t C = c->channels, L = c->num_layers, Bs = B;
-    size_t sizes[12] = {L * Bs * T * 3 * C, Bs * C, Bs * C, Bs * 3 * C, Bs * C, Bs * C, Bs * 4 * C, Bs * 4 * C, (size_t)T, Bs, Bs, Bs * c->padded_vocab_size};
+    size_t sizes[12] = {L * Bs * T * 3 * C, Bs * C, Bs * C, Bs * 3 * C, Bs * C, Bs * C, Bs * 4 * C, Bs * 4 * C, Bs * T, Bs, Bs, Bs * c->padded_vocab_size};
     size_t total = 0;
     for (int i = 0; i < 12; i++) { total += sizes[i]; }
     d->memory = malloc_check(total * sizeof(float), "generation");
@@ -1922,7 +1979,9 @@ static void decode_step(GPT2* model, DecodeState* d, const int* tokens, int p) {
         layernorm_forward(d->h, d->mean, d->rstd, d->x, w.ln1w + lc, w.ln1b + lc, B, C);
         matmul_forward(d->qkv, d->h, w.qkvw + 3 * lc * C, w.qkvb + 3 * lc, B, C, 3 * C);
         for (int b = 0; b < B; b++) { memcpy(cache + ((size_t)b * T + p) * 3 * C, d->qkv + (size_t)b * 3 * C, 3 * C * sizeof(float)); }
-        for (int b = 0; b < B; b++) {
+        #pragma omp parallel for schedule(static)
+        for (int b = 0; b < B; b++) { // the rows are independent: each is one thread's
+            float* att = d->att + (size_t)b * T;
             for (int hh = 0; hh < NH; hh++) {
                 const float* q = d->qkv + (size_t)b * 3 * C + hh * hs;
                 float maxval = -INFINITY, sum = 0.0f;
@@ -1930,15 +1989,15 @@ static void decode_step(GPT2* model, DecodeState* d, const int* tokens, int p) {
                     const float* k = cache + ((size_t)b * T + t2) * 3 * C + C + hh * hs;
                     float s = 0.0f;
                     for (int i = 0; i < hs; i++) { s += q[i] * k[i]; }
-                    d->att[t2] = s * scale;
-                    if (d->att[t2] > maxval) { maxval = d->att[t2]; }
+                    att[t2] = s * scale;
+                    if (att[t2] > maxval) { maxval = att[t2]; }
                 }
-                for (int t2 = 0; t2 <= p; t2++) { d->att[t2] = expf(d->att[t2] - maxval); sum += d->att[t2]; }
+                for (int t2 = 0; t2 <= p; t2++) { att[t2] = expf(att[t2] - maxval); sum += att[t2]; }
                 float* y = d->y + (size_t)b * C + hh * hs;
                 for (int i = 0; i < hs; i++) { y[i] = 0.0f; }
                 for (int t2 = 0; t2 <= p; t2++) {
                     const float* v = cache + ((size_t)b * T + t2) * 3 * C + 2 * C + hh * hs;
-                    for (int i = 0; i < hs; i++) { y[i] += d->att[t2] / sum * v[i]; }
+                    for (int i = 0; i < hs; i++) { y[i] += att[t2] / sum * v[i]; }
                 }
             }
         }
@@ -3067,12 +3126,12 @@ static double peak_rss_mb(void) {
 // the machine's fp32 multiply-add peak, measured with plain C: PEAK_ACC independent accumulators
 // per thread, each updated by acc = acc * a + b in a loop the compiler vectorises, so that enough
 // multiply-adds are in flight to hide their latency (128 floats: 8 AVX-512 or 16 AVX2 registers).
-// the best of a few repeats, with every thread the bench uses. in GFLOP/s (a multiply-add is 2).
+// the best of 5 repeats, with every thread the bench uses. in GFLOP/s (a multiply-add is 2).
 #define PEAK_ACC 128
 static double peak_gflops(void) {
-    const long iters = 4000000;
+    const long iters = 40000000; // about 40 ms a repeat: long enough that starting the threads does not count
     double best = 0.0;
-    for (int rep = 0; rep < 3; rep++) {
+    for (int rep = 0; rep < 5; rep++) {
         float sink = 0.0f;
         double t0 = now_ms();
         #pragma omp parallel reduction(+:sink)
@@ -3465,14 +3524,15 @@ void run_experiment(const Options* o, const Tokenizer* tk) {
     double base_stats[NSTATS];
     result_stats(&base, NULL, base_stats);
 
-    // the runs, and the time left: each method's measured time per run once it has one, else its prior cost
+    // the runs, and the time left: each method's measured time per run once it has one, else its prior
+    // cost. the two traced runs (every -K steps a harmful score) are left out of both: they take longer
     int nruns = 0;
     for (int s = 0; s < NSETTINGS; s++) {
         nruns += settings[s].nmethods * settings[s].seeds;
     }
     static double v[NSETTINGS][NMETHODS][NSTATS][SEEDS], mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
     static RunStats first[2];
-    double t_start = now_ms(), done_cost = 0.0, method_ms[NMETHODS] = {0};
+    double t_start = now_ms(), done_cost = 0.0, done_ms = 0.0, method_ms[NMETHODS] = {0};
     int method_runs[NMETHODS] = {0}, run_k = 0;
     for (int s = 0; s < NSETTINGS; s++) {
         for (int m = 0; m < settings[s].nmethods; m++) {
@@ -3494,7 +3554,7 @@ void run_experiment(const Options* o, const Tokenizer* tk) {
                     for (int m2 = 0; m2 < settings[s2].nmethods; m2++) {
                         int n2 = settings[s2].seeds, todo = s2 > s || m2 > m ? n2 : s2 == s && m2 == m ? n2 - seed : 0;
                         double per_run = method_runs[m2] > 0 ? method_ms[m2] / method_runs[m2] / 1e3
-                                       : done_cost > 0 ? spent / done_cost * methods[m2].cost : NAN;
+                                       : done_cost > 0 ? done_ms / 1e3 / done_cost * methods[m2].cost : NAN;
                         left += todo * per_run;
                     }
                 }
@@ -3517,9 +3577,12 @@ void run_experiment(const Options* o, const Tokenizer* tk) {
                 for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = row[k]; }
                 if (traced) { first[m] = rs; }
                 gpt2_free(&model);
-                method_ms[m] += now_ms() - t0;
-                method_runs[m]++;
-                done_cost += methods[m].cost;
+                if (!traced) {
+                    method_ms[m] += now_ms() - t0;
+                    method_runs[m]++;
+                    done_ms += now_ms() - t0;
+                    done_cost += methods[m].cost;
+                }
             }
             for (int k = 0; k < NSTATS; k++) { mean_std(v[s][m][k], settings[s].seeds, &mean[s][m][k], &std[s][m][k]); }
         }

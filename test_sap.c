@@ -130,16 +130,58 @@ static void test_matmul_shape(Rng* r, int N, int C, int OC, const char* tag) {
 }
 
 static double f_attention(void* p) { K* k = p; attention_forward(k->out, k->aux1, k->aux2, k->inp, k->B, k->T, k->C, k->NH); return objective(k->out, k->R, (size_t)k->B * k->T * k->C); }
-static void test_attention(Rng* r) {
-    K k = {.B = 2, .T = 5, .C = 8, .NH = 2};
-    size_t nin = 2 * 5 * 24, nout = 2 * 5 * 8, natt = 2 * 2 * 5 * 5;
+// the attention is made of tiles (MR rows of queries, NR keys or channels): the second shape has
+// several of each, partial ones at the edges, and a head size that is not a multiple of NR
+static void test_attention_shape(Rng* r, int B, int T, int C, int NH, const char* tag) {
+    K k = {.B = B, .T = T, .C = C, .NH = NH};
+    size_t nin = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
     k.inp = malloc(nin * 4); k.out = malloc(nout * 4); k.R = malloc(nout * 4); k.aux1 = malloc(natt * 4); k.aux2 = malloc(natt * 4);
     fill_normal(k.inp, nin, 1, r); fill_normal(k.R, nout, 1, r);
     f_attention(&k);
+    // forward against a plain double loop: softmax of the scaled scores over t2 <= t, then the sum of values
+    int hs = C / NH;
+    double worst = 0.0, worst_att = 0.0, *w = malloc((size_t)T * sizeof(double));
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int t = 0; t < T; t++) {
+                const float* q = k.inp + ((size_t)b * T + t) * 3 * C + h * hs;
+                double mx = -1e300, sum = 0.0;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float* kk = k.inp + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                    double s = 0.0;
+                    for (int i = 0; i < hs; i++) { s += (double)q[i] * kk[i]; }
+                    w[t2] = s / sqrt((double)hs);
+                    if (w[t2] > mx) { mx = w[t2]; }
+                }
+                for (int t2 = 0; t2 <= t; t2++) { w[t2] = exp(w[t2] - mx); sum += w[t2]; }
+                const float* a = k.aux2 + (((size_t)b * NH + h) * T + t) * T;
+                for (int t2 = 0; t2 < T; t2++) {
+                    double e = fabs((t2 <= t ? w[t2] / sum : 0.0) - a[t2]);
+                    if (e > worst_att) { worst_att = e; }
+                }
+                for (int i = 0; i < hs; i++) {
+                    double o = 0.0;
+                    for (int t2 = 0; t2 <= t; t2++) { o += w[t2] / sum * k.inp[((size_t)b * T + t2) * 3 * C + 2 * C + h * hs + i]; }
+                    double e = fabs(o - k.out[((size_t)b * T + t) * C + h * hs + i]) / (1.0 + fabs(o));
+                    if (e > worst) { worst = e; }
+                }
+            }
+        }
+    }
+    free(w);
+    char name[128];
+    // float sums of up to 70 terms and a softmax whose exp is good to a few 1e-7: 1e-5 is ample
+    snprintf(name, sizeof name, "attention forward vs double loop (%s)", tag);
+    check(worst < 1e-5 && worst_att < 1e-5, name, "error %.3g (output), %.3g (weights)", worst, worst_att);
     float* dinp = calloc(nin, 4); float* dpre = calloc(natt, 4); float* datt = calloc(natt, 4);
-    attention_backward(dinp, dpre, datt, k.R, k.inp, k.aux2, 2, 5, 8, 2);
-    GRADCHECK("attention backward: q, k, v", k.inp, dinp, nin, f_attention, &k, r);
+    attention_backward(dinp, dpre, datt, k.R, k.inp, k.aux2, B, T, C, NH);
+    snprintf(name, sizeof name, "attention backward: q, k, v (%s)", tag);
+    GRADCHECK(name, k.inp, dinp, nin, f_attention, &k, r);
     free(k.inp); free(k.out); free(k.R); free(k.aux1); free(k.aux2); free(dinp); free(dpre); free(datt);
+}
+static void test_attention(Rng* r) {
+    test_attention_shape(r, 2, 5, 8, 2, "one tile");
+    test_attention_shape(r, 1, 70, 80, 2, "several tiles");
 }
 
 static double f_gelu(void* p) { K* k = p; gelu_forward(k->out, k->inp, (size_t)k->N); return objective(k->out, k->R, (size_t)k->N); }
