@@ -3306,7 +3306,7 @@ static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int 
     printf("%s_share_of_peak: %.2f\n", prefix, gflops / peak);
     printf("%s_tokens_per_s: %.0f\n", prefix, B * T / (med[0][3] / 1e3));
     if (full) { printf("%s_peak_rss_mb: %.0f\n", prefix, plain_rss); }
-    if (full) { bench_phases(prefix, &m[0], med[0][3]); }
+    bench_phases(prefix, &m[0], med[0][3]);
     if (!full) { // plain training only
         fflush(stdout);
         free(t);
