@@ -54,8 +54,8 @@ base: pretrained
 
 # the README's results: every method on the benign and the poisoned sets, 3 seeds (SFT and SAP
 # also at 5% and 20% poison, one seed), from data/base.bin, on the test files. writes
-# results/experiment.md (the table), .svg (the picture) and the CSVs of the steps. 65 minutes
-# with 2 threads on a 2-core Xeon VM.
+# results/experiment.md (the table), .svg (the picture) and the CSVs of the steps. 20 minutes
+# with 2 threads on a 2-core AMD EPYC VM.
 experiment: sap
 	@mkdir -p results
 	./sap -m experiment -a 10 -K 10 -M results/experiment
