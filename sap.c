@@ -29,9 +29,28 @@ rank-r adapters on some of each block's matrices: W x becomes W x + (alpha/r) B 
 Then g, its norm, the radius rho * ||theta||, theta' and AdamW all live in the adapters' space;
 the probe is the same. The saved checkpoint has the adapters merged in: W + (alpha/r) B A.
 
-The file reads top to bottom: utilities, layer kernels (forward and backward), the model,
-data, losses, the training steps (SFT, SAP, SAM side by side), evaluation, main.
 It reads and writes llm.c's checkpoint and token formats byte for byte.
+
+Reading path. The file reads top to bottom; each section opens with a line of dashes. To learn
+SAP, read sap_step() first, then what it calls; a first reading can skip the sections marked *.
+  utilities            die(), read_file(), write_atomic(), the random numbers
+  layer kernels        encoder, layernorm, the matmul (matmul_tile() and its callers), LoRA's
+                       adapter, attention, GELU, residual (+ the probe), softmax/cross-entropy:
+                       each forward next to its backward. the tiling is for speed; the math is
+                       llm.c's
+  the model            GPT2, gpt2_forward(), gpt2_backward() (probe_only: the pass at theta'),
+                       gpt2_update() (AdamW); LoRA's gpt2_lora_init()
+  data                 token files, example files (prompt, response[s]), batches
+  losses               task_loss(), contrastive_loss(): the same cross-entropy, other weights
+  training steps       sft_step(), sap_step() (the seven steps above), sam_step(); the
+                       gradient-cosine analysis (analysis_cosines()) sits before them
+  evaluation tools     generate() with a key/value cache, the tokenizer          *
+  evaluation           the judges (is_refusal(), judge_answer()), evaluate()
+  flags                parse_options()                                            *
+  a training run       train_run(): the loop, the NaN guard, saves and resume files *
+  the benchmark        run_bench() (make bench)                                   *
+  the experiment       run_experiment() (make experiment), its table and SVG     *
+  main                 run_compare() (the default job), main()
 */
 
 #define _POSIX_C_SOURCE 200809L
@@ -1829,7 +1848,7 @@ static void perturbed_weights(float* out, const float* theta, const float* dir, 
     for (size_t i = 0; i < n; i++) { out[i] = theta[i] + step * dir[i]; }
 }
 
-// one SAP step, numbered as in the header of this file and in SAP.md. the idea in one line: G
+// one SAP step, numbered as in the header of this file and in the README. the idea in one line: G
 // says how the probe's gradient changes when the weights move towards harm, and step 7 turns it
 // into a probe under which that move costs task loss, so the next task gradient steers away.
 float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr, float wd, Analysis* an) {
