@@ -44,12 +44,12 @@ SAP, read sap_step() first, then what it calls; a first reading can skip the sec
   losses               task_loss(), contrastive_loss(): the same cross-entropy, other weights
   training steps       sft_step(), sap_step() (the seven steps above), sam_step(); the
                        gradient-cosine analysis (analysis_cosines()) sits before them
-  evaluation tools     generate() with a key/value cache, the tokenizer          *
+  evaluation tools     generate() with a key/value cache, the tokenizer             *
   evaluation           the judges (is_refusal(), judge_answer()), evaluate()
-  flags                parse_options()                                            *
+  flags                parse_options()                                              *
   a training run       train_run(): the loop, the NaN guard, saves and resume files *
-  the benchmark        run_bench() (make bench)                                   *
-  the experiment       run_experiment() (make experiment), its table and SVG     *
+  the benchmark        run_bench() (make bench)                                     *
+  the experiment       run_experiment() (make experiment), its table and SVG        *
   main                 run_compare() (the default job), main()
 */
 
