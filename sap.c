@@ -352,9 +352,10 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 #endif
 #define KC 256 // the input gradient's k-block: a KC x NR panel stays in L1 while all rows pass
 
-// acc[r][j] = sum_{k<K} a[r*ar + k*ak] * bp[k*NR + j]; then out[r*ldo + j] (+)= acc[r][j] (+ bias[r])
+// acc[r][j] = sum_{k<K} a[r*ar + k*ak] * bp[k*NR + j]; then out[r*ldo + j] (+)= acc[r][j] (+ bias[j])
 // for the R <= MR rows and J <= NR columns that are real (rows past R repeat row R-1). with
-// transpose, the tile is stored transposed: out[j*ldo + r].
+// transpose, the tile is stored transposed: out[j*ldo + r] (+)= acc[r][j] (+ bias[r]). either way
+// the bias is indexed by out's column.
 static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar, size_t ak, const float* bp,
                                int K, int R, int J, const float* bias, int accumulate, int transpose) {
     float acc[MR][NR] = {{0.0f}};
@@ -370,7 +371,10 @@ static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar
     // kept in memory rather than in registers (clang)
     float sum[MR][NR];
     for (int r = 0; r < MR; r++) {
-        for (int j = 0; j < NR; j++) { sum[r][j] = acc[r][j] + (bias != NULL ? bias[r < R ? r : R - 1] : 0.0f); }
+        for (int j = 0; j < NR; j++) {
+            float bv = bias == NULL ? 0.0f : transpose ? bias[r < R ? r : R - 1] : bias[j < J ? j : J - 1];
+            sum[r][j] = acc[r][j] + bv;
+        }
     }
     for (int r = 0; r < R; r++) {
         for (int j = 0; j < J; j++) {
@@ -432,11 +436,33 @@ static size_t matmul_scratch_need(int N, int C) {
 
 static int min_int(int a, int b) { return a < b ? a : b; }
 
-// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC), made as its transpose weight @ inp^T:
-// inp is packed into panels of NR positions (small: N x C), and a tile takes MR weight rows, which
-// are read from memory once and reused from L1 against every panel. (packing the weight instead
-// would copy all of it at every call: at GPT-2's output layer, 154 MB.)
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC). the smaller of the two operands is packed:
+// with fewer outputs than positions (every matmul of a training step at the world's shape), the
+// weight, as panels of NR outputs' rows (C x NR each), and a tile takes MR positions; otherwise
+// (GPT-2's output layer: 50,304 outputs against 256 positions, a 154 MB weight) inp, as panels of
+// NR positions, and the product is made as its transpose weight @ inp^T: a tile takes MR weight
+// rows, read from memory once and reused from L1 against every panel. the sums are the same.
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
+    if (OC < N) {
+        int wp = (OC + NR - 1) / NR, nb = (N + MR - 1) / MR;
+        float* packed = matmul_scratch((size_t)wp * NR * C);
+        #pragma omp parallel for schedule(static)
+        for (int p = 0; p < wp; p++) {
+            pack_panel_transposed(packed + (size_t)p * C * NR, weight + (size_t)p * NR * C, C, C, min_int(NR, OC - p * NR));
+        }
+        // 8 tiles of positions at a time run past each panel, which stays in L1 meanwhile
+        #pragma omp parallel for schedule(static)
+        for (int nb0 = 0; nb0 < nb; nb0 += 8) {
+            for (int p = 0; p < wp; p++) {
+                for (int b = nb0; b < nb0 + 8 && b < nb; b++) {
+                    int n0 = b * MR;
+                    matmul_tile(out + (size_t)n0 * OC + p * NR, OC, inp + (size_t)n0 * C, C, 1, packed + (size_t)p * C * NR, C,
+                                min_int(MR, N - n0), min_int(NR, OC - p * NR), bias != NULL ? bias + p * NR : NULL, 0, 0);
+                }
+            }
+        }
+        return;
+    }
     int np = (N + NR - 1) / NR, ob = (OC + MR - 1) / MR;
     float* packed = matmul_scratch((size_t)np * NR * C);
     #pragma omp parallel for schedule(static)

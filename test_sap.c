@@ -2441,6 +2441,7 @@ int main(int argc, char** argv) {
     test_layernorm(&r);
     test_matmul_shape(&r, 7, 70, 9, "odd sizes");
     test_matmul_shape(&r, 8, 128, 8, "full tiles");
+    test_matmul_shape(&r, 70, 37, 45, "more positions than outputs: the weight is packed"); // partial tiles both ways
     test_attention(&r);
     test_gelu(&r);
     test_residual(&r);
