@@ -611,6 +611,19 @@ static size_t pack_head(float* panel, const float* x, size_t ldx, int T, int hs,
     return (size_t)T * round_up(hs, NR);
 }
 
+// s[t][t2] = x_t . y_t2 (T x T) for every tile on or below the diagonal; entries past t inside
+// those tiles get values the caller's causal mask then overwrites. x's row t is at x + t * ldx,
+// and y comes as pack_head()'s transposed panels (hs x T).
+static void causal_products(float* s, int T, const float* x, size_t ldx, const float* yt, int hs) {
+    for (int t0 = 0; t0 < T; t0 += MR) {
+        int R = min_int(MR, T - t0);
+        for (int p = 0; p * NR < t0 + R; p++) {
+            matmul_tile(s + (size_t)t0 * T + p * NR, T, x + (size_t)t0 * ldx, ldx, 1, yt + (size_t)p * hs * NR, hs, R,
+                        min_int(NR, T - p * NR), NULL, 0, 0);
+        }
+    }
+}
+
 void attention_forward(float* out, float* preatt, float* att, const float* inp, int B, int T, int C, int NH) {
     int C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -624,14 +637,7 @@ void attention_forward(float* out, float* preatt, float* att, const float* inp, 
             float* kt = scratch + attention_scratch_need(T, hs) * thread_id();
             float* vp = kt + pack_head(kt, q + C, C3, T, hs, 1); // K^T panels, then V panels
             pack_head(vp, q + 2 * C, C3, T, hs, 0);
-            // scores: pre[t][t2] = q_t . k_t2 for the tiles on or below the diagonal
-            for (int t0 = 0; t0 < T; t0 += MR) {
-                int R = min_int(MR, T - t0);
-                for (int p = 0; p * NR < t0 + R; p++) {
-                    matmul_tile(pre + (size_t)t0 * T + p * NR, T, q + (size_t)t0 * C3, C3, 1, kt + (size_t)p * hs * NR, hs, R,
-                                min_int(NR, T - p * NR), NULL, 0, 0);
-                }
-            }
+            causal_products(pre, T, q, C3, kt, hs); // scores: pre[t][t2] = q_t . k_t2
             // softmax over t2 <= t of the scaled scores, and the causal mask
             for (int t = 0; t < T; t++) {
                 float* pr = pre + (size_t)t * T;
@@ -681,14 +687,7 @@ void attention_backward(float* dinp, float* dpreatt, float* datt, const float* d
             float* qp = kp + pack_head(kp, q + C, C3, T, hs, 0);
             float* dp = qp + pack_head(qp, q, C3, T, hs, 0);
             pack_head(dp, d, C, T, hs, 0);
-            // dA[t][t2] = dout_t . v_t2, on or below the diagonal
-            for (int t0 = 0; t0 < T; t0 += MR) {
-                int R = min_int(MR, T - t0);
-                for (int p = 0; p * NR < t0 + R; p++) {
-                    matmul_tile(da + (size_t)t0 * T + p * NR, T, d + (size_t)t0 * C, C, 1, vt + (size_t)p * hs * NR, hs, R,
-                                min_int(NR, T - p * NR), NULL, 0, 0);
-                }
-            }
+            causal_products(da, T, d, C, vt, hs); // dA[t][t2] = dout_t . v_t2
             // the softmax's backward, with the score's scale folded in; zero above the diagonal
             for (int t = 0; t < T; t++) {
                 const float* ar = a + (size_t)t * T;
@@ -3229,9 +3228,9 @@ static void bench_phases(const char* prefix, GPT2* m, double step_ms) {
     ActivationTensors a = m->acts, d = m->grads_acts;
     enum { MATMUL, ATTENTION, LAYERNORM, GELU_RESIDUAL, SOFTMAX, NUM_PHASES };
     const char* names[NUM_PHASES] = {"matmul", "attention", "layernorm", "gelu_residual", "softmax"};
-    const int rounds = 5;
-    double t[NUM_PHASES][5], t0;
-    for (int s = 0; s < rounds; s++) {
+    enum { ROUNDS = 5 };
+    double t[NUM_PHASES][ROUNDS], t0;
+    for (int s = 0; s < ROUNDS; s++) {
         t0 = now_ms();
         for (int l = 0; l < L; l++) { // the four matmuls of a block, forward and backward
             matmul_forward(a.qkv, a.ln1, p.qkvw, p.qkvb, N, C, 3 * C);
@@ -3275,7 +3274,7 @@ static void bench_phases(const char* prefix, GPT2* m, double step_ms) {
     }
     double sum = 0.0;
     for (int q = 0; q < NUM_PHASES; q++) {
-        double ms = median(t[q], rounds);
+        double ms = median(t[q], ROUNDS);
         sum += ms;
         printf("%s_phase_%s_ms: %.1f\n", prefix, names[q], ms);
     }
@@ -3293,6 +3292,24 @@ static void bench_phases(const char* prefix, GPT2* m, double step_ms) {
         r[s] = (now_ms() - t0) / regions * 1e3;
     }
     printf("%s_parallel_region_us: %.2f\n", prefix, sink >= 0 ? median(r, 5) : 0.0);
+}
+
+// the SAP and LoRA lines of a shape: med[k][c] as in bench_shape(), lora the LoRA model
+static void print_bench_sap(const char* prefix, const GPT2* lora, double med[2][9]) {
+    const char* phases[4] = {"contrastive", "perturbed", "task", "update"};
+    printf("%s_sap_step_ms: %.1f\n", prefix, med[0][4]);
+    for (int q = 0; q < 4; q++) { printf("%s_sap_%s_ms: %.1f\n", prefix, phases[q], med[0][5 + q]); }
+    printf("%s_sap_over_sft: %.2f\n", prefix, med[0][4] / med[0][3]);
+    printf("%s_lora_trainable: %zu\n", prefix, lora->num_theta);
+    printf("%s_lora_sft_step_ms: %.1f\n", prefix, med[1][3]);
+    printf("%s_lora_forward_ms: %.1f\n", prefix, med[1][0]);
+    printf("%s_lora_backward_ms: %.1f\n", prefix, med[1][1]);
+    printf("%s_lora_update_ms: %.1f\n", prefix, med[1][2]);
+    printf("%s_lora_sft_saved_share: %.2f\n", prefix, 1.0 - med[1][3] / med[0][3]); // of a plain step, by training adapters only
+    printf("%s_lora_sap_step_ms: %.1f\n", prefix, med[1][4]);
+    for (int q = 0; q < 4; q++) { printf("%s_lora_sap_%s_ms: %.1f\n", prefix, phases[q], med[1][5 + q]); }
+    printf("%s_lora_sap_over_sft: %.2f\n", prefix, med[1][4] / med[1][3]);
+    printf("%s_peak_rss_all_mb: %.0f\n", prefix, peak_rss_mb()); // with SAP's buffers and the LoRA model too
 }
 
 // times plain training (SFT) and SAP on one shape, with every weight trained and with LoRA (rank
@@ -3316,30 +3333,34 @@ static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int 
     gpt2_allocate_activations(&m[0], B > 2 * pairs ? B : 2 * pairs, T);
     timed_sft_step(&m[0], &task, ms); // the warm-up: every buffer of plain training is now touched
     double plain_rss = peak_rss_mb();
-    gpt2_init_random(&m[1], cfg, 1);
-    int qv[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1};
-    gpt2_lora_init(&m[1], 8, 8.0f, qv, 2);
-    gpt2_allocate_activations(&m[1], B > 2 * pairs ? B : 2 * pairs, T);
+    int models = full ? 2 : 1; // without full, plain training of every weight only: no SAP, no LoRA
     SAP sap[2];
-    for (int k = 0; k < 2; k++) {
-        gpt2_set_probe_layers(&m[k], &probe_layer, 1);
-        sap_init(&sap[k], &m[k], 2e-3f, 0.05f, 100.0f);
+    if (full) {
+        gpt2_init_random(&m[1], cfg, 1);
+        int qv[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1};
+        gpt2_lora_init(&m[1], 8, 8.0f, qv, 2);
+        gpt2_allocate_activations(&m[1], B > 2 * pairs ? B : 2 * pairs, T);
+        for (int k = 0; k < 2; k++) {
+            gpt2_set_probe_layers(&m[k], &probe_layer, 1);
+            sap_init(&sap[k], &m[k], 2e-3f, 0.05f, 100.0f);
+        }
     }
     // t[k][c][s]: model k, round s; columns: SFT forward, backward, AdamW, step; SAP step, its 4 phases
-    double* t = malloc_check((size_t)2 * 9 * (steps + 1) * sizeof(double), "bench");
+    double* t = calloc_check((size_t)2 * 9 * (steps + 1), sizeof(double), "bench");
     for (int s = 0; s <= steps; s++) { // round 0 is the warm-up
-        for (int k = 0; k < (full ? 2 : 1); k++) {
+        for (int k = 0; k < models; k++) {
             timed_sft_step(&m[k], &task, ms);
-            double t0 = now_ms();
-            if (full) { sap_step(&m[k], &sap[k], &task, &pb, 1e-5f, 0.0f, NULL); }
-            ms[4] = now_ms() - t0;
-            for (int q = 0; q < 4; q++) { ms[5 + q] = full ? sap[k].ms[q] : 0.0; }
-            for (int c = 0; c < 9 && s > 0; c++) { t[((size_t)k * 9 + c) * steps + s - 1] = ms[c]; }
+            if (full) {
+                double t0 = now_ms();
+                sap_step(&m[k], &sap[k], &task, &pb, 1e-5f, 0.0f, NULL);
+                ms[4] = now_ms() - t0;
+                for (int q = 0; q < 4; q++) { ms[5 + q] = sap[k].ms[q]; }
+            }
+            for (int c = 0; c < (full ? 9 : 4) && s > 0; c++) { t[((size_t)k * 9 + c) * steps + s - 1] = ms[c]; }
         }
     }
     double med[2][9];
-    for (int k = 0; k < (full ? 2 : 1); k++) { for (int c = 0; c < 9; c++) { med[k][c] = median(t + ((size_t)k * 9 + c) * steps, steps); } }
-    const char* phases[4] = {"contrastive", "perturbed", "task", "update"};
+    for (int k = 0; k < models; k++) { for (int c = 0; c < 9; c++) { med[k][c] = median(t + ((size_t)k * 9 + c) * steps, steps); } }
     printf("%s_params: %zu\n", prefix, m[0].num_parameters);
     printf("%s_step_ms: %.1f\n", prefix, med[0][3]);
     printf("%s_sft_step_ms: %.1f\n", prefix, med[0][3]);
@@ -3352,31 +3373,13 @@ static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int 
     printf("%s_tokens_per_s: %.0f\n", prefix, B * T / (med[0][3] / 1e3));
     if (full) { printf("%s_peak_rss_mb: %.0f\n", prefix, plain_rss); }
     bench_phases(prefix, &m[0], med[0][3]);
-    if (!full) { // plain training only
-        fflush(stdout);
-        free(t);
-        for (int k = 0; k < 2; k++) { sap_free(&sap[k]); gpt2_free(&m[k]); }
-        batch_free(&task); batch_free(&pb);
-        return 0.0;
-    }
-    printf("%s_sap_step_ms: %.1f\n", prefix, med[0][4]);
-    for (int q = 0; q < 4; q++) { printf("%s_sap_%s_ms: %.1f\n", prefix, phases[q], med[0][5 + q]); }
-    printf("%s_sap_over_sft: %.2f\n", prefix, med[0][4] / med[0][3]);
-    printf("%s_lora_trainable: %zu\n", prefix, m[1].num_theta);
-    printf("%s_lora_sft_step_ms: %.1f\n", prefix, med[1][3]);
-    printf("%s_lora_forward_ms: %.1f\n", prefix, med[1][0]);
-    printf("%s_lora_backward_ms: %.1f\n", prefix, med[1][1]);
-    printf("%s_lora_update_ms: %.1f\n", prefix, med[1][2]);
-    printf("%s_lora_sft_saved_share: %.2f\n", prefix, 1.0 - med[1][3] / med[0][3]); // of a plain step, by training adapters only
-    printf("%s_lora_sap_step_ms: %.1f\n", prefix, med[1][4]);
-    for (int q = 0; q < 4; q++) { printf("%s_lora_sap_%s_ms: %.1f\n", prefix, phases[q], med[1][5 + q]); }
-    printf("%s_lora_sap_over_sft: %.2f\n", prefix, med[1][4] / med[1][3]);
-    printf("%s_peak_rss_all_mb: %.0f\n", prefix, peak_rss_mb()); // with SAP's buffers and the LoRA model too
+    if (full) { print_bench_sap(prefix, &m[1], med); }
     fflush(stdout);
     free(t);
-    for (int k = 0; k < 2; k++) { sap_free(&sap[k]); gpt2_free(&m[k]); }
+    for (int k = 0; k < models; k++) { gpt2_free(&m[k]); }
+    if (full) { for (int k = 0; k < 2; k++) { sap_free(&sap[k]); } }
     batch_free(&task); batch_free(&pb);
-    return med[0][4] / med[0][3];
+    return full ? med[0][4] / med[0][3] : 0.0;
 }
 
 void run_bench(const Options* o) {
@@ -3577,7 +3580,7 @@ void run_experiment(const Options* o, const Tokenizer* tk) {
     }
     static double v[NSETTINGS][NMETHODS][NSTATS][SEEDS], mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
     static RunStats first[2];
-    double t_start = now_ms(), done_cost = 0.0, done_ms = 0.0, method_ms[NMETHODS] = {0};
+    double t_start = now_ms(), method_ms[NMETHODS] = {0};
     int method_runs[NMETHODS] = {0}, run_k = 0;
     for (int s = 0; s < NSETTINGS; s++) {
         for (int m = 0; m < settings[s].nmethods; m++) {
@@ -3594,7 +3597,8 @@ void run_experiment(const Options* o, const Tokenizer* tk) {
                 run.save = run.state = run.resume = NULL;
                 run.save_every = 0;
                 // where the experiment is: run k of n, time spent, time left
-                double spent = (now_ms() - t_start) / 1e3, left = 0.0;
+                double spent = (now_ms() - t_start) / 1e3, left = 0.0, done_ms = 0.0, done_cost = 0.0;
+                for (int m2 = 0; m2 < NMETHODS; m2++) { done_ms += method_ms[m2]; done_cost += method_runs[m2] * methods[m2].cost; }
                 for (int s2 = s; s2 < NSETTINGS; s2++) {
                     for (int m2 = 0; m2 < settings[s2].nmethods; m2++) {
                         int n2 = settings[s2].seeds, todo = s2 > s || m2 > m ? n2 : s2 == s && m2 == m ? n2 - seed : 0;
@@ -3625,8 +3629,6 @@ void run_experiment(const Options* o, const Tokenizer* tk) {
                 if (!traced) {
                     method_ms[m] += now_ms() - t0;
                     method_runs[m]++;
-                    done_ms += now_ms() - t0;
-                    done_cost += methods[m].cost;
                 }
             }
             for (int k = 0; k < NSTATS; k++) { mean_std(v[s][m][k], settings[s].seeds, &mean[s][m][k], &std[s][m][k]); }
