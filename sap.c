@@ -1613,9 +1613,11 @@ int loader_next(ExampleLoader* ld) {
     return ld->order[ld->pos++];
 }
 
-// a batch of B rows of T tokens and the loss weight of every position
+// a batch of B rows of T tokens and the loss weight of every position. rows are filled at the
+// allocated length max_T; a batch of examples is then cut to its longest row (batch_trim)
 typedef struct {
-    int B, T;
+    int B, T;       // rows, and their length now (at most max_T)
+    int max_T;      // the length a row is filled at
     int* inputs;    // (B, T)
     int* targets;   // (B, T)
     float* mask;    // (B, T) 1 where the target carries loss
@@ -1624,7 +1626,7 @@ typedef struct {
 
 void batch_alloc(Batch* b, int B, int T) {
     size_t n = (size_t)B * T;
-    b->B = B; b->T = T;
+    b->B = B; b->T = b->max_T = T;
     b->inputs = malloc_check(n * sizeof(int), "batch");
     b->targets = malloc_check(n * sizeof(int), "batch");
     b->mask = malloc_check(n * sizeof(float), "batch");
@@ -1640,8 +1642,27 @@ static void mean_weights(Batch* b) {
     for (size_t i = 0; i < n; i++) { b->weights[i] = count > 0 ? (float)(b->mask[i] / count) : 0.0f; }
 }
 
+// cut every row after the last position that carries loss in any row (the batch's longest
+// example). the model is causal, so no position before the cut depends on one after it, and
+// the positions cut carry no loss: their gradients are exact zeros. the loss and every gradient
+// keep their bits (each sum over positions only loses terms that are +-0), and the passes get
+// cheaper: a fine-tuning batch's longest row is about 108 of 128 tokens.
+static void batch_trim(Batch* b) {
+    int T = b->T, keep = 1;
+    for (int r = 0; r < b->B; r++) {
+        for (int t = keep; t < T; t++) { if (b->mask[(size_t)r * T + t] != 0.0f) { keep = t + 1; } }
+    }
+    for (int r = 1; r < b->B; r++) { // row r moves down to r * keep, never past a row not yet moved
+        memmove(b->inputs + (size_t)r * keep, b->inputs + (size_t)r * T, (size_t)keep * sizeof(int));
+        memmove(b->targets + (size_t)r * keep, b->targets + (size_t)r * T, (size_t)keep * sizeof(int));
+        memmove(b->mask + (size_t)r * keep, b->mask + (size_t)r * T, (size_t)keep * sizeof(float));
+    }
+    b->T = keep;
+}
+
 // plain language modelling: every position carries loss
 void lm_batch(Batch* b, TokenFile* tf) {
+    b->T = b->max_T;
     tokens_next_batch(tf, b->B, b->T, b->inputs, b->targets);
     for (int i = 0; i < b->B * b->T; i++) { b->mask[i] = 1.0f; }
     mean_weights(b);
@@ -1649,10 +1670,12 @@ void lm_batch(Batch* b, TokenFile* tf) {
 
 // supervised fine-tuning: B examples, loss on their responses
 void task_batch(Batch* b, ExampleLoader* ld) {
+    b->T = b->max_T;
     for (int r = 0; r < b->B; r++) {
         size_t o = (size_t)r * b->T;
         example_row(ld->file, loader_next(ld), 0, b->T, b->inputs + o, b->targets + o, b->mask + o);
     }
+    batch_trim(b);
     mean_weights(b);
 }
 
@@ -1667,7 +1690,9 @@ void pair_rows(Batch* b, int r, const ExampleFile* ef, int i) {
 // contrastive: B/2 triples, triple j in rows 2j and 2j+1.
 // the weights are set by contrastive_loss() once the forward pass has run.
 void pair_batch(Batch* b, ExampleLoader* ld) {
+    b->T = b->max_T;
     for (int r = 0; r < b->B; r += 2) { pair_rows(b, r, ld->file, loader_next(ld)); }
+    batch_trim(b);
 }
 
 // ----------------------------------------------------------------------------
@@ -1740,7 +1765,7 @@ typedef struct {
     float contrastive; // Lc(theta_t) of the contrastive batch
     float margin;      // mean s(safe) - s(harmful) on it
     int rms_layer;     // the first probed block (-P), where the sizes below are measured, or -1
-    double resid_rms;  // RMS of the residual stream leaving that block, over the task batch
+    double resid_rms;  // RMS of the residual stream leaving that block, over the task batch's responses
     double probe_rms;  // RMS of the probe added there (0 without SAP): its size next to the stream's
 } Analysis;
 
@@ -1766,7 +1791,7 @@ static double cosine(double ab, double aa, double bb) { return ab / (sqrt(aa) * 
 static double vector_cosine(const float* a, const float* b, size_t n) { return cosine(dot_product(a, b, n), dot_product(a, a, n), dot_product(b, b, n)); }
 
 // cosines between the task gradient (now in model->theta_grad) and -g, the saved harmful direction reversed
-void analysis_cosines(const GPT2* model, Analysis* an) {
+void analysis_cosines(const GPT2* model, const Batch* task, Analysis* an) {
     size_t n = model->num_theta;
     const float* g = model->theta_grad;
     an->cos_all = -vector_cosine(g, an->harm_dir, n);
@@ -1781,9 +1806,13 @@ void analysis_cosines(const GPT2* model, Analysis* an) {
         an->cos_drift = vector_cosine(drift, an->harm_dir, n);
     }
     if (an->rms_layer >= 0) { // the task batch's forward pass at theta_t is the last one made
-        size_t C = (size_t)model->config.channels, NC = (size_t)model->B * model->T * C;
-        const float* x = model->acts.residual3 + (size_t)an->rms_layer * NC;
-        an->resid_rms = sqrt(dot_product(x, x, NC) / (double)NC);
+        size_t C = (size_t)model->config.channels, N = (size_t)model->B * model->T;
+        const float* x = model->acts.residual3 + (size_t)an->rms_layer * N * C;
+        double ss = 0.0, count = 0.0; // over the positions whose target carries loss: the responses
+        for (size_t i = 0; i < N; i++) {
+            if (task->mask[i] != 0.0f) { ss += dot_product(x + i * C, x + i * C, C); count += (double)C; }
+        }
+        an->resid_rms = count > 0 ? sqrt(ss / count) : 0.0;
         an->probe_rms = model->probed[an->rms_layer] ? l2_norm(model->probe + an->rms_layer * C, C) / sqrt((double)C) : 0.0;
     }
 }
@@ -1813,7 +1842,7 @@ float sft_step(GPT2* model, const Batch* task, float lr, float wd, Analysis* an)
     gpt2_zero_grad(model);
     float loss = task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
-    if (an != NULL) { analysis_cosines(model, an); analysis_before_update(model, an); }
+    if (an != NULL) { analysis_cosines(model, task, an); analysis_before_update(model, an); }
     gpt2_update(model, lr, wd);
     if (an != NULL) { analysis_after_update(model, an); }
     return loss;
@@ -1905,7 +1934,7 @@ float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr,
     float loss = task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
     for (size_t i = 0; i < LC; i++) { sap->G[i] += model->dprobe[i]; }
-    if (an != NULL) { analysis_cosines(model, an); analysis_before_update(model, an); }
+    if (an != NULL) { analysis_cosines(model, task, an); analysis_before_update(model, an); }
     double t3 = now_ms();
     // 6. theta_{t+1} = AdamW(theta_t, g_task)
     gpt2_update(model, lr, wd);
@@ -1953,14 +1982,17 @@ void probe_resume(GPT2* model, const int* saved) {
 // over the first max_batches windows), on theta alone
 float eval_loss_examples(GPT2* model, const ExampleFile* ef, Batch* b) {
     double sum = 0.0, count = 0.0;
+    Batch e = *b; // b's buffers, rows of this file
     for (int i0 = 0; i0 < ef->N; i0 += b->B) {
-        int rows = ef->N - i0 < b->B ? ef->N - i0 : b->B;
-        for (int r = 0; r < rows; r++) {
-            size_t o = (size_t)r * b->T;
-            example_row(ef, i0 + r, 0, b->T, b->inputs + o, b->targets + o, b->mask + o);
+        e.B = ef->N - i0 < b->B ? ef->N - i0 : b->B;
+        e.T = e.max_T;
+        for (int r = 0; r < e.B; r++) {
+            size_t o = (size_t)r * e.T;
+            example_row(ef, i0 + r, 0, e.T, e.inputs + o, e.targets + o, e.mask + o);
         }
-        gpt2_forward(model, b->inputs, b->targets, rows, b->T);
-        for (int j = 0; j < rows * b->T; j++) { sum += (double)b->mask[j] * model->acts.losses[j]; count += b->mask[j]; }
+        batch_trim(&e);
+        gpt2_forward(model, e.inputs, e.targets, e.B, e.T);
+        for (int j = 0; j < e.B * e.T; j++) { sum += (double)e.mask[j] * model->acts.losses[j]; count += e.mask[j]; }
     }
     return (float)(sum / (count > 0 ? count : 1));
 }
@@ -2452,8 +2484,10 @@ EvalResult evaluate(GPT2* model, EvalSet* es, Batch* batch, const Tokenizer* tk)
     Batch pairs = *batch;
     for (int i0 = 0; i0 < es->pairs.N; i0 += P) {
         int n = es->pairs.N - i0 < P ? es->pairs.N - i0 : P;
-        for (int k = 0; k < n; k++) { pair_rows(&pairs, 2 * k, &es->pairs, i0 + k); }
         pairs.B = 2 * n;
+        pairs.T = pairs.max_T;
+        for (int k = 0; k < n; k++) { pair_rows(&pairs, 2 * k, &es->pairs, i0 + k); }
+        batch_trim(&pairs);
         float margin;
         contrastive_loss(model, &pairs, 1.0f, &margin);
         sum += (double)margin * n;
@@ -3021,6 +3055,7 @@ RunStats train_run(GPT2* model, const Options* o) {
     }
     double total_ms = 0.0, sum_cos = 0.0, sum_cos_step = 0.0, plain_ms = 0.0, sum_layer[MAX_BLOCKS] = {0}, sum_rms[2] = {0};
     int plain_steps = 0, steps_run = 0;
+    double positions = 0.0; // the task batches' positions (B x T after the cut to the longest row)
     for (int step = state.step; step <= o->steps; step++) {
         int last = step == o->steps;
         if (o->curve_every > 0 && (last || step % o->curve_every == 0)) {
@@ -3062,6 +3097,7 @@ RunStats train_run(GPT2* model, const Options* o) {
         total_ms += ms;
         if (!analyze) { plain_ms += ms; plain_steps++; } // analysed steps cost more; ms/step leaves them out
         steps_run++;
+        positions += (double)task.B * task.T;
         // the NaN guard: a non-finite loss or gradient stops the run before anything is saved,
         // so the last checkpoint on disk (an -S save, or none) stays as it was
         double grad_norm = l2_norm(model->theta_grad, model->num_theta);
@@ -3119,7 +3155,7 @@ RunStats train_run(GPT2* model, const Options* o) {
     rs.resid_rms = rs.analysed > 0 && an.rms_layer >= 0 ? sum_rms[0] / rs.analysed : NAN;
     rs.probe_rms = rs.analysed > 0 && an.rms_layer >= 0 ? sum_rms[1] / rs.analysed : NAN;
     printf("done: %d steps, %.1f ms/step, %.0f tokens/s, final train loss %f", o->steps, rs.ms_per_step,
-           steps_run > 0 ? (double)o->B * o->T * steps_run / (total_ms / 1e3) : 0.0, rs.loss);
+           steps_run > 0 ? positions / (total_ms / 1e3) : 0.0, rs.loss);
     if (o->val != NULL) { printf(", val loss %f", rs.val_loss); }
     printf("\n");
     // the final save: theta, and the resume file (a later run can continue it with a larger -n)

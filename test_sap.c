@@ -1006,6 +1006,21 @@ static void test_analysis(Rng* r) {
         // recomputation (summation order) differs, so 1e-4 as for cos_all
         snprintf(name, sizeof name, "%s analysis: the drift's cosine, cos(theta_t - theta_start, g), matches an independent computation", k ? "SAP" : "SFT");
         check(fabs(an.cos_drift - want_drift) < 1e-4 && fabs(want_drift) > 1e-3, name, "drift %.6f (want %.6f)", an.cos_drift, want_drift);
+        // the residual stream's RMS after block 0 (rms_layer 0), over the response positions only
+        // (4 of each row's 6), from the task batch's forward pass at theta_t, still in the activations
+        double sq = 0.0, sq_all = 0.0;
+        int C = m[k].config.channels, cnt = 0;
+        for (int i = 0; i < 12; i++) {
+            for (int c = 0; c < C; c++) {
+                double x = m[k].acts.residual3[(size_t)i * C + c];
+                sq_all += x * x;
+                if (task.mask[i] != 0.0f) { sq += x * x; cnt++; }
+            }
+        }
+        double want_rms = sqrt(sq / cnt), all_rms = sqrt(sq_all / (12 * C));
+        snprintf(name, sizeof name, "%s analysis: the residual stream's RMS at the probed block, over the responses", k ? "SAP" : "SFT");
+        check(fabs(an.resid_rms - want_rms) < 1e-6 * want_rms && fabs(all_rms - want_rms) > 1e-3 * want_rms, name,
+              "%.7f (want %.7f; over every position %.7f)", an.resid_rms, want_rms, all_rms);
         free(an.harm_dir); free(an.theta_before); free(an.cos_layer);
     }
     free(g); free(gt); free(start);
@@ -1065,14 +1080,71 @@ static void test_pair_rows(void) {
     Batch b;
     batch_alloc(&b, 2, 6);
     pair_batch(&b, &ld);
-    int in[12] = {1, 2, 3, 4, 19, 19, 1, 2, 5, 6, 7, 19}, tg[12] = {2, 3, 4, 19, 19, 19, 2, 5, 6, 7, 19, 19};
-    float mk[12] = {0, 1, 1, 0, 0, 0, 0, 1, 1, 1, 0, 0};
-    int same = 1;
-    for (int i = 0; i < 12; i++) { same &= b.inputs[i] == in[i] && b.targets[i] == tg[i] && b.mask[i] == mk[i]; }
-    check(same, "contrastive batch: prompt ++ safe in row 0, prompt ++ harmful in row 1, masks on the responses", "layout differs");
+    // rows of 6, cut after the harmful response's last target (position 3): rows of 4
+    int in[8] = {1, 2, 3, 4, 1, 2, 5, 6}, tg[8] = {2, 3, 4, 19, 2, 5, 6, 7};
+    float mk[8] = {0, 1, 1, 0, 0, 1, 1, 1};
+    int same = b.T == 4;
+    for (int i = 0; i < 8 && same; i++) { same &= b.inputs[i] == in[i] && b.targets[i] == tg[i] && b.mask[i] == mk[i]; }
+    check(same, "contrastive batch: prompt ++ safe in row 0, prompt ++ harmful in row 1, masks on the responses, cut to the longest", "layout differs (T %d)", b.T);
     batch_free(&b);
     free(ld.order);
     examples_free(&ef);
+}
+
+// a batch cut to its longest row (batch_trim) gives the same loss, weight gradients and probe
+// gradient, bit for bit, as the full batch: the task loss, and the contrastive loss with its
+// per-triple weights. 40 positions cut to 28 cross attention tiles (8 rows, 32 or 16 columns)
+// and a matmul tile of positions; the probe sits after both blocks.
+// one pass on a copy of the batch `full`, cut first if `cut`: the task loss or (contrastive) the
+// contrastive loss, with its backward pass. returns the copy's row length
+static int trim_pass(GPT2* m, const Batch* full, int contrastive, int cut, float* loss) {
+    Batch b;
+    batch_alloc(&b, full->B, full->T);
+    size_t n = (size_t)full->B * full->T;
+    memcpy(b.inputs, full->inputs, n * sizeof(int)); memcpy(b.targets, full->targets, n * sizeof(int)); memcpy(b.mask, full->mask, n * sizeof(float));
+    if (cut) { batch_trim(&b); }
+    gpt2_zero_grad(m);
+    if (contrastive) { *loss = harmful_direction(m, &b, 1.0f, NULL); }
+    else { mean_weights(&b); *loss = task_loss(m, &b); gpt2_backward(m, b.weights, 0); }
+    int T = b.T;
+    batch_free(&b);
+    return T;
+}
+static void test_trim_keeps_bits(void) {
+    GPT2Config c = {.max_seq_len = 64, .vocab_size = 50, .padded_vocab_size = 64, .num_layers = 2, .num_heads = 4, .channels = 96};
+    GPT2 m;
+    gpt2_init_random(&m, c, 5);
+    gpt2_allocate_activations(&m, 4, 40);
+    int layers[2] = {0, 1};
+    gpt2_set_probe_layers(&m, layers, 2);
+    Rng r;
+    rng_seed(&r, 31);
+    fill_normal(m.probe, 2 * 96, 0.1f, &r);
+    Batch full;
+    batch_alloc(&full, 4, 40);
+    int from[4] = {5, 10, 5, 3}, to[4] = {20, 28, 24, 15}; // loss on targets [from, to): the last at 27
+    for (int i = 0; i < 4 * 40; i++) {
+        int row = i / 40, t = i % 40;
+        full.inputs[i] = row % 2 == 1 && t < 5 ? full.inputs[i - 40] : (int)(rng_u32(&r) % 50); // pairs share a prompt
+        full.targets[i] = rng_u32(&r) % 50;
+        full.mask[i] = t >= from[row] && t < to[row] ? 1.0f : 0.0f;
+    }
+    size_t np = m.num_parameters, nv = (size_t)2 * 96;
+    float* g = malloc((np + nv) * sizeof(float));
+    for (int k = 0; k < 2; k++) { // the task loss, then the contrastive loss
+        float loss[2];
+        trim_pass(&m, &full, k, 0, &loss[0]);
+        memcpy(g, m.grads_memory, np * sizeof(float)); memcpy(g + np, m.dprobe, nv * sizeof(float));
+        int T = trim_pass(&m, &full, k, 1, &loss[1]);
+        int same = T == 28 && loss[0] == loss[1] && memcmp(g, m.grads_memory, np * sizeof(float)) == 0 &&
+                   memcmp(g + np, m.dprobe, nv * sizeof(float)) == 0;
+        check(same, k == 0 ? "a batch cut to its longest row (40 -> 28): the same task loss, weight and probe gradients, bit for bit"
+                           : "a batch cut to its longest row (40 -> 28): the same contrastive loss, weight and probe gradients, bit for bit",
+              "T %d, loss %.9g vs %.9g", T, loss[0], loss[1]);
+    }
+    free(g);
+    batch_free(&full);
+    gpt2_free(&m);
 }
 
 // validation during a SAP run, and evaluation, see theta alone: the reported validation loss is
@@ -2462,6 +2534,7 @@ int main(int argc, char** argv) {
     test_sap_lag_and_moments(&r);
     test_analysis(&r);
     test_pair_rows();
+    test_trim_keeps_bits();
     test_validation_without_probe();
     test_curve_leaves_run_alone();
     test_svg_marks();
