@@ -54,11 +54,19 @@ base: pretrained
 
 # the README's results: every method on the benign and the poisoned sets, 3 seeds (SFT and SAP
 # also at 5% and 20% poison, one seed), from data/base.bin, on the test files. writes
-# results/experiment.md (the table), .svg (the picture) and the CSVs of the steps. 20 minutes
+# results/experiment.md (the table), .svg (the picture) and the CSVs of the steps. 15 minutes
 # with 2 threads on a 2-core AMD EPYC VM.
 experiment: sap
 	@mkdir -p results
 	./sap -m experiment -a 10 -K 10 -M results/experiment
+
+# the same with LoRA (the official code's fine-tuning) instead of every weight: rank 8 on all six
+# matrices of every block, lr 3e-3, SAP's rho 2e-3 (chosen on val); no harmful score during
+# training (-K generates, which needs the adapters merged). writes results/experiment_lora.*
+LORA_FLAGS = -Q 8 -W q,k,v,proj,fc,fcproj -l 3e-3 -r 2e-3 -p 0.2
+experiment-lora: sap
+	@mkdir -p results
+	./sap -m experiment $(LORA_FLAGS) -a 10 -M results/experiment_lora
 
 # the tests under AddressSanitizer and UndefinedBehaviorSanitizer (no OpenMP: its runtime confuses
 # the sanitizers). the out-of-memory test needs malloc to return NULL instead of aborting; leak
@@ -111,4 +119,4 @@ clean:
 	rm -f sap test_sap test_sap_asan data/world
 	rm -rf .data-check $(addprefix .fuzz/,$(FUZZ_TARGETS))
 
-.PHONY: all test clean data data-check pretrained base experiment bench asan fuzz
+.PHONY: all test clean data data-check pretrained base experiment experiment-lora bench asan fuzz
