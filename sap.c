@@ -3553,6 +3553,9 @@ static void write_svg(const char* path, double mean[NSETTINGS][NMETHODS][NSTATS]
         for (int i = 0; i < r->curve_n; i++) { fprintf(f, "%.1f,%.1f ", x0 + (double)r->curve_step[i] / (steps > 0 ? steps : 1) * SVG_W, y0 - r->curve_harmful[i] * SVG_H); }
         fprintf(f, "'/>\n<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", x0 + 8, y0 - SVG_H + 14 + 13 * k, method_colour[k], methods[k].name);
     }
+    if ((first[0] == NULL || first[0]->curve_n == 0) && (first[1] == NULL || first[1]->curve_n == 0)) { // -K 0, and always with LoRA
+        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' fill='#666'>not measured (-K 0)</text>\n", x0 + SVG_W / 2, y0 - SVG_H / 2);
+    }
     // 3. the mean gradient cosine per block, cos(g_task, -g), under SFT and SAP
     x0 = 800;
     double top = 0.05;
