@@ -436,6 +436,17 @@ static size_t matmul_scratch_need(int N, int C) {
 
 static int min_int(int a, int b) { return a < b ? a : b; }
 
+// every row of x (rows x C) as panels of NR rows, each transposed to C x NR, in the scratch buffer
+static float* pack_rows(const float* x, int rows, int C) {
+    int np = (rows + NR - 1) / NR;
+    float* packed = matmul_scratch((size_t)np * NR * C);
+    #pragma omp parallel for schedule(static)
+    for (int p = 0; p < np; p++) {
+        pack_panel_transposed(packed + (size_t)p * C * NR, x + (size_t)p * NR * C, C, C, min_int(NR, rows - p * NR));
+    }
+    return packed;
+}
+
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC). the smaller of the two operands is packed:
 // with fewer outputs than positions (every matmul of a training step at the world's shape), the
 // weight, as panels of NR outputs' rows (C x NR each), and a tile takes MR positions; otherwise
@@ -445,11 +456,7 @@ static int min_int(int a, int b) { return a < b ? a : b; }
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
     if (OC < N) {
         int wp = (OC + NR - 1) / NR, nb = (N + MR - 1) / MR;
-        float* packed = matmul_scratch((size_t)wp * NR * C);
-        #pragma omp parallel for schedule(static)
-        for (int p = 0; p < wp; p++) {
-            pack_panel_transposed(packed + (size_t)p * C * NR, weight + (size_t)p * NR * C, C, C, min_int(NR, OC - p * NR));
-        }
+        float* packed = pack_rows(weight, OC, C);
         // 8 tiles of positions at a time run past each panel, which stays in L1 meanwhile
         #pragma omp parallel for schedule(static)
         for (int nb0 = 0; nb0 < nb; nb0 += 8) {
@@ -464,11 +471,7 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
         return;
     }
     int np = (N + NR - 1) / NR, ob = (OC + MR - 1) / MR;
-    float* packed = matmul_scratch((size_t)np * NR * C);
-    #pragma omp parallel for schedule(static)
-    for (int p = 0; p < np; p++) {
-        pack_panel_transposed(packed + (size_t)p * C * NR, inp + (size_t)p * NR * C, C, C, min_int(NR, N - p * NR));
-    }
+    float* packed = pack_rows(inp, N, C);
     #pragma omp parallel for schedule(static)
     for (int obi = 0; obi < ob; obi++) {
         int o0 = obi * MR, R = min_int(MR, OC - o0);
@@ -1616,8 +1619,8 @@ int loader_next(ExampleLoader* ld) {
 // a batch of B rows of T tokens and the loss weight of every position. rows are filled at the
 // allocated length max_T; a batch of examples is then cut to its longest row (batch_trim)
 typedef struct {
-    int B, T;       // rows, and their length now (at most max_T)
-    int max_T;      // the length a row is filled at
+    int B, T;       // rows, and their length now (max_T until batch_trim)
+    int max_T;      // the length (and stride) a row is filled at
     int* inputs;    // (B, T)
     int* targets;   // (B, T)
     float* mask;    // (B, T) 1 where the target carries loss
@@ -1642,13 +1645,13 @@ static void mean_weights(Batch* b) {
     for (size_t i = 0; i < n; i++) { b->weights[i] = count > 0 ? (float)(b->mask[i] / count) : 0.0f; }
 }
 
-// cut every row after the last position that carries loss in any row (the batch's longest
-// example). the model is causal, so no position before the cut depends on one after it, and
+// cut every row (filled at stride max_T) after the last position that carries loss in any row
+// (the batch's longest example), and pack the rows at the new length. the model is causal, so no position before the cut depends on one after it, and
 // the positions cut carry no loss: their gradients are exact zeros. the loss and every gradient
 // keep their bits (each sum over positions only loses terms that are +-0), and the passes get
 // cheaper: a fine-tuning batch's longest row is about 108 of 128 tokens.
 static void batch_trim(Batch* b) {
-    int T = b->T, keep = 1;
+    int T = b->max_T, keep = 1;
     for (int r = 0; r < b->B; r++) {
         for (int t = keep; t < T; t++) { if (b->mask[(size_t)r * T + t] != 0.0f) { keep = t + 1; } }
     }
@@ -1670,10 +1673,9 @@ void lm_batch(Batch* b, TokenFile* tf) {
 
 // supervised fine-tuning: B examples, loss on their responses
 void task_batch(Batch* b, ExampleLoader* ld) {
-    b->T = b->max_T;
     for (int r = 0; r < b->B; r++) {
-        size_t o = (size_t)r * b->T;
-        example_row(ld->file, loader_next(ld), 0, b->T, b->inputs + o, b->targets + o, b->mask + o);
+        size_t o = (size_t)r * b->max_T;
+        example_row(ld->file, loader_next(ld), 0, b->max_T, b->inputs + o, b->targets + o, b->mask + o);
     }
     batch_trim(b);
     mean_weights(b);
@@ -1682,15 +1684,14 @@ void task_batch(Batch* b, ExampleLoader* ld) {
 // triple i of a K=2 file as two rows of a batch: the safe response in row r, the harmful one in r+1
 void pair_rows(Batch* b, int r, const ExampleFile* ef, int i) {
     for (int k = 0; k < 2; k++) {
-        size_t o = (size_t)(r + k) * b->T;
-        example_row(ef, i, k, b->T, b->inputs + o, b->targets + o, b->mask + o);
+        size_t o = (size_t)(r + k) * b->max_T;
+        example_row(ef, i, k, b->max_T, b->inputs + o, b->targets + o, b->mask + o);
     }
 }
 
 // contrastive: B/2 triples, triple j in rows 2j and 2j+1.
 // the weights are set by contrastive_loss() once the forward pass has run.
 void pair_batch(Batch* b, ExampleLoader* ld) {
-    b->T = b->max_T;
     for (int r = 0; r < b->B; r += 2) { pair_rows(b, r, ld->file, loader_next(ld)); }
     batch_trim(b);
 }
@@ -1985,10 +1986,9 @@ float eval_loss_examples(GPT2* model, const ExampleFile* ef, Batch* b) {
     Batch e = *b; // b's buffers, rows of this file
     for (int i0 = 0; i0 < ef->N; i0 += b->B) {
         e.B = ef->N - i0 < b->B ? ef->N - i0 : b->B;
-        e.T = e.max_T;
         for (int r = 0; r < e.B; r++) {
-            size_t o = (size_t)r * e.T;
-            example_row(ef, i0 + r, 0, e.T, e.inputs + o, e.targets + o, e.mask + o);
+            size_t o = (size_t)r * e.max_T;
+            example_row(ef, i0 + r, 0, e.max_T, e.inputs + o, e.targets + o, e.mask + o);
         }
         batch_trim(&e);
         gpt2_forward(model, e.inputs, e.targets, e.B, e.T);
@@ -2485,7 +2485,6 @@ EvalResult evaluate(GPT2* model, EvalSet* es, Batch* batch, const Tokenizer* tk)
     for (int i0 = 0; i0 < es->pairs.N; i0 += P) {
         int n = es->pairs.N - i0 < P ? es->pairs.N - i0 : P;
         pairs.B = 2 * n;
-        pairs.T = pairs.max_T;
         for (int k = 0; k < n; k++) { pair_rows(&pairs, 2 * k, &es->pairs, i0 + k); }
         batch_trim(&pairs);
         float margin;
