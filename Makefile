@@ -1,9 +1,17 @@
-# sap: `make` builds sap and test_sap, `make test` runs the tests, `NO_OMP=1 make` builds without OpenMP.
+# sap: `make` builds sap and test_sap, `make test` runs the tests, `NO_OMP=1 make` builds without OpenMP,
+# `make reference` builds sap_reference (the plain kernels: the same results, slower).
 CC ?= cc
+# the long jobs pipe their output into a log: a failure must still fail the target
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 CFLAGS ?= -O3 -ffast-math -fno-finite-math-only
 CFLAGS += -std=c11 -Wall -Wextra
 LDLIBS = -lm
 UNAME := $(shell uname)
+# the commit the programs say their results come from ("unknown" outside a git checkout)
+COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+CFLAGS += -DSAP_COMMIT='"$(COMMIT)"'
+
 
 # -march=native where the compiler takes it
 ifeq ($(shell $(CC) -march=native -x c -c -o /dev/null /dev/null 2>/dev/null && echo yes),yes)
@@ -34,8 +42,19 @@ all: sap test_sap
 sap: sap.c
 	$(CC) $(CFLAGS) -o $@ sap.c $(LDLIBS)
 
-test_sap: test_sap.c sap.c
+test_sap: test_sap.c sap.c lab.c
 	$(CC) $(CFLAGS) -o $@ test_sap.c $(LDLIBS)
+
+# sap on the plain reference kernels instead of the fast ones: the same bits, about 30x slower
+reference: sap_reference
+sap_reference: sap.c
+	$(CC) $(CFLAGS) -DREFERENCE -o $@ sap.c $(LDLIBS)
+
+# the lab: the experiment and the benchmark (lab.c includes sap.c). always rebuilt, so that the
+# commit it stamps into its results is the one checked out
+lab: lab.c sap.c FORCE
+	$(CC) $(CFLAGS) -o $@ lab.c $(LDLIBS)
+FORCE:
 
 test: test_sap
 	./test_sap
@@ -43,35 +62,39 @@ test: test_sap
 # the base model, in two stages as a real chat model's life. first pretraining: a fresh GPT-2
 # (6 layers, 6 heads, 192 channels, byte vocabulary) trained as a plain language model on the
 # world's documents (data/pretrained.bin, the pretrained-only model of the knowledge check); then
-# alignment: chat fine-tuning on data/align.bin (data/base.bin). 12 minutes on a 2-core AMD EPYC VM.
+# alignment: chat fine-tuning on data/align.bin (data/base.bin). about 12 minutes with 2 threads.
 PRETRAIN_FLAGS = -L 6 -H 6 -C 192 -T 128 -V 256 -b 16 -t 128 -n 4500 -l 1e-3 -N 200 -D 0.1 -w 0 -s 1337
 ALIGN_FLAGS = -b 16 -t 128 -n 800 -l 3e-4 -N 50 -D 0.1 -w 0 -s 1337
+# both stages write their log, with the commit, CPU, threads, date and wall time, to results/base.log
 pretrained: sap
-	./sap -m lm $(PRETRAIN_FLAGS) -i data/pretrain.bin -j data/pretrain_val.bin -v 500 -o data/pretrained.bin
+	@mkdir -p results
+	./sap -m lm $(PRETRAIN_FLAGS) -i data/pretrain.bin -j data/pretrain_val.bin -v 500 -o data/pretrained.bin \
+	    | tee results/base.log
 
 base: pretrained
-	./sap -m sft -e data/pretrained.bin $(ALIGN_FLAGS) -i data/align.bin -j data/val_howto.bin -E data/val -v 200 -o data/base.bin
+	./sap -m sft -e data/pretrained.bin $(ALIGN_FLAGS) -i data/align.bin -j data/val_howto.bin -E data/val -v 200 \
+	    -o data/base.bin | tee -a results/base.log
 
 # the README's results: every method on the benign and the poisoned sets, 3 seeds (SFT and SAP
 # also at 5% and 20% poison, one seed), from data/base.bin, on the test files. writes
-# results/experiment.md (the table), .svg (the picture) and the CSVs of the steps. 15 minutes
-# with 2 threads on a 2-core AMD EPYC VM.
-experiment: sap
+# results/experiment.md (the table), .svg (the picture) and the CSVs of the steps. about 15
+# minutes with 2 threads.
+experiment: lab
 	@mkdir -p results
-	./sap -m experiment -a 10 -K 10 -M results/experiment
+	./lab experiment -a 10 -K 10 -M results/experiment
 
 # the same with LoRA (the official code's fine-tuning) instead of every weight: rank 8 on all six
 # matrices of every block, lr 3e-3, SAP's rho 2e-3 (chosen on val); no harmful score during
 # training (-K generates, which needs the adapters merged). writes results/experiment_lora.*
 LORA_FLAGS = -Q 8 -W q,k,v,proj,fc,fcproj -l 3e-3 -r 2e-3 -p 0.2
-experiment-lora: sap
+experiment-lora: lab
 	@mkdir -p results
-	./sap -m experiment $(LORA_FLAGS) -a 10 -M results/experiment_lora
+	./lab experiment $(LORA_FLAGS) -a 10 -M results/experiment_lora
 
 # the tests under AddressSanitizer and UndefinedBehaviorSanitizer (no OpenMP: its runtime confuses
 # the sanitizers). the out-of-memory test needs malloc to return NULL instead of aborting; leak
 # checking is off because the tests do not free everything they load.
-asan: test_sap.c sap.c
+asan: test_sap.c sap.c lab.c
 	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
 	      -std=c11 -Wall -Wextra -Wno-unknown-pragmas -o test_sap_asan test_sap.c -lm
 	ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 ./test_sap_asan
@@ -82,7 +105,7 @@ asan: test_sap.c sap.c
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = checkpoint tokens examples flags tokenizer resume
-fuzz: test_sap.c sap.c test_sap
+fuzz: test_sap.c sap.c lab.c test_sap
 	@mkdir -p .fuzz/corpus
 	./test_sap --seeds .fuzz/corpus
 	@n=0; for t in $(FUZZ_TARGETS); do n=$$((n+1)); \
@@ -96,9 +119,10 @@ fuzz: test_sap.c sap.c test_sap
 	  test "$$(ls .fuzz/$$t-* 2>/dev/null)" = "" || { echo "fuzz: $$t found a problem: $$(ls .fuzz/$$t-*)"; exit 1; }; \
 	done
 
-# step times, GFLOP/s and peak memory, for the world's shape and GPT-2 124M
-bench: sap
-	./sap -m bench -n 10
+# step times, GFLOP/s and peak memory, for the world's shape and GPT-2 124M, into results/bench.txt
+bench: lab
+	@mkdir -p results
+	./lab bench -n 10 | tee results/bench.txt
 
 # the shipped world: data/world.c makes every file in data/ (except base.bin) from a seed
 data/world: data/world.c
@@ -116,7 +140,7 @@ data-check: data/world
 	@echo "data-check: data/ is what data/world.c makes"
 
 clean:
-	rm -f sap test_sap test_sap_asan data/world
+	rm -f sap sap_reference lab test_sap test_sap_asan data/world
 	rm -rf .data-check $(addprefix .fuzz/,$(FUZZ_TARGETS))
 
-.PHONY: all test clean data data-check pretrained base experiment experiment-lora bench asan fuzz
+.PHONY: all test clean data data-check pretrained base experiment experiment-lora bench asan fuzz reference FORCE

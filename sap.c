@@ -22,6 +22,11 @@ One SAP step, as sap_step() runs it (theta_t, probe v_{t-1}, v_0 = 0):
   6. theta_{t+1} = AdamW(theta_t, g_task)
   7. v_t     = 0, then one Adam step on v with gradient G and lr beta  (moments persist)
 
+Why steps 4 and 7: to first order, the probe changes the cost of the harmful move,
+L(theta', v) - L(theta, v), by -v . G; so v = -beta * sign-like(G) (Adam's normalised step from
+zero) makes that move cost task loss, and the next task gradient, taken with v in place, points
+away from it.
+
 The model that is saved and evaluated is theta alone: the probe is a training device.
 
 theta is every weight (full fine-tuning), or, with LoRA (-Q r, the official code's way), only
@@ -34,24 +39,27 @@ It reads and writes llm.c's checkpoint and token formats byte for byte.
 Reading path. The file reads top to bottom; each section opens with a line of dashes. To learn
 SAP, read sap_step() first, then what it calls; a first reading can skip the sections marked *.
   utilities            die(), read_file(), write_atomic(), the random numbers
-  layer kernels        encoder, layernorm, the matmul (matmul_tile() and its callers), LoRA's
-                       adapter, attention, GELU, residual (+ the probe), softmax/cross-entropy:
-                       each forward next to its backward. the tiling is for speed; the math is
-                       llm.c's
+  layer kernels        encoder, layernorm, matmul, LoRA's adapter, attention, GELU, residual
+                       (+ the probe), softmax/cross-entropy: each forward next to its backward,
+                       in llm.c's plain loops
   the model            GPT2, gpt2_forward(), gpt2_backward() (probe_only: the pass at theta'),
                        gpt2_update() (AdamW); LoRA's gpt2_lora_init()
   data                 token files, example files (prompt, response[s]), batches
   losses               task_loss(), contrastive_loss(): the same cross-entropy, other weights
-  training steps       sft_step(), sap_step() (the seven steps above), sam_step(); the
-                       gradient-cosine analysis (analysis_cosines()) sits before them
+  training steps       sft_step(), sap_step() (the seven steps above), sam_step()
+  the gradient analysis  cos(g_task, -g) around a step (-a)                        *
   evaluation tools     generate() with a key/value cache, the tokenizer             *
   evaluation           the judges (is_refusal(), judge_answer()), evaluate()
   flags                parse_options()                                              *
-  a training run       train_run(): the loop, the NaN guard, saves and resume files *
-  the benchmark        run_bench() (make bench)                                     *
-  the experiment       run_experiment() (make experiment), its table and SVG        *
+  a training run       train_run() and its pieces: setup, a step, the NaN guard,
+                       logging, saves and resume files                              *
   main                 run_compare() (the default job), main()
+  the fast kernels     tiled, packed versions of the matmul and attention, which
+                       training runs by default; `make reference` builds sap with
+                       the plain kernels above instead (the same bits)              *
+The experiment and the benchmark (make experiment, make bench) live in lab.c.
 */
+
 
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
@@ -71,6 +79,9 @@ SAP, read sap_step() first, then what it calls; a first reading can skip the sec
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#ifdef __APPLE__
+#include <sys/sysctl.h>
 #endif
 
 // ----------------------------------------------------------------------------
@@ -179,6 +190,39 @@ static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+// where a result comes from, for the files that keep results (lab.c) and the logs: the commit sap
+// was built from (the Makefile passes it; "unknown" without git), the CPU, the threads, the date
+#ifndef SAP_COMMIT
+#define SAP_COMMIT "unknown"
+#endif
+void provenance(char* out, size_t cap) {
+    char cpu[256] = "unknown CPU";
+#ifdef __APPLE__
+    size_t len = sizeof cpu;
+    if (sysctlbyname("machdep.cpu.brand_string", cpu, &len, NULL, 0) != 0) { snprintf(cpu, sizeof cpu, "unknown CPU"); }
+#else
+    FILE* f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        char* colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
+            snprintf(cpu, sizeof cpu, "%s", colon + 2);
+            cpu[strcspn(cpu, "\n")] = 0;
+            break;
+        }
+    }
+    if (f != NULL) { fclose(f); }
+#endif
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    char date[32];
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+    snprintf(out, cap, "commit %s, %s, %d thread%s, %s", SAP_COMMIT, cpu, threads, threads == 1 ? "" : "s", date);
 }
 
 // xorshift64* random numbers: small, seedable, the same on every platform
@@ -332,221 +376,131 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
     }
 }
 
-// the matmuls. all three products (forward, input gradient, weight gradient) are made of one
-// micro-kernel, matmul_tile(): a tile of MR x NR outputs whose sums stay in registers while k runs.
-// per k it broadcasts MR values of the left operand and multiplies them with NR contiguous values
-// of the right one, so the inner loop over NR vectorises into MR*NR/w independent multiply-adds
-// for vectors of w floats. a multiply-add takes about 4 cycles and a core starts two per cycle, so
-// about 8 must be in flight: 6 x 16 makes 12 with AVX's 8 floats (12 of its 16 registers; ARM's
-// NEON has 32), and with AVX-512's 16 floats 8 x 32 makes 16 (of 32 registers; 6 x 16 would make
-// only 6: the 124M step took 1.3x as long). the right operand is first copied ("packed") into
-// panels of NR columns, zero-padded at the edge, so that every tile reads one contiguous block.
-// every output is a plain sum over k in increasing order, made by one tile, so the result does not
-// depend on the thread count, nor on the tile's shape, nor on which tile or path computed it.
-#ifdef __AVX512F__
-#define MR 8   // rows of a tile
-#define NR 32  // columns of a tile: the vectorised width
+// the matmul, the model's main work, in its plain form: every output is a sum, made from zero with
+// one multiply-add after the other in a fixed order, then stored or added to its output (backward
+// passes accumulate). the fast kernels at the end of the file (see "the fast kernels") add in the
+// very same order, so both give the same bits; muladd() makes sure the compiler keeps that order.
+// with a multiply-add instruction in hardware, it is fmaf: one rounding, as the fast kernels'
+// vectorised multiply-adds, and a call the compiler cannot split into partial sums (which
+// -ffast-math would let it do with a plain a * b + sum).
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA) || defined(FP_FAST_FMAF)
+#define HARDWARE_FMA 1
+static inline float muladd(float a, float b, float sum) { return fmaf(a, b, sum); }
 #else
-#define MR 6
-#define NR 16
+static inline float muladd(float a, float b, float sum) { return sum + a * b; }
 #endif
-#define KC 256 // the input gradient's k-block: a KC x NR panel stays in L1 while all rows pass
 
-// acc[r][j] = sum_{k<K} a[r*ar + k*ak] * bp[k*NR + j]; then out[r*ldo + j] (+)= acc[r][j] (+ bias[j])
-// for the R <= MR rows and J <= NR columns that are real (rows past R repeat row R-1). with
-// transpose, the tile is stored transposed: out[j*ldo + r] (+)= acc[r][j] (+ bias[r]). either way
-// the bias is indexed by out's column.
-static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar, size_t ak, const float* bp,
-                               int K, int R, int J, const float* bias, int accumulate, int transpose) {
-    float acc[MR][NR] = {{0.0f}};
-    for (int k = 0; k < K; k++) {
-        const float* b = bp + (size_t)k * NR;
-        for (int r = 0; r < MR; r++) {
-            float av = a[(size_t)(r < R ? r : R - 1) * ar + (size_t)k * ak];
-            #pragma omp simd // vectorise this loop (left alone, gcc unrolls it and vectorises over k instead)
-            for (int j = 0; j < NR; j++) { acc[r][j] += av * b[j]; }
-        }
-    }
-    // out of the loop, through a copy with constant bounds: indexed by a variable, acc would be
-    // kept in memory rather than in registers (clang)
-    float sum[MR][NR];
-    for (int r = 0; r < MR; r++) {
-        for (int j = 0; j < NR; j++) {
-            float bv = bias == NULL ? 0.0f : transpose ? bias[r < R ? r : R - 1] : bias[j < J ? j : J - 1];
-            sum[r][j] = acc[r][j] + bv;
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        for (int j = 0; j < J; j++) {
-            float* o = transpose ? out + (size_t)j * ldo + r : out + (size_t)r * ldo + j;
-            *o = accumulate ? *o + sum[r][j] : sum[r][j];
-        }
-    }
-}
+// the sum over o of the input gradient runs in blocks of KC outputs, each block summed from zero
+// and then added: the fast kernel blocks it so that its panels stay in cache, and the reference
+// follows, so that both give the same bits
+#define KC 256
 
-// a panel of the right operand: rows 0..K-1 and columns 0..J-1 of x (row stride ldx), as a
-// K x NR block with zeros in columns J..NR-1. pack_panel_transposed() takes column k of x's rows.
-static void pack_panel(float* panel, const float* x, size_t ldx, int K, int J) {
-    for (int k = 0; k < K; k++) {
-        float* p = panel + (size_t)k * NR;
-        const float* row = x + (size_t)k * ldx;
-        if (J == NR) { for (int j = 0; j < NR; j++) { p[j] = row[j]; } } // the common case: a plain copy
-        else { for (int j = 0; j < NR; j++) { p[j] = j < J ? row[j] : 0.0f; } }
-    }
-}
-static void pack_panel_transposed(float* panel, const float* x, size_t ldx, int K, int J) {
-    for (int j = 0; j < NR; j++) {
-        for (int k = 0; k < K; k++) { panel[(size_t)k * NR + j] = j < J ? x[(size_t)j * ldx + k] : 0.0f; }
-    }
-}
+// a row of floats for each thread of a kernel's parallel loop, for sums that are made before they
+// are added to their output
+static float* sum_rows(int n) { return malloc_check((size_t)n * sizeof(float), "kernel sums"); }
 
-// the packed panels live in one scratch buffer, sized for the model's largest matmul when its
-// activations are allocated (gpt2_allocate_activations), so that training never allocates. a
-// kernel called on a larger shape (the tests do) grows it.
-static float* matmul_scratch_memory = NULL;
-static size_t matmul_scratch_floats = 0;
-static float* matmul_scratch(size_t n) {
-    if (n > matmul_scratch_floats) {
-        free(matmul_scratch_memory);
-        matmul_scratch_memory = malloc_check(n * sizeof(float), "matmul panels");
-        matmul_scratch_floats = n;
-    }
-    return matmul_scratch_memory;
-}
-static int thread_count(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-// what the matmuls of N positions with at most C input or output channels need
-static size_t matmul_scratch_need(int N, int C) {
-    size_t all = (size_t)round_up(N, NR) * round_up(C, NR) + (size_t)thread_count() * N * MR; // forward, weight gradient
-    size_t panels = (size_t)KC * round_up(C, NR);                                             // input gradient
-    return all > panels ? all : panels;
-}
-
-static int min_int(int a, int b) { return a < b ? a : b; }
-
-// every row of x (rows x C) as panels of NR rows, each transposed to C x NR, in the scratch buffer
-static float* pack_rows(const float* x, int rows, int C) {
-    int np = (rows + NR - 1) / NR;
-    float* packed = matmul_scratch((size_t)np * NR * C);
+// dbias (OC) += the sum of dout (N,OC) over positions, in order for each output: 64 outputs at a
+// time, so that the loop over them vectorises. muladd(1, x, sum) is an addition the compiler keeps
+// in order. the fast matmul uses it too
+static void bias_backward(float* dbias, const float* dout, int N, int OC) {
     #pragma omp parallel for schedule(static)
-    for (int p = 0; p < np; p++) {
-        pack_panel_transposed(packed + (size_t)p * C * NR, x + (size_t)p * NR * C, C, C, min_int(NR, rows - p * NR));
+    for (int o0 = 0; o0 < OC; o0 += 64) {
+        int J = OC - o0 < 64 ? OC - o0 : 64;
+        float sum[64] = {0.0f};
+        for (int n = 0; n < N; n++) {
+            for (int j = 0; j < J; j++) { sum[j] = muladd(1.0f, dout[(size_t)n * OC + o0 + j], sum[j]); }
+        }
+        for (int j = 0; j < J; j++) { dbias[o0 + j] += sum[j]; }
     }
-    return packed;
 }
 
-// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC). the smaller of the two operands is packed:
-// with fewer outputs than positions (every matmul of a training step at the world's shape), the
-// weight, as panels of NR outputs' rows (C x NR each), and a tile takes MR positions; otherwise
-// (GPT-2's output layer: 50,304 outputs against 256 positions, a 154 MB weight) inp, as panels of
-// NR positions, and the product is made as its transpose weight @ inp^T: a tile takes MR weight
-// rows, read from memory once and reused from L1 against every panel. the sums are the same.
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
-    if (OC < N) {
-        int wp = (OC + NR - 1) / NR, nb = (N + MR - 1) / MR;
-        float* packed = pack_rows(weight, OC, C);
-        // 8 tiles of positions at a time run past each panel, which stays in L1 meanwhile
-        #pragma omp parallel for schedule(static)
-        for (int nb0 = 0; nb0 < nb; nb0 += 8) {
-            for (int p = 0; p < wp; p++) {
-                for (int b = nb0; b < nb0 + 8 && b < nb; b++) {
-                    int n0 = b * MR;
-                    matmul_tile(out + (size_t)n0 * OC + p * NR, OC, inp + (size_t)n0 * C, C, 1, packed + (size_t)p * C * NR, C,
-                                min_int(MR, N - n0), min_int(NR, OC - p * NR), bias != NULL ? bias + p * NR : NULL, 0, 0);
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC): out[n][o] = sum_i inp[n][i] weight[o][i] + bias[o]
+void matmul_forward_reference(float* out, const float* inp, const float* weight, const float* bias,
+                              int N, int C, int OC) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float* x = inp + (size_t)n * C;
+        for (int o = 0; o < OC; o++) {
+            const float* w = weight + (size_t)o * C;
+            float sum = 0.0f;
+            for (int i = 0; i < C; i++) { sum = muladd(x[i], w[i], sum); }
+            out[(size_t)n * OC + o] = sum + (bias != NULL ? bias[o] : 0.0f);
+        }
+    }
+}
+
+// the three gradients of out = inp @ weight^T + bias, each accumulated (+=); NULL: not wanted
+//   dinp (N,C)     += dout (N,OC) @ weight (OC,C)     dinp[n][i] += sum_o dout[n][o] weight[o][i]
+//   dweight (OC,C) += dout^T (OC,N) @ inp (N,C)       dweight[o][i] += sum_n dout[n][o] inp[n][i]
+//   dbias (OC)     += the sum of dout over positions  dbias[o] += sum_n dout[n][o]
+// each sum of the first two is made in a row of `sum` (one element per output, so that the loop
+// over i runs along contiguous rows) and then added
+void matmul_backward_reference(float* dinp, float* dweight, float* dbias, const float* dout,
+                               const float* inp, const float* weight, int N, int C, int OC) {
+    if (dinp != NULL) {
+        #pragma omp parallel
+        {
+            float* sum = sum_rows(C);
+            #pragma omp for schedule(static)
+            for (int n = 0; n < N; n++) {
+                const float* d = dout + (size_t)n * OC;
+                float* di = dinp + (size_t)n * C;
+                for (int o0 = 0; o0 < OC; o0 += KC) {
+                    for (int i = 0; i < C; i++) { sum[i] = 0.0f; }
+                    for (int o = o0; o < o0 + KC && o < OC; o++) {
+                        const float* w = weight + (size_t)o * C;
+                        for (int i = 0; i < C; i++) { sum[i] = muladd(d[o], w[i], sum[i]); }
+                    }
+                    for (int i = 0; i < C; i++) { di[i] += sum[i]; }
                 }
             }
-        }
-        return;
-    }
-    int np = (N + NR - 1) / NR, ob = (OC + MR - 1) / MR;
-    float* packed = pack_rows(inp, N, C);
-    #pragma omp parallel for schedule(static)
-    for (int obi = 0; obi < ob; obi++) {
-        int o0 = obi * MR, R = min_int(MR, OC - o0);
-        for (int p = 0; p < np; p++) {
-            matmul_tile(out + (size_t)p * NR * OC + o0, OC, weight + (size_t)o0 * C, C, 1, packed + (size_t)p * C * NR, C, R,
-                        min_int(NR, N - p * NR), bias != NULL ? bias + o0 : NULL, 0, 1);
+            free(sum);
         }
     }
+    if (dweight != NULL) {
+        #pragma omp parallel
+        {
+            float* sum = sum_rows(C);
+            #pragma omp for schedule(static)
+            for (int o = 0; o < OC; o++) {
+                for (int i = 0; i < C; i++) { sum[i] = 0.0f; }
+                for (int n = 0; n < N; n++) {
+                    const float* x = inp + (size_t)n * C;
+                    float d = dout[(size_t)n * OC + o];
+                    for (int i = 0; i < C; i++) { sum[i] = muladd(d, x[i], sum[i]); }
+                }
+                float* dw = dweight + (size_t)o * C;
+                for (int i = 0; i < C; i++) { dw[i] += sum[i]; }
+            }
+            free(sum);
+        }
+    }
+    if (dbias != NULL) { bias_backward(dbias, dout, N, OC); }
 }
 
+// which kernels the model runs: the plain ones of this section, or the fast ones at the end of the
+// file (the default). both give the same bits: `make reference` builds sap with -DREFERENCE, which
+// runs the plain ones, and the tests run both and compare them.
+#ifdef REFERENCE
+static int reference_kernels = 1;
+#else
+static int reference_kernels = 0;
+#endif
+void matmul_forward_fast(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC);
+void matmul_backward_fast(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                          const float* weight, int N, int C, int OC);
+void attention_forward_fast(float* out, float* preatt, float* att, const float* inp, int B, int T, int C, int NH);
+void attention_backward_fast(float* dinp, float* dpreatt, float* datt, const float* dout, const float* inp,
+                             const float* att, int B, int T, int C, int NH);
+
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
+    if (reference_kernels) { matmul_forward_reference(out, inp, weight, bias, N, C, OC); }
+    else { matmul_forward_fast(out, inp, weight, bias, N, C, OC); }
+}
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int N, int C, int OC) {
-    int cp = (C + NR - 1) / NR;
-    // dinp (N,C) += dout (N,OC) @ weight (OC,C), the sum over o in blocks of KC, in order. per block,
-    // the threads first pack the block's KC rows of the weight into panels (reading each row from
-    // start to end, which memory serves fastest), then run every position's rows of dout past the
-    // panels; the block of dout (N x KC) stays in L2 meanwhile. (without blocking, the output
-    // layer would stream all 51 MB of its dout once per panel.)
-    if (dinp != NULL) {
-        float* panels = matmul_scratch((size_t)KC * cp * NR);
-        #pragma omp parallel
-        for (int k0 = 0; k0 < OC; k0 += KC) {
-            int K = min_int(KC, OC - k0);
-            #pragma omp for schedule(static)
-            for (int k = 0; k < K; k++) {
-                for (int p = 0; p < cp; p++) {
-                    pack_panel(panels + ((size_t)p * KC + k) * NR, weight + (size_t)(k0 + k) * C + p * NR, C, 1, min_int(NR, C - p * NR));
-                }
-            }
-            #pragma omp for schedule(static)
-            for (int p = 0; p < cp; p++) {
-                int J = min_int(NR, C - p * NR);
-                for (int n0 = 0; n0 < N; n0 += MR) {
-                    matmul_tile(dinp + (size_t)n0 * C + p * NR, C, dout + (size_t)n0 * OC + k0, OC, 1, panels + (size_t)p * KC * NR,
-                                K, min_int(MR, N - n0), J, NULL, 1, 0);
-                }
-            }
-        }
-    }
-    // dweight (OC,C) += dout^T (OC,N) @ inp (N,C), a sum over positions: inp is packed into panels
-    // of NR channels once; a tile takes MR outputs, whose columns of dout each thread first packs
-    // into N x MR contiguous floats (8 KB at N = 256 with MR = 8, rather than N cache lines), and reuses them
-    // from L1 against every panel
-    if (dweight != NULL) {
-        int ob = (OC + MR - 1) / MR;
-        size_t inp_floats = (size_t)cp * NR * N;
-        float* packed = matmul_scratch(inp_floats + (size_t)thread_count() * N * MR);
-        #pragma omp parallel for schedule(static)
-        for (int p = 0; p < cp; p++) { pack_panel(packed + (size_t)p * N * NR, inp + p * NR, C, N, min_int(NR, C - p * NR)); }
-        #pragma omp parallel for schedule(static)
-        for (int obi = 0; obi < ob; obi++) {
-            int o0 = obi * MR, R = min_int(MR, OC - o0);
-            float* a = packed + inp_floats + (size_t)thread_id() * N * MR;
-            for (int n = 0; n < N; n++) {
-                for (int r = 0; r < MR; r++) { a[(size_t)n * MR + r] = dout[(size_t)n * OC + o0 + min_int(r, R - 1)]; }
-            }
-            for (int p = 0; p < cp; p++) {
-                matmul_tile(dweight + (size_t)o0 * C + p * NR, C, a, 1, MR, packed + (size_t)p * N * NR, N, R,
-                            min_int(NR, C - p * NR), NULL, 1, 0);
-            }
-        }
-    }
-    // dbias (OC) += the sum of dout over positions, 64 outputs at a time so that the loop over
-    // them vectorises; each output's sum runs over positions in order
-    if (dbias != NULL) {
-        #pragma omp parallel for schedule(static)
-        for (int o0 = 0; o0 < OC; o0 += 64) {
-            int J = min_int(64, OC - o0);
-            float s[64] = {0.0f};
-            for (int n = 0; n < N; n++) {
-                for (int j = 0; j < J; j++) { s[j] += dout[(size_t)n * OC + o0 + j]; }
-            }
-            for (int j = 0; j < J; j++) { dbias[o0 + j] += s[j]; }
-        }
-    }
+    if (reference_kernels) { matmul_backward_reference(dinp, dweight, dbias, dout, inp, weight, N, C, OC); }
+    else { matmul_backward_fast(dinp, dweight, dbias, dout, inp, weight, N, C, OC); }
 }
 
 // LoRA, a low-rank adapter on a frozen matrix W (OC, IC): the matmul above made y = W x + b, and
@@ -587,135 +541,124 @@ void lora_backward(float* dx, float* dA, float* dB, float* dh, float* dtmp, cons
     matmul_backward(dx, dA, NULL, dh, x, A, N, IC, r);
 }
 
-// causal self-attention. inp (B,T,3C) holds q,k,v; head h uses channels h*hs..(h+1)*hs.
+// causal self-attention. inp (B,T,3C) holds q, k, v; head h uses channels h*hs..(h+1)*hs.
 // preatt, att (B,NH,T,T) keep the scores and their softmax for backward; out (B,T,C).
-// per (batch row, head), the products are small matmuls made of the matmul's tile: scores
-// S = Q K^T (T x T from T x hs), and out = A V. their right operands are packed into panels first
-// (K^T: a panel holds NR keys' channels; V: NR channels of every value), in the calling thread's
-// part of the matmul scratch. the causal mask lets a tile of rows t0.. skip every panel of keys
-// past its last row, and stop its sum over t2 there (the weights past t are exact zeros).
-// every score and output is a plain sum in a fixed order, made by one thread.
-static size_t attention_scratch_need(int T, int hs) { // per thread
-    return 2 * (size_t)hs * round_up(T, NR) + 4 * (size_t)T * round_up(hs, NR);
-}
-static float* attention_scratch(int T, int hs) {
-    size_t per_thread = attention_scratch_need(T, hs);
-    return matmul_scratch(per_thread * thread_count());
-}
-// panels of the T x hs block x (row stride ldx), as the right operand of a product over t (T x hs:
-// panel p holds columns p*NR.. of every row) or over channels (transposed: hs x T, panel p holds
-// rows p*NR..); returns the floats used
-static size_t pack_head(float* panel, const float* x, size_t ldx, int T, int hs, int transposed) {
-    if (transposed) {
-        for (int p = 0; p * NR < T; p++) { pack_panel_transposed(panel + (size_t)p * hs * NR, x + (size_t)p * NR * ldx, ldx, hs, min_int(NR, T - p * NR)); }
-        return (size_t)hs * round_up(T, NR);
-    }
-    for (int p = 0; p * NR < hs; p++) { pack_panel(panel + (size_t)p * T * NR, x + p * NR, ldx, T, min_int(NR, hs - p * NR)); }
-    return (size_t)T * round_up(hs, NR);
+// the two row functions below are shared by the reference kernels and the fast ones.
+
+// row t of the attention weights: pre[0..t] holds the scores q_t . k_t2; they are scaled, att
+// gets their softmax, and both are zero past t (the causal mask)
+static void attention_softmax_row(float* pre, float* att, int t, int T, float scale) {
+    float maxval = -INFINITY;
+    for (int t2 = 0; t2 <= t; t2++) { pre[t2] *= scale; if (pre[t2] > maxval) { maxval = pre[t2]; } }
+    float sum = 0.0f;
+    for (int t2 = 0; t2 <= t; t2++) { att[t2] = exp_approx(pre[t2] - maxval); sum += att[t2]; }
+    for (int t2 = 0; t2 <= t; t2++) { att[t2] /= sum; }
+    for (int t2 = t + 1; t2 < T; t2++) { att[t2] = 0.0f; pre[t2] = 0.0f; }
 }
 
-// s[t][t2] = x_t . y_t2 (T x T) for every tile on or below the diagonal; entries past t inside
-// those tiles get values the caller's causal mask then overwrites. x's row t is at x + t * ldx,
-// and y comes as pack_head()'s transposed panels (hs x T).
-static void causal_products(float* s, int T, const float* x, size_t ldx, const float* yt, int hs) {
-    for (int t0 = 0; t0 < T; t0 += MR) {
-        int R = min_int(MR, T - t0);
-        for (int p = 0; p * NR < t0 + R; p++) {
-            matmul_tile(s + (size_t)t0 * T + p * NR, T, x + (size_t)t0 * ldx, ldx, 1, yt + (size_t)p * hs * NR, hs, R,
-                        min_int(NR, T - p * NR), NULL, 0, 0);
+// its backward, with the scores' scale folded in: from datt = d loss / d att of row t,
+// dpre[t2] = scale * att[t2] * (datt[t2] - sum_t3 att[t3] datt[t3]) for t2 <= t, 0 past t
+static void attention_softmax_row_backward(float* dpre, const float* att, const float* datt, int t, int T,
+                                           float scale) {
+    float att_datt = 0.0f; // sum over t3 <= t of att * datt
+    for (int t2 = 0; t2 <= t; t2++) { att_datt += att[t2] * datt[t2]; }
+    for (int t2 = 0; t2 <= t; t2++) { dpre[t2] = scale * att[t2] * (datt[t2] - att_datt); }
+    for (int t2 = t + 1; t2 < T; t2++) { dpre[t2] = 0.0f; }
+}
+
+// out_t = sum over t2 <= t of softmax_t2(q_t . k_t2 / sqrt(hs)) v_t2, per head
+void attention_forward_reference(float* out, float* preatt, float* att, const float* inp,
+                                 int B, int T, int C, int NH) {
+    int C3 = 3 * C, hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            const float* qkv = inp + (size_t)b * T * C3 + h * hs; // q_t at qkv + t*C3, k_t at + C, v_t at + 2C
+            float* pre = preatt + ((size_t)b * NH + h) * T * T;   // (T, T)
+            float* a = att + ((size_t)b * NH + h) * T * T;        // (T, T)
+            for (int t = 0; t < T; t++) {
+                const float* q = qkv + (size_t)t * C3;
+                for (int t2 = 0; t2 <= t; t2++) { // the scores
+                    const float* k = qkv + (size_t)t2 * C3 + C;
+                    float dot = 0.0f;
+                    for (int i = 0; i < hs; i++) { dot = muladd(q[i], k[i], dot); }
+                    pre[(size_t)t * T + t2] = dot;
+                }
+                attention_softmax_row(pre + (size_t)t * T, a + (size_t)t * T, t, T, scale);
+                float* o = out + ((size_t)b * T + t) * C + h * hs; // the weighted sum of the values
+                for (int i = 0; i < hs; i++) { o[i] = 0.0f; }
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float* v = qkv + (size_t)t2 * C3 + 2 * C;
+                    for (int i = 0; i < hs; i++) { o[i] = muladd(a[(size_t)t * T + t2], v[i], o[i]); }
+                }
+            }
         }
+    }
+}
+
+// with A = att, dO = dout and dS = d loss / d scores (the softmax's backward of dA):
+//   dA[t][t2] = dO_t . v_t2,  dq_t += sum_{t2 <= t} dS[t][t2] k_t2,
+//   dk_t2 += sum_{t >= t2} dS[t][t2] q_t,  dv_t2 += sum_{t >= t2} A[t][t2] dO_t.
+// datt and dpreatt are scratch (the activation-gradient tensors of the same shape).
+void attention_backward_reference(float* dinp, float* dpreatt, float* datt, const float* dout, const float* inp,
+                                  const float* att, int B, int T, int C, int NH) {
+    int C3 = 3 * C, hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    #pragma omp parallel
+    {
+        float* sum = sum_rows(2 * hs);
+        #pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++) {
+            for (int h = 0; h < NH; h++) {
+                const float* qkv = inp + (size_t)b * T * C3 + h * hs; // as in the forward pass
+                float* dqkv = dinp + (size_t)b * T * C3 + h * hs;
+                const float* d = dout + (size_t)b * T * C + h * hs;   // dO_t at d + t*C
+                const float* a = att + ((size_t)b * NH + h) * T * T;
+                float* da = datt + ((size_t)b * NH + h) * T * T;
+                float* ds = dpreatt + ((size_t)b * NH + h) * T * T;
+                for (int t = 0; t < T; t++) {
+                    for (int t2 = 0; t2 <= t; t2++) {
+                        const float* v = qkv + (size_t)t2 * C3 + 2 * C;
+                        float dot = 0.0f;
+                        for (int i = 0; i < hs; i++) { dot = muladd(d[(size_t)t * C + i], v[i], dot); }
+                        da[(size_t)t * T + t2] = dot;
+                    }
+                    attention_softmax_row_backward(ds + (size_t)t * T, a + (size_t)t * T, da + (size_t)t * T, t, T, scale);
+                }
+                for (int t = 0; t < T; t++) { // dq_t
+                    for (int i = 0; i < hs; i++) { sum[i] = 0.0f; }
+                    for (int t2 = 0; t2 <= t; t2++) {
+                        const float* k = qkv + (size_t)t2 * C3 + C;
+                        for (int i = 0; i < hs; i++) { sum[i] = muladd(ds[(size_t)t * T + t2], k[i], sum[i]); }
+                    }
+                    for (int i = 0; i < hs; i++) { dqkv[(size_t)t * C3 + i] += sum[i]; }
+                }
+                for (int t2 = 0; t2 < T; t2++) { // dk_t2 and dv_t2
+                    float *dk = sum, *dv = sum + hs;
+                    for (int i = 0; i < 2 * hs; i++) { sum[i] = 0.0f; }
+                    for (int t = t2; t < T; t++) {
+                        const float* q = qkv + (size_t)t * C3;
+                        for (int i = 0; i < hs; i++) { dk[i] = muladd(ds[(size_t)t * T + t2], q[i], dk[i]); }
+                        for (int i = 0; i < hs; i++) { dv[i] = muladd(a[(size_t)t * T + t2], d[(size_t)t * C + i], dv[i]); }
+                    }
+                    for (int i = 0; i < hs; i++) { dqkv[(size_t)t2 * C3 + C + i] += dk[i]; }
+                    for (int i = 0; i < hs; i++) { dqkv[(size_t)t2 * C3 + 2 * C + i] += dv[i]; }
+                }
+            }
+        }
+        free(sum);
     }
 }
 
 void attention_forward(float* out, float* preatt, float* att, const float* inp, int B, int T, int C, int NH) {
-    int C3 = 3 * C, hs = C / NH;
-    float scale = 1.0f / sqrtf((float)hs);
-    float* scratch = attention_scratch(T, hs);
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            const float* q = inp + (size_t)b * T * C3 + h * hs; // row t at q + t * C3
-            float* pre = preatt + ((size_t)b * NH + h) * T * T;  // (T, T)
-            float* a = att + ((size_t)b * NH + h) * T * T;       // (T, T)
-            float* kt = scratch + attention_scratch_need(T, hs) * thread_id();
-            float* vp = kt + pack_head(kt, q + C, C3, T, hs, 1); // K^T panels, then V panels
-            pack_head(vp, q + 2 * C, C3, T, hs, 0);
-            causal_products(pre, T, q, C3, kt, hs); // scores: pre[t][t2] = q_t . k_t2
-            // softmax over t2 <= t of the scaled scores, and the causal mask
-            for (int t = 0; t < T; t++) {
-                float* pr = pre + (size_t)t * T;
-                float* ar = a + (size_t)t * T;
-                float maxval = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++) { pr[t2] *= scale; if (pr[t2] > maxval) { maxval = pr[t2]; } }
-                float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) { ar[t2] = exp_approx(pr[t2] - maxval); sum += ar[t2]; }
-                for (int t2 = 0; t2 <= t; t2++) { ar[t2] /= sum; }
-                for (int t2 = t + 1; t2 < T; t2++) { ar[t2] = 0.0f; pr[t2] = 0.0f; }
-            }
-            // out[t] = sum over t2 <= t of a[t][t2] v_t2
-            for (int t0 = 0; t0 < T; t0 += MR) {
-                int R = min_int(MR, T - t0), K = min_int(T, t0 + MR);
-                for (int p = 0; p * NR < hs; p++) {
-                    matmul_tile(out + ((size_t)b * T + t0) * C + h * hs + p * NR, C, a + (size_t)t0 * T, T, 1, vp + (size_t)p * T * NR, K, R,
-                                min_int(NR, hs - p * NR), NULL, 0, 0);
-                }
-            }
-        }
-    }
+    if (reference_kernels) { attention_forward_reference(out, preatt, att, inp, B, T, C, NH); }
+    else { attention_forward_fast(out, preatt, att, inp, B, T, C, NH); }
 }
-
-// keys and values at t2 collect gradient from every later query, so the unit of parallel work is
-// a whole (batch row, head), and every sum has one fixed order. with A = att and dO = dout:
-// dA = dO V^T, dS = scale * A * (dA - rowsum(A * dA)) (the softmax's backward), dQ += dS K,
-// dK += dS^T Q, dV += A^T dO: five products, made of tiles as in the forward pass. the two with
-// a transposed left operand read it down a column (a tile's row is a column of dS or A), and start
-// their sum at the tile's first row t2: above the diagonal both are zero.
-// datt and dpreatt are scratch (the activation-gradient tensors of the same shape).
 void attention_backward(float* dinp, float* dpreatt, float* datt, const float* dout, const float* inp,
                         const float* att, int B, int T, int C, int NH) {
-    int C3 = 3 * C, hs = C / NH;
-    float scale = 1.0f / sqrtf((float)hs);
-    float* scratch = attention_scratch(T, hs);
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            const float* q = inp + (size_t)b * T * C3 + h * hs; // row t at q + t * C3; k at q + C, v at q + 2C
-            float* dq = dinp + (size_t)b * T * C3 + h * hs;
-            const float* d = dout + (size_t)b * T * C + h * hs; // row t at d + t * C
-            const float* a = att + ((size_t)b * NH + h) * T * T;
-            float* da = datt + ((size_t)b * NH + h) * T * T;
-            float* ds = dpreatt + ((size_t)b * NH + h) * T * T;
-            float* vt = scratch + attention_scratch_need(T, hs) * thread_id(); // V^T, K, Q, dO panels
-            float* kp = vt + pack_head(vt, q + 2 * C, C3, T, hs, 1);
-            float* qp = kp + pack_head(kp, q + C, C3, T, hs, 0);
-            float* dp = qp + pack_head(qp, q, C3, T, hs, 0);
-            pack_head(dp, d, C, T, hs, 0);
-            causal_products(da, T, d, C, vt, hs); // dA[t][t2] = dout_t . v_t2
-            // the softmax's backward, with the score's scale folded in; zero above the diagonal
-            for (int t = 0; t < T; t++) {
-                const float* ar = a + (size_t)t * T;
-                float* dar = da + (size_t)t * T;
-                float* dsr = ds + (size_t)t * T;
-                float ada = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) { ada += ar[t2] * dar[t2]; }
-                for (int t2 = 0; t2 <= t; t2++) { dsr[t2] = scale * ar[t2] * (dar[t2] - ada); }
-                for (int t2 = t + 1; t2 < T; t2++) { dsr[t2] = 0.0f; }
-            }
-            for (int t0 = 0; t0 < T; t0 += MR) {
-                int R = min_int(MR, T - t0), K = min_int(T, t0 + MR);
-                for (int p = 0; p * NR < hs; p++) {
-                    int J = min_int(NR, hs - p * NR);
-                    size_t col = (size_t)p * NR, panel = (size_t)p * T * NR;
-                    // dq_t += sum over t2 <= t of dS[t][t2] k_t2
-                    matmul_tile(dq + (size_t)t0 * C3 + col, C3, ds + (size_t)t0 * T, T, 1, kp + panel, K, R, J, NULL, 1, 0);
-                    // dk_t2 += sum over t >= t2 of dS[t][t2] q_t; dv_t2 += sum over t >= t2 of A[t][t2] dout_t
-                    size_t from = (size_t)t0 * NR; // the panels' row t0
-                    matmul_tile(dq + (size_t)t0 * C3 + C + col, C3, ds + (size_t)t0 * T + t0, 1, T, qp + panel + from, T - t0, R, J, NULL, 1, 0);
-                    matmul_tile(dq + (size_t)t0 * C3 + 2 * C + col, C3, a + (size_t)t0 * T + t0, 1, T, dp + panel + from, T - t0, R, J, NULL, 1, 0);
-                }
-            }
-        }
-    }
+    if (reference_kernels) { attention_backward_reference(dinp, dpreatt, datt, dout, inp, att, B, T, C, NH); }
+    else { attention_backward_fast(dinp, dpreatt, datt, dout, inp, att, B, T, C, NH); }
 }
 
 // GELU, tanh approximation (as GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
@@ -1130,6 +1073,8 @@ void gpt2_save(const GPT2* model, const char* path) {
     free(merged);
 }
 
+void fast_kernels_reserve(int B, int T, int C, int NH);
+
 // activations for batches of up to B rows of up to T tokens
 void gpt2_allocate_activations(GPT2* model, int B, int T) {
     if (T > model->config.max_seq_len) { die("sequence length %d is longer than the model's maximum %d", T, model->config.max_seq_len); }
@@ -1146,9 +1091,7 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
     model->grads_acts_memory = calloc_check(model->num_activations, sizeof(float), "activation gradients");
     carve_activations(&model->acts, model->acts_memory, model->act_sizes);
     carve_activations(&model->grads_acts, model->grads_acts_memory, model->act_sizes);
-    size_t need = matmul_scratch_need(B * T, 4 * c->channels); // the widest matmul is the MLP's
-    size_t attention = attention_scratch_need(T, c->channels / c->num_heads) * thread_count();
-    matmul_scratch(need > attention ? need : attention);
+    fast_kernels_reserve(B, T, c->channels, c->num_heads); // their scratch, now rather than in a step
     model->inputs = malloc_check((size_t)B * T * sizeof(int), "inputs");
     model->targets = malloc_check((size_t)B * T * sizeof(int), "targets");
     model->max_B = B;
@@ -1232,10 +1175,73 @@ static void lora_adapt(GPT2* model, int t, int l, float* y, int ldy, const float
                  lo->A[t] + (size_t)l * r * IC, lo->B[t] + (size_t)l * OC * r, lo->scale, N, IC, OC, r);
 }
 
+// its backward pass: the adapter's input gradient into dx, and, with grads, its own gradients
+// into the adapter's gradient tensors
+static void lora_adapt_backward(GPT2* model, int t, int l, float* dx, const float* dy, int ldy, const float* x,
+                                int grads) {
+    const LoRA* lo = &model->lora;
+    if (lo->rank == 0 || !lo->on[t]) { return; }
+    int N = model->B * model->T, r = lo->rank, OC, IC;
+    lora_shape(t, model->config.channels, &OC, &IC);
+    size_t lA = (size_t)l * r * IC, lB = (size_t)l * OC * r, lh = (size_t)l * N * r; // block l's slices
+    lora_backward(dx, grads ? lo->dA[t] + lA : NULL, grads ? lo->dB[t] + lB : NULL, model->grads_acts.lora_h[t] + lh,
+                  model->grads_acts.lora_tmp, dy, ldy, x, model->acts.lora_h[t] + lh, lo->A[t] + lA, lo->B[t] + lB,
+                  lo->scale, N, IC, OC, r);
+}
+
+// the four linear maps of a block. each is a matmul, and with LoRA also the adapters that sit on
+// it: the qkv map can carry three (q, k and v are its column blocks 0, C and 2C), the others one
+enum { LINEAR_QKV, LINEAR_ATTPROJ, LINEAR_FC, LINEAR_FCPROJ };
+static const int lora_linear[NUM_LORA_TARGETS] = {LINEAR_QKV, LINEAR_QKV, LINEAR_QKV, LINEAR_ATTPROJ, LINEAR_FC,
+                                                  LINEAR_FCPROJ};
+static size_t lora_column(int t, int C) { return t <= LORA_V ? (size_t)(t - LORA_Q) * C : 0; }
+
+// out (N,OC) = inp (N,IC) @ weight^T + bias, plus block l's adapters on this map
+static void linear_forward(GPT2* model, int kind, int l, float* out, const float* inp, const float* weight,
+                           const float* bias, int N, int IC, int OC) {
+    matmul_forward(out, inp, weight, bias, N, IC, OC);
+    for (int t = 0; t < NUM_LORA_TARGETS; t++) {
+        if (lora_linear[t] == kind) { lora_adapt(model, t, l, out + lora_column(t, model->config.channels), OC, inp); }
+    }
+}
+
+// its backward pass: dinp always; with grads, the gradients of what trains: the weight and the
+// bias, or with LoRA the adapters (the weight is then frozen and gets none)
+static void linear_backward(GPT2* model, int kind, int l, int grads, float* dinp, float* dweight, float* dbias,
+                            const float* dout, const float* inp, const float* weight, int N, int IC, int OC) {
+    int frozen = model->lora.rank > 0;
+    matmul_backward(dinp, grads && !frozen ? dweight : NULL, grads && !frozen ? dbias : NULL, dout, inp, weight,
+                    N, IC, OC);
+    for (int t = 0; t < NUM_LORA_TARGETS; t++) {
+        if (lora_linear[t] == kind) {
+            lora_adapt_backward(model, t, l, dinp, dout + lora_column(t, model->config.channels), OC, inp, grads);
+        }
+    }
+}
+
+// block l's slices of the layer-stacked tensors, as llm.c's l_qkvw = params.qkvw + l*3*C*C: of the
+// parameters (or their gradients), and of the activations (or theirs) for B rows of T positions.
+// the other fields keep pointing at the whole tensor.
+static ParameterTensors layer_parameters(ParameterTensors p, int l, int C) {
+    size_t lc = (size_t)l * C;
+    p.ln1w += lc; p.ln1b += lc; p.qkvw += 3 * lc * C; p.qkvb += 3 * lc; p.attprojw += lc * C; p.attprojb += lc;
+    p.ln2w += lc; p.ln2b += lc; p.fcw += 4 * lc * C; p.fcb += 4 * lc; p.fcprojw += 4 * lc * C; p.fcprojb += lc;
+    return p;
+}
+static ActivationTensors layer_activations(ActivationTensors a, int l, int B, int T, int C, int NH) {
+    size_t ln = (size_t)l * B * T, lnc = ln * C, latt = (size_t)l * B * NH * T * T;
+    a.ln1 += lnc; a.ln1_mean += ln; a.ln1_rstd += ln; a.qkv += 3 * lnc; a.atty += lnc; a.preatt += latt; a.att += latt;
+    a.attproj += lnc; a.residual2 += lnc; a.ln2 += lnc; a.ln2_mean += ln; a.ln2_rstd += ln; a.fch += 4 * lnc;
+    a.fch_gelu += 4 * lnc; a.fcproj += lnc; a.residual3 += lnc;
+    return a;
+}
+
 // the forward pass on B rows of T tokens; with targets, losses[b*T+t] = -log p(targets[b*T+t]).
 // the probed forward pass is this same pass: blocks in the probe set add their probe.
 void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int T) {
-    if (B > model->max_B || T > model->max_T) { die("internal: batch %dx%d exceeds the allocated %dx%d", B, T, model->max_B, model->max_T); }
+    if (B > model->max_B || T > model->max_T) {
+        die("internal: batch %dx%d exceeds the allocated %dx%d", B, T, model->max_B, model->max_T);
+    }
     GPT2Config* cfg = &model->config;
     int V = cfg->vocab_size, Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
     int N = B * T;
@@ -1247,56 +1253,22 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
     ActivationTensors a = model->acts;
     encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);
     for (int l = 0; l < L; l++) {
-        float* residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * N * C;
-        // this layer's weights
-        float* l_ln1w = p.ln1w + l * C;
-        float* l_ln1b = p.ln1b + l * C;
-        float* l_qkvw = p.qkvw + (size_t)l * 3 * C * C;
-        float* l_qkvb = p.qkvb + l * 3 * C;
-        float* l_attprojw = p.attprojw + (size_t)l * C * C;
-        float* l_attprojb = p.attprojb + l * C;
-        float* l_ln2w = p.ln2w + l * C;
-        float* l_ln2b = p.ln2b + l * C;
-        float* l_fcw = p.fcw + (size_t)l * 4 * C * C;
-        float* l_fcb = p.fcb + l * 4 * C;
-        float* l_fcprojw = p.fcprojw + (size_t)l * C * 4 * C;
-        float* l_fcprojb = p.fcprojb + l * C;
-        // this layer's activations
-        float* l_ln1 = a.ln1 + (size_t)l * N * C;
-        float* l_ln1_mean = a.ln1_mean + (size_t)l * N;
-        float* l_ln1_rstd = a.ln1_rstd + (size_t)l * N;
-        float* l_qkv = a.qkv + (size_t)l * N * 3 * C;
-        float* l_atty = a.atty + (size_t)l * N * C;
-        float* l_preatt = a.preatt + (size_t)l * B * NH * T * T;
-        float* l_att = a.att + (size_t)l * B * NH * T * T;
-        float* l_attproj = a.attproj + (size_t)l * N * C;
-        float* l_residual2 = a.residual2 + (size_t)l * N * C;
-        float* l_ln2 = a.ln2 + (size_t)l * N * C;
-        float* l_ln2_mean = a.ln2_mean + (size_t)l * N;
-        float* l_ln2_rstd = a.ln2_rstd + (size_t)l * N;
-        float* l_fch = a.fch + (size_t)l * N * 4 * C;
-        float* l_fch_gelu = a.fch_gelu + (size_t)l * N * 4 * C;
-        float* l_fcproj = a.fcproj + (size_t)l * N * C;
-        float* l_residual3 = a.residual3 + (size_t)l * N * C;
+        ParameterTensors w = layer_parameters(p, l, C);         // block l's weights
+        ActivationTensors x = layer_activations(a, l, B, T, C, NH); // and activations
+        float* residual = l == 0 ? a.encoded : x.residual3 - (size_t)N * C; // the stream leaving block l-1
         // attention, then MLP, each on a layernormed copy of the stream and added back to it
-        layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, l_ln1w, l_ln1b, N, C);
-        // (with LoRA, each adapted matrix's output then gets its adapter's share: lora_adapt)
-        matmul_forward(l_qkv, l_ln1, l_qkvw, l_qkvb, N, C, 3 * C);
-        lora_adapt(model, LORA_Q, l, l_qkv, 3 * C, l_ln1);
-        lora_adapt(model, LORA_K, l, l_qkv + C, 3 * C, l_ln1);
-        lora_adapt(model, LORA_V, l, l_qkv + 2 * C, 3 * C, l_ln1);
-        attention_forward(l_atty, l_preatt, l_att, l_qkv, B, T, C, NH);
-        matmul_forward(l_attproj, l_atty, l_attprojw, l_attprojb, N, C, C);
-        lora_adapt(model, LORA_PROJ, l, l_attproj, C, l_atty);
-        residual_forward(l_residual2, residual, l_attproj, NULL, N, C);
-        layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, l_ln2w, l_ln2b, N, C);
-        matmul_forward(l_fch, l_ln2, l_fcw, l_fcb, N, C, 4 * C);
-        lora_adapt(model, LORA_FC, l, l_fch, 4 * C, l_ln2);
-        gelu_forward(l_fch_gelu, l_fch, (size_t)N * 4 * C);
-        matmul_forward(l_fcproj, l_fch_gelu, l_fcprojw, l_fcprojb, N, 4 * C, C);
-        lora_adapt(model, LORA_FCPROJ, l, l_fcproj, C, l_fch_gelu);
+        layernorm_forward(x.ln1, x.ln1_mean, x.ln1_rstd, residual, w.ln1w, w.ln1b, N, C);
+        linear_forward(model, LINEAR_QKV, l, x.qkv, x.ln1, w.qkvw, w.qkvb, N, C, 3 * C);
+        attention_forward(x.atty, x.preatt, x.att, x.qkv, B, T, C, NH);
+        linear_forward(model, LINEAR_ATTPROJ, l, x.attproj, x.atty, w.attprojw, w.attprojb, N, C, C);
+        residual_forward(x.residual2, residual, x.attproj, NULL, N, C);
+        layernorm_forward(x.ln2, x.ln2_mean, x.ln2_rstd, x.residual2, w.ln2w, w.ln2b, N, C);
+        linear_forward(model, LINEAR_FC, l, x.fch, x.ln2, w.fcw, w.fcb, N, C, 4 * C);
+        gelu_forward(x.fch_gelu, x.fch, (size_t)N * 4 * C);
+        linear_forward(model, LINEAR_FCPROJ, l, x.fcproj, x.fch_gelu, w.fcprojw, w.fcprojb, N, 4 * C, C);
         // x_l = block_l(x_{l-1}) + v_l: the probe joins the stream here
-        residual_forward(l_residual3, l_residual2, l_fcproj, model->probed[l] ? model->probe + (size_t)l * C : NULL, N, C);
+        const float* probe = model->probed[l] ? model->probe + (size_t)l * C : NULL;
+        residual_forward(x.residual3, x.residual2, x.fcproj, probe, N, C);
     }
     float* residual = a.residual3 + (size_t)(L - 1) * N * C;
     layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, p.lnfw, p.lnfb, N, C);
@@ -1316,22 +1288,18 @@ void gpt2_zero_grad(GPT2* model) {
     memset(model->dprobe, 0, (size_t)model->config.num_layers * model->config.channels * sizeof(float));
 }
 
-// sets layers l0..l1-1 of a layer-stacked tensor with per_layer floats per layer to zero
-static void zero_layers(float* t, int l0, int l1, size_t per_layer) {
-    memset(t + (size_t)l0 * per_layer, 0, (size_t)(l1 - l0) * per_layer * sizeof(float));
-}
-
-// the backward pass of lora_adapt: the adapter's input gradient into dx, and, with ag, its own
-// gradients into the adapter's gradient tensors
-static void lora_adapt_backward(GPT2* model, int t, int l, float* dx, const float* dy, int ldy, const float* x, int ag) {
-    const LoRA* lo = &model->lora;
-    if (lo->rank == 0 || !lo->on[t]) { return; }
-    int N = model->B * model->T, r = lo->rank, OC, IC;
-    lora_shape(t, model->config.channels, &OC, &IC);
-    size_t lA = (size_t)l * r * IC, lB = (size_t)l * OC * r, lh = (size_t)l * N * r;
-    lora_backward(dx, ag ? lo->dA[t] + lA : NULL, ag ? lo->dB[t] + lB : NULL, model->grads_acts.lora_h[t] + lh,
-                  model->grads_acts.lora_tmp, dy, ldy, x, model->acts.lora_h[t] + lh, lo->A[t] + lA, lo->B[t] + lB,
-                  lo->scale, N, IC, OC, r);
+// the activation gradients that backward accumulates into start at zero: only those (attention
+// uses its two as scratch, probs and losses get none), for the last pass's N positions, and only
+// blocks l0..L-1, the ones the pass visits
+static void zero_activation_grads(GPT2* model, int l0) {
+    ActivationTensors d = model->grads_acts;
+    size_t L = model->config.num_layers, NC = (size_t)model->B * model->T * model->config.channels;
+    float* stacked[10] = {d.ln1, d.qkv, d.atty, d.attproj, d.residual2, d.ln2, d.fch, d.fch_gelu, d.fcproj, d.residual3};
+    size_t width[10] = {1, 3, 1, 1, 1, 1, 4, 4, 1, 1}; // in multiples of C
+    for (int i = 0; i < 10; i++) { memset(stacked[i] + l0 * width[i] * NC, 0, (L - l0) * width[i] * NC * sizeof(float)); }
+    if (l0 == 0) { memset(d.encoded, 0, NC * sizeof(float)); }
+    memset(d.lnf, 0, NC * sizeof(float));
+    memset(d.logits, 0, NC / model->config.channels * model->config.padded_vocab_size * sizeof(float));
 }
 
 // backward from the loss sum_n weights[n] * losses[n] of the last forward pass. the gradients of
@@ -1344,71 +1312,42 @@ void gpt2_backward(GPT2* model, const float* weights, int probe_only) {
     GPT2Config* cfg = &model->config;
     int V = cfg->vocab_size, Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
     int B = model->B, T = model->T, N = B * T;
-    ParameterTensors p = model->params;
-    ParameterTensors g = model->grads;
-    ActivationTensors a = model->acts;
-    ActivationTensors d = model->grads_acts;
-    int lora = model->lora.rank > 0;
-    int wg = !probe_only && !lora; // make the weights' gradients?
-    int ag = !probe_only && lora;  // make the adapters' gradients?
-    // the activation gradients that backward accumulates into start at zero: only those (attention
-    // uses its two as scratch, probs and losses get none), for this batch's N positions, and only
-    // the layers the pass visits (the probe-only pass stops at the lowest probed block)
-    int l0 = probe_only && model->lowest_probe < L ? model->lowest_probe : 0;
-    size_t NC = (size_t)N * C;
-    if (l0 == 0) { zero_layers(d.encoded, 0, 1, NC); }
-    zero_layers(d.ln1, l0, L, NC);
-    zero_layers(d.qkv, l0, L, 3 * NC);
-    zero_layers(d.atty, l0, L, NC);
-    zero_layers(d.attproj, l0, L, NC);
-    zero_layers(d.residual2, l0, L, NC);
-    zero_layers(d.ln2, l0, L, NC);
-    zero_layers(d.fch, l0, L, 4 * NC);
-    zero_layers(d.fch_gelu, l0, L, 4 * NC);
-    zero_layers(d.fcproj, l0, L, NC);
-    zero_layers(d.residual3, l0, L, NC);
-    zero_layers(d.lnf, 0, 1, NC);
-    zero_layers(d.logits, 0, 1, (size_t)N * Vp);
+    ParameterTensors p = model->params, g = model->grads;
+    ActivationTensors a = model->acts, d = model->grads_acts;
+    int grads = !probe_only;                                 // theta's gradient (else the probe's only)
+    int weight_grads = grads && model->lora.rank == 0;       // theta is every weight
+    zero_activation_grads(model, probe_only && model->lowest_probe < L ? model->lowest_probe : 0);
     crossentropy_softmax_backward(d.logits, a.probs, model->targets, weights, N, V, Vp);
-    matmul_backward(d.lnf, wg ? g.wte : NULL, NULL, d.logits, a.lnf, p.wte, N, C, Vp);
+    matmul_backward(d.lnf, weight_grads ? g.wte : NULL, NULL, d.logits, a.lnf, p.wte, N, C, Vp);
     float* residual = a.residual3 + (size_t)(L - 1) * N * C;
     float* dresidual = d.residual3 + (size_t)(L - 1) * N * C;
-    layernorm_backward(dresidual, wg ? g.lnfw : NULL, wg ? g.lnfb : NULL, d.lnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, N, C);
+    layernorm_backward(dresidual, weight_grads ? g.lnfw : NULL, weight_grads ? g.lnfb : NULL, d.lnf, residual,
+                       p.lnfw, a.lnf_mean, a.lnf_rstd, N, C);
     for (int l = L - 1; l >= 0; l--) {
-        float* l_dresidual3 = d.residual3 + (size_t)l * N * C;
-        if (model->probed[l]) { probe_backward(model->dprobe + (size_t)l * C, l_dresidual3, N, C); }
+        ParameterTensors w = layer_parameters(p, l, C), dw = layer_parameters(g, l, C);
+        ActivationTensors x = layer_activations(a, l, B, T, C, NH), dx = layer_activations(d, l, B, T, C, NH);
+        if (model->probed[l]) { probe_backward(model->dprobe + (size_t)l * C, dx.residual3, N, C); }
         if (probe_only && l == model->lowest_probe) { return; }
-        residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * N * C;
-        dresidual = l == 0 ? d.encoded : d.residual3 + (size_t)(l - 1) * N * C;
-        size_t lc = (size_t)l * C, lnc = (size_t)l * N * C, ln = (size_t)l * N;
-        size_t latt = (size_t)l * B * NH * T * T;
+        residual = l == 0 ? a.encoded : x.residual3 - (size_t)N * C;
+        dresidual = l == 0 ? d.encoded : dx.residual3 - (size_t)N * C;
         // through the MLP
-        residual_backward(d.residual2 + lnc, d.fcproj + lnc, l_dresidual3, (size_t)N * C);
-        matmul_backward(d.fch_gelu + 4 * lnc, wg ? g.fcprojw + 4 * lc * C : NULL, wg ? g.fcprojb + lc : NULL,
-                        d.fcproj + lnc, a.fch_gelu + 4 * lnc, p.fcprojw + 4 * lc * C, N, 4 * C, C);
-        lora_adapt_backward(model, LORA_FCPROJ, l, d.fch_gelu + 4 * lnc, d.fcproj + lnc, C, a.fch_gelu + 4 * lnc, ag);
-        gelu_backward(d.fch + 4 * lnc, a.fch + 4 * lnc, d.fch_gelu + 4 * lnc, (size_t)N * 4 * C);
-        matmul_backward(d.ln2 + lnc, wg ? g.fcw + 4 * lc * C : NULL, wg ? g.fcb + 4 * lc : NULL,
-                        d.fch + 4 * lnc, a.ln2 + lnc, p.fcw + 4 * lc * C, N, C, 4 * C);
-        lora_adapt_backward(model, LORA_FC, l, d.ln2 + lnc, d.fch + 4 * lnc, 4 * C, a.ln2 + lnc, ag);
-        layernorm_backward(d.residual2 + lnc, wg ? g.ln2w + lc : NULL, wg ? g.ln2b + lc : NULL, d.ln2 + lnc,
-                           a.residual2 + lnc, p.ln2w + lc, a.ln2_mean + ln, a.ln2_rstd + ln, N, C);
+        residual_backward(dx.residual2, dx.fcproj, dx.residual3, (size_t)N * C);
+        linear_backward(model, LINEAR_FCPROJ, l, grads, dx.fch_gelu, dw.fcprojw, dw.fcprojb, dx.fcproj, x.fch_gelu,
+                        w.fcprojw, N, 4 * C, C);
+        gelu_backward(dx.fch, x.fch, dx.fch_gelu, (size_t)N * 4 * C);
+        linear_backward(model, LINEAR_FC, l, grads, dx.ln2, dw.fcw, dw.fcb, dx.fch, x.ln2, w.fcw, N, C, 4 * C);
+        layernorm_backward(dx.residual2, weight_grads ? dw.ln2w : NULL, weight_grads ? dw.ln2b : NULL, dx.ln2,
+                           x.residual2, w.ln2w, x.ln2_mean, x.ln2_rstd, N, C);
         // through the attention
-        residual_backward(dresidual, d.attproj + lnc, d.residual2 + lnc, (size_t)N * C);
-        matmul_backward(d.atty + lnc, wg ? g.attprojw + lc * C : NULL, wg ? g.attprojb + lc : NULL,
-                        d.attproj + lnc, a.atty + lnc, p.attprojw + lc * C, N, C, C);
-        lora_adapt_backward(model, LORA_PROJ, l, d.atty + lnc, d.attproj + lnc, C, a.atty + lnc, ag);
-        attention_backward(d.qkv + 3 * lnc, d.preatt + latt, d.att + latt, d.atty + lnc, a.qkv + 3 * lnc,
-                           a.att + latt, B, T, C, NH);
-        matmul_backward(d.ln1 + lnc, wg ? g.qkvw + 3 * lc * C : NULL, wg ? g.qkvb + 3 * lc : NULL,
-                        d.qkv + 3 * lnc, a.ln1 + lnc, p.qkvw + 3 * lc * C, N, C, 3 * C);
-        for (int t = LORA_Q; t <= LORA_V; t++) {
-            lora_adapt_backward(model, t, l, d.ln1 + lnc, d.qkv + 3 * lnc + (size_t)(t - LORA_Q) * C, 3 * C, a.ln1 + lnc, ag);
-        }
-        layernorm_backward(dresidual, wg ? g.ln1w + lc : NULL, wg ? g.ln1b + lc : NULL, d.ln1 + lnc, residual,
-                           p.ln1w + lc, a.ln1_mean + ln, a.ln1_rstd + ln, N, C);
+        residual_backward(dresidual, dx.attproj, dx.residual2, (size_t)N * C);
+        linear_backward(model, LINEAR_ATTPROJ, l, grads, dx.atty, dw.attprojw, dw.attprojb, dx.attproj, x.atty,
+                        w.attprojw, N, C, C);
+        attention_backward(dx.qkv, dx.preatt, dx.att, dx.atty, x.qkv, x.att, B, T, C, NH);
+        linear_backward(model, LINEAR_QKV, l, grads, dx.ln1, dw.qkvw, dw.qkvb, dx.qkv, x.ln1, w.qkvw, N, C, 3 * C);
+        layernorm_backward(dresidual, weight_grads ? dw.ln1w : NULL, weight_grads ? dw.ln1b : NULL, dx.ln1, residual,
+                           w.ln1w, x.ln1_mean, x.ln1_rstd, N, C);
     }
-    if (wg) { encoder_backward(g.wte, g.wpe, d.encoded, model->inputs, B, T, C); }
+    if (weight_grads) { encoder_backward(g.wte, g.wpe, d.encoded, model->inputs, B, T, C); }
 }
 
 // AdamW (bias-corrected moments, decoupled weight decay), as llm.c's CPU trainer applies it
@@ -1751,85 +1690,8 @@ float contrastive_loss(GPT2* model, Batch* b, float tau, float* margin) {
 // training steps: plain fine-tuning, SAP and SAM, side by side. each returns the task loss at
 // theta_t (before its update).
 
-// what the analysis records (optional, every few steps), as in the paper's motivation: the cosine
-// between the task gradient and the "harmful gradient" -g, the gradient whose descent makes the
-// model prefer harmful responses (g = grad Lc points the other way). the paper finds it positive
-// during plain fine-tuning: a descent step on the task then also moves towards harm.
-typedef struct {
-    float* harm_dir;   // (num_theta) g = grad_theta Lc(theta_t), saved before it is overwritten
-    float* theta_before; // (num_theta) theta_t, saved before the update; after it, the step theta_{t+1} - theta_t
-    double cos_all;    // cos(g_task, -g) over all of theta: > 0 means task descent drifts towards harm
-    double cos_step;   // cos(theta_{t+1} - theta_t, g): > 0 means the step AdamW took moved towards harm
-    const float* theta_start; // (num_theta) theta where the run started, or NULL
-    double cos_drift;  // cos(theta_t - theta_start, g): > 0 means the whole way so far led towards harm
-    double* cos_layer; // (L) the same over block l's part of theta only (its weights, or its adapters)
-    float contrastive; // Lc(theta_t) of the contrastive batch
-    float margin;      // mean s(safe) - s(harmful) on it
-    int rms_layer;     // the first probed block (-P), where the sizes below are measured, or -1
-    double resid_rms;  // RMS of the residual stream leaving that block, over the task batch's responses
-    double probe_rms;  // RMS of the probe added there (0 without SAP): its size next to the stream's
-} Analysis;
-
-// per-layer views of a theta-sized vector: tensors 2..13 of the parameter table are layer-stacked,
-// and so is every adapter tensor
-static void layer_dot(const GPT2* model, const float* a, const float* b, int l, double* ab, double* aa, double* bb) {
-    int lora = model->lora.rank > 0;
-    const size_t* sizes = lora ? model->lora.sizes : model->param_sizes;
-    size_t off = 0;
-    *ab = *aa = *bb = 0.0;
-    for (int i = 0; i < (lora ? NUM_LORA_TENSORS : NUM_PARAMETER_TENSORS); i++) {
-        size_t sz = sizes[i];
-        if (lora || (i >= 2 && i <= 13)) {
-            size_t per = sz / model->config.num_layers, lo = off + (size_t)l * per;
-            *ab += dot_product(a + lo, b + lo, per);
-            *aa += dot_product(a + lo, a + lo, per);
-            *bb += dot_product(b + lo, b + lo, per);
-        }
-        off += sz;
-    }
-}
-static double cosine(double ab, double aa, double bb) { return ab / (sqrt(aa) * sqrt(bb) + 1e-30); }
-static double vector_cosine(const float* a, const float* b, size_t n) { return cosine(dot_product(a, b, n), dot_product(a, a, n), dot_product(b, b, n)); }
-
-// cosines between the task gradient (now in model->theta_grad) and -g, the saved harmful direction reversed
-void analysis_cosines(const GPT2* model, const Batch* task, Analysis* an) {
-    size_t n = model->num_theta;
-    const float* g = model->theta_grad;
-    an->cos_all = -vector_cosine(g, an->harm_dir, n);
-    for (int l = 0; l < model->config.num_layers; l++) {
-        double ab, aa, bb;
-        layer_dot(model, g, an->harm_dir, l, &ab, &aa, &bb);
-        an->cos_layer[l] = -cosine(ab, aa, bb);
-    }
-    if (an->theta_start != NULL) { // theta_before is free until analysis_before_update(): scratch for the drift
-        float* drift = an->theta_before;
-        for (size_t i = 0; i < n; i++) { drift[i] = model->theta[i] - an->theta_start[i]; }
-        an->cos_drift = vector_cosine(drift, an->harm_dir, n);
-    }
-    if (an->rms_layer >= 0) { // the task batch's forward pass at theta_t is the last one made
-        size_t C = (size_t)model->config.channels, N = (size_t)model->B * model->T;
-        const float* x = model->acts.residual3 + (size_t)an->rms_layer * N * C;
-        double ss = 0.0, count = 0.0; // over the positions whose target carries loss: the responses
-        for (size_t i = 0; i < N; i++) {
-            if (task->mask[i] != 0.0f) { ss += dot_product(x + i * C, x + i * C, C); count += (double)C; }
-        }
-        an->resid_rms = count > 0 ? sqrt(ss / count) : 0.0;
-        an->probe_rms = model->probed[an->rms_layer] ? l2_norm(model->probe + an->rms_layer * C, C) / sqrt((double)C) : 0.0;
-    }
-}
-
-// the step the optimizer took, against g. AdamW divides every coordinate by its own gradient
-// scale, so its step need not point where -g_task points: the two cosines can differ in sign
-void analysis_before_update(const GPT2* model, Analysis* an) { memcpy(an->theta_before, model->theta, model->num_theta * sizeof(float)); }
-void analysis_after_update(const GPT2* model, Analysis* an) {
-    size_t n = model->num_theta;
-    float* step = an->theta_before; // becomes theta_{t+1} - theta_t, in place
-    for (size_t i = 0; i < n; i++) { step[i] = model->theta[i] - step[i]; }
-    an->cos_step = vector_cosine(step, an->harm_dir, n);
-}
-
 // g = grad_theta Lc(theta, v; S): the direction in weight space that makes the model prefer
-// harmful responses more. leaves it in model->grads and returns Lc.
+// harmful responses more. leaves it in model->theta_grad and returns Lc.
 float harmful_direction(GPT2* model, Batch* pairs, float tau, float* margin) {
     gpt2_zero_grad(model);
     float lc = contrastive_loss(model, pairs, tau, margin);
@@ -1837,15 +1699,12 @@ float harmful_direction(GPT2* model, Batch* pairs, float tau, float* margin) {
     return lc;
 }
 
-// plain fine-tuning (and plain LM training): one forward+backward, one AdamW step.
-// an: if given, its harm_dir holds g, and the step records cos(g_task, -g) before updating.
-float sft_step(GPT2* model, const Batch* task, float lr, float wd, Analysis* an) {
+// plain fine-tuning (and plain LM training): one forward+backward, one AdamW step
+float sft_step(GPT2* model, const Batch* task, float lr, float wd) {
     gpt2_zero_grad(model);
     float loss = task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
-    if (an != NULL) { analysis_cosines(model, task, an); analysis_before_update(model, an); }
     gpt2_update(model, lr, wd);
-    if (an != NULL) { analysis_after_update(model, an); }
     return loss;
 }
 
@@ -1861,7 +1720,6 @@ typedef struct {
     float* probe_v;      // (L, C) Adam second moment of G, persists across steps
     int probe_step;      // Adam steps taken on the probe
     double g_norm;       // ||g|| of the last step, for the NaN guard
-    double ms[4];        // time of the last step's phases: contrastive, perturbed, task, update
 } SAP;
 
 void sap_init(SAP* sap, const GPT2* model, float rho, float beta, float tau) {
@@ -1875,6 +1733,24 @@ void sap_init(SAP* sap, const GPT2* model, float rho, float beta, float tau) {
     sap->probe_step = 0;
 }
 void sap_free(SAP* sap) { free(sap->theta_prime); free(sap->probe_opt); }
+
+// both SAP and SAM evaluate a gradient at perturbed weights theta + step * dir. they are written to
+// a second buffer, at which the model is pointed for that pass (gpt2_point_theta): theta itself
+// never changes, so going back to it is exact (subtracting would not be) and costs no copy
+static void perturbed_weights(float* out, const float* theta, const float* dir, float step, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) { out[i] = theta[i] + step * dir[i]; }
+}
+
+// grad_v L(theta', v; D) into model->dprobe, at the weights theta_prime: the probe's gradient only,
+// so no weight gradient is made and the backward pass stops at the lowest probed block
+void probe_gradient_at(GPT2* model, float* theta_prime, const Batch* task) {
+    memset(model->dprobe, 0, (size_t)model->config.num_layers * model->config.channels * sizeof(float));
+    gpt2_point_theta(model, theta_prime);
+    task_loss(model, task);
+    gpt2_backward(model, task->weights, 1);
+    gpt2_point_theta(model, model->theta); // back to theta_t, which never changed
+}
 
 // step 7: the probe is rebuilt from zero, v = 0 - beta * mhat / (sqrt(vhat) + eps), so its size is
 // about beta per element whatever the size of G. (with v reset to 0 each step, weight decay on v
@@ -1895,55 +1771,32 @@ static void probe_update(GPT2* model, SAP* sap) {
     }
 }
 
-// both SAP and SAM evaluate a gradient at perturbed weights theta + step * dir. they are written to
-// a second buffer, at which the model is pointed for that pass (gpt2_point_theta): theta itself
-// never changes, so going back to it is exact (subtracting would not be) and costs no copy
-static void perturbed_weights(float* out, const float* theta, const float* dir, float step, size_t n) {
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) { out[i] = theta[i] + step * dir[i]; }
-}
-
 // one SAP step, numbered as in the header of this file and in the README. the idea in one line: G
 // says how the probe's gradient changes when the weights move towards harm, and step 7 turns it
 // into a probe under which that move costs task loss, so the next task gradient steers away.
-float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr, float wd, Analysis* an) {
+float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr, float wd) {
     size_t n = model->num_theta, LC = (size_t)model->config.num_layers * model->config.channels;
     float* theta = model->theta; // every weight, or the adapters (then all of 1-6 is over the adapters)
     float* grad = model->theta_grad;
-    double t0 = now_ms();
     // 1. g = grad_theta Lc(theta_t, v_{t-1}; S_t), with the probe in place
-    float margin;
-    float lc = harmful_direction(model, pairs, sap->tau, &margin);
-    if (an != NULL) { memcpy(an->harm_dir, grad, n * sizeof(float)); an->contrastive = lc; an->margin = margin; }
+    harmful_direction(model, pairs, sap->tau, NULL);
     // 2. g_hat = g / (||g|| + 1e-8), r = rho * ||theta_t||
     sap->g_norm = l2_norm(grad, n);
     double r = sap->rho * l2_norm(theta, n);
     // 3. theta' = theta_t + r * g_hat, a small step towards harm
     perturbed_weights(sap->theta_prime, theta, grad, (float)(r / (sap->g_norm + 1e-8)), n);
-    double t1 = now_ms();
-    // 4, second term: grad_v L(theta', v_{t-1}; D_t). probe gradient only: no weight gradients,
-    // and the backward pass stops at the lowest probed block
-    memset(model->dprobe, 0, LC * sizeof(float));
-    gpt2_point_theta(model, sap->theta_prime);
-    task_loss(model, task);
-    gpt2_backward(model, task->weights, 1);
-    gpt2_point_theta(model, theta); // back to theta_t, which never changed
+    // 4, second term: grad_v L(theta', v_{t-1}; D_t)
+    probe_gradient_at(model, sap->theta_prime, task);
     for (size_t i = 0; i < LC; i++) { sap->G[i] = -model->dprobe[i]; }
-    double t2 = now_ms();
     // 5. g_task = grad_theta L(theta_t, v_{t-1}; D_t); the same pass gives 4's first term
     gpt2_zero_grad(model);
     float loss = task_loss(model, task);
     gpt2_backward(model, task->weights, 0);
     for (size_t i = 0; i < LC; i++) { sap->G[i] += model->dprobe[i]; }
-    if (an != NULL) { analysis_cosines(model, task, an); analysis_before_update(model, an); }
-    double t3 = now_ms();
     // 6. theta_{t+1} = AdamW(theta_t, g_task)
     gpt2_update(model, lr, wd);
-    if (an != NULL) { analysis_after_update(model, an); }
     // 7. v_t = 0, then one Adam step on v with gradient G and learning rate beta
     probe_update(model, sap);
-    double t4 = now_ms();
-    sap->ms[0] = t1 - t0; sap->ms[1] = t2 - t1; sap->ms[2] = t3 - t2; sap->ms[3] = t4 - t3;
     return loss;
 }
 
@@ -1964,6 +1817,92 @@ float sam_step(GPT2* model, float* perturbed, float rho, const Batch* task, floa
     gpt2_point_theta(model, theta);
     gpt2_update(model, lr, wd);
     return loss;
+}
+
+// ----------------------------------------------------------------------------
+// the gradient analysis (-a) *
+// what the paper's motivation measures, taken around a step without changing it: the cosine
+// between the task gradient and the "harmful gradient" -g, the gradient whose descent makes the
+// model prefer harmful responses (g = grad Lc points the other way). the paper finds it positive
+// during plain fine-tuning: a descent step on the task then also moves towards harm.
+
+typedef struct {
+    float* harm_dir;     // (num_theta) g = grad_theta Lc(theta_t), with the probe v_{t-1} in place
+    float* theta_before; // (num_theta) theta_t
+    float* scratch;      // (num_theta) a difference of two thetas
+    const float* theta_start; // (num_theta) theta where the run started, or NULL
+    double cos_all;      // cos(g_task, -g) over all of theta: > 0 means task descent drifts towards harm
+    double cos_step;     // cos(theta_{t+1} - theta_t, g): > 0 means the step AdamW took moved towards harm
+    double cos_drift;    // cos(theta_t - theta_start, g): > 0 means the whole way so far led towards harm
+    double* cos_layer;   // (L) cos_all over block l's part of theta only (its weights, or its adapters)
+    float contrastive;   // Lc(theta_t) of the contrastive batch
+    float margin;        // mean s(safe) - s(harmful) on it
+    int rms_layer;       // the first probed block (-P), where the sizes below are measured, or -1
+    double resid_rms;    // RMS of the residual stream leaving that block, over the task batch's responses
+    double probe_rms;    // RMS of the probe added there (0 without SAP): its size next to the stream's
+} Analysis;
+
+// the layer-stacked tensors of the parameter table: ln1w to fcprojb (wte, wpe, lnfw, lnfb are not)
+#define FIRST_LAYER_TENSOR 2
+#define LAST_LAYER_TENSOR 13
+// g.a, a.a and b.b over block l's part of two theta-sized vectors (every adapter tensor is stacked)
+static void layer_dot(const GPT2* model, const float* a, const float* b, int l, double* ab, double* aa, double* bb) {
+    int lora = model->lora.rank > 0;
+    const size_t* sizes = lora ? model->lora.sizes : model->param_sizes;
+    size_t off = 0;
+    *ab = *aa = *bb = 0.0;
+    for (int i = 0; i < (lora ? NUM_LORA_TENSORS : NUM_PARAMETER_TENSORS); i++) {
+        size_t sz = sizes[i];
+        if (lora || (i >= FIRST_LAYER_TENSOR && i <= LAST_LAYER_TENSOR)) {
+            size_t per = sz / model->config.num_layers, lo = off + (size_t)l * per;
+            *ab += dot_product(a + lo, b + lo, per);
+            *aa += dot_product(a + lo, a + lo, per);
+            *bb += dot_product(b + lo, b + lo, per);
+        }
+        off += sz;
+    }
+}
+static double cosine(double ab, double aa, double bb) { return ab / (sqrt(aa) * sqrt(bb) + 1e-30); }
+static double vector_cosine(const float* a, const float* b, size_t n) {
+    return cosine(dot_product(a, b, n), dot_product(a, a, n), dot_product(b, b, n));
+}
+
+// before a step at theta_t: g (the same g that SAP's step 1 then computes), theta_t, the probe's size
+void analysis_before_step(GPT2* model, Batch* pairs, float tau, Analysis* an) {
+    an->contrastive = harmful_direction(model, pairs, tau, &an->margin);
+    memcpy(an->harm_dir, model->theta_grad, model->num_theta * sizeof(float));
+    memcpy(an->theta_before, model->theta, model->num_theta * sizeof(float));
+    int C = model->config.channels, l = an->rms_layer;
+    an->probe_rms = l >= 0 && model->probed[l] ? l2_norm(model->probe + (size_t)l * C, C) / sqrt((double)C) : 0.0;
+}
+
+// after it: the step leaves g_task in model->theta_grad (AdamW only reads it), theta_{t+1} in
+// model->theta, and the activations of the task batch's forward pass at theta_t (its last one).
+// AdamW divides every coordinate by its own gradient scale, so its step need not point where
+// -g_task points: cos_all and cos_step can differ in sign
+void analysis_after_step(const GPT2* model, const Batch* task, Analysis* an) {
+    size_t n = model->num_theta;
+    an->cos_all = -vector_cosine(model->theta_grad, an->harm_dir, n);
+    for (int l = 0; l < model->config.num_layers; l++) {
+        double ab, aa, bb;
+        layer_dot(model, model->theta_grad, an->harm_dir, l, &ab, &aa, &bb);
+        an->cos_layer[l] = -cosine(ab, aa, bb);
+    }
+    if (an->theta_start != NULL) {
+        for (size_t i = 0; i < n; i++) { an->scratch[i] = an->theta_before[i] - an->theta_start[i]; }
+        an->cos_drift = vector_cosine(an->scratch, an->harm_dir, n);
+    }
+    for (size_t i = 0; i < n; i++) { an->scratch[i] = model->theta[i] - an->theta_before[i]; }
+    an->cos_step = vector_cosine(an->scratch, an->harm_dir, n);
+    if (an->rms_layer >= 0) {
+        size_t C = (size_t)model->config.channels, N = (size_t)model->B * model->T;
+        const float* x = model->acts.residual3 + (size_t)an->rms_layer * N * C;
+        double ss = 0.0, count = 0.0; // over the positions whose target carries loss: the responses
+        for (size_t i = 0; i < N; i++) {
+            if (task->mask[i] != 0.0f) { ss += dot_product(x + i * C, x + i * C, C); count += (double)C; }
+        }
+        an->resid_rms = count > 0 ? sqrt(ss / count) : 0.0;
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -2524,7 +2463,7 @@ void show_answers(GPT2* model, EvalSet* es, const ExampleFile* ef, int n, const 
 #define MAX_BLOCKS 64 // blocks whose mean gradient cosine a run reports (GPT-2 XL has 48)
 
 typedef struct {
-    const char* mode;        // -m compare | lm | sft | sap | sam | gen | eval | experiment | bench
+    const char* mode;        // -m compare | lm | sft | sap | sam | gen | eval
     const char* load;        // -e checkpoint to start from
     const char* save;        // -o checkpoint to write
     const char* train;       // -i training data
@@ -2535,7 +2474,6 @@ typedef struct {
     const char* probe_layers;// -P comma-separated probed blocks
     const char* csv;         // -A analysis CSV file
     const char* eval_prefix; // -E held-out files <prefix>_task.bin etc., or none
-    const char* table;       // -M the experiment's output files: <stem>.md, .svg, _curve.csv, _sft.csv, _sap.csv
     const char* state;       // -Y resume file to write with every save
     const char* resume;      // -U resume file to continue from
     int save_every;          // -S save -o (and -Y) every N steps (0: at the end only)
@@ -2561,7 +2499,7 @@ typedef struct {
 
 static void usage(const Options* o) {
     printf("usage: sap [flags], each flag followed by a value. defaults in brackets.\n"
-           "  -m mode         compare (sft and sap side by side) | lm | sft | sap | sam | gen | eval | experiment | bench [%s]\n"
+           "  -m mode         compare (sft and sap side by side) | lm | sft | sap | sam | gen | eval [%s]\n"
            "  -e file         checkpoint to start from [%s]\n"
            "  -o file         write the trained checkpoint (theta only, llm.c format) [%s]\n"
            "  -i file         training data: token file (lm) or example file [%s]\n"
@@ -2584,7 +2522,6 @@ static void usage(const Options* o) {
            "  -K -J           the harmful score during training: every N steps (0: off), on this file [%d %s]\n"
            "  -g -z -k -G     gen: new tokens, temperature (0: greedy), tokenizer, prompt text [%d %g %s %s]\n"
            "  -E prefix       evaluate before and after training on <prefix>_task/_harmful/_contrastive/_skills.bin, or none [%s]\n"
-           "  -M stem         experiment: writes stem.md (table), stem.svg (picture), stem_curve.csv, stem_sft.csv, stem_sap.csv [%s]\n"
            "  -S N            save -o (and -Y) every N steps, 0: at the end only; SIGINT/SIGTERM also saves [%d]\n"
            "  -Y file         resume file (weights, optimizer and probe state, data position), written with every save [%s]\n"
            "  -U file         continue the run saved in this resume file (same flags and data; -n is the total) [%s]\n"
@@ -2595,7 +2532,7 @@ static void usage(const Options* o) {
            o->B, o->T, o->steps, o->lr, o->wd, o->lr_final, o->warmup, o->seed, o->val_every, o->val_batches,
            o->L, o->NH, o->C, o->maxT, o->V, o->rho, o->beta, o->probe_layers, o->tau, o->pair_batch,
            o->sam_rho, o->analyze_every, o->csv ? o->csv : "none", o->curve_every, o->curve_file, o->gen_tokens, o->temperature,
-           o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none", o->eval_prefix ? o->eval_prefix : "none", o->table,
+           o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none", o->eval_prefix ? o->eval_prefix : "none",
            o->save_every, o->state ? o->state : "none", o->resume ? o->resume : "none", o->lora_rank);
 }
 
@@ -2653,7 +2590,7 @@ void parse_lora_targets(const char* s, int* on) {
 void parse_options(Options* o, int argc, char** argv) {
     *o = (Options){.mode = "compare", .load = "data/base.bin", .save = NULL, .train = "data/ft_benign.bin",
                    .val = "data/val_task.bin", .pairs = "data/contrastive.bin", .tokenizer = NULL, .prompt = NULL,
-                   .probe_layers = "1", .csv = NULL, .eval_prefix = "data/test", .table = "results/experiment", .B = 16, .T = 128, .steps = 150, .seed = 1337,
+                   .probe_layers = "1", .csv = NULL, .eval_prefix = "data/test", .B = 16, .T = 128, .steps = 150, .seed = 1337,
                    .lr = 2e-4f, .wd = 0.0f, .lr_final = 0.1f, .val_every = 0, .val_batches = 20,
                    .L = 4, .NH = 4, .C = 128, .maxT = 128, .V = 256, .fresh = 0,
                    .rho = 5e-3f, .beta = 0.2f, .tau = 100.0f, .pair_batch = 8, .sam_rho = 0.005f,
@@ -2678,7 +2615,6 @@ void parse_options(Options* o, int argc, char** argv) {
             case 'G': o->prompt = v; break;
             case 'P': o->probe_layers = v; break;
             case 'A': o->csv = v; break;
-            case 'M': o->table = v; break;
             case 'E': o->eval_prefix = strcmp(v, "none") == 0 ? NULL : v; break;
             case 'Y': o->state = v; break;
             case 'U': o->resume = v; break;
@@ -2714,10 +2650,10 @@ void parse_options(Options* o, int argc, char** argv) {
             default: die("unknown flag %s (see sap -h)", a);
         }
     }
-    const char* modes[] = {"compare", "lm", "sft", "sap", "sam", "gen", "eval", "experiment", "bench"};
+    const char* modes[] = {"compare", "lm", "sft", "sap", "sam", "gen", "eval"};
     int ok = 0;
-    for (int i = 0; i < 9; i++) { ok |= strcmp(o->mode, modes[i]) == 0; }
-    if (!ok) { die("bad value for -m: '%s' (compare, lm, sft, sap, sam, gen, eval, experiment or bench)", o->mode); }
+    for (int i = 0; i < 7; i++) { ok |= strcmp(o->mode, modes[i]) == 0; }
+    if (!ok) { die("bad value for -m: '%s' (compare, lm, sft, sap, sam, gen or eval)", o->mode); }
     if (strcmp(o->mode, "lm") == 0 && !val_given) { o->val = NULL; } // the default -j is an example file
     if (strcmp(o->mode, "sam") == 0 && o->analyze_every > 0) { die("-a: the gradient analysis is for -m sft and -m sap"); }
     if (o->fresh && o->C % o->NH != 0) { die("bad model shape: channels %d not divisible by heads %d", o->C, o->NH); }
@@ -2725,7 +2661,7 @@ void parse_options(Options* o, int argc, char** argv) {
     if (o->curve_every > 0 && o->steps / o->curve_every + 2 > MAX_CURVE) { die("-K %d: more than %d points over %d steps; take a larger N", o->curve_every, MAX_CURVE, o->steps); }
     if (o->curve_every > 0 && o->lora_rank > 0) { die("-K: the harmful score during training is for full fine-tuning (it generates, and generation needs the adapters merged)"); }
     if (lora_given && o->lora_rank == 0) { die("-W and -F set up LoRA adapters: they need a LoRA rank, -Q r with r > 0"); }
-    int trains = strcmp(o->mode, "gen") != 0 && strcmp(o->mode, "eval") != 0 && strcmp(o->mode, "bench") != 0;
+    int trains = strcmp(o->mode, "gen") != 0 && strcmp(o->mode, "eval") != 0;
     if (o->lora_rank > 0 && !trains) { die("-Q: LoRA is a way of training; -m %s does not train", o->mode); }
 }
 
@@ -2937,245 +2873,338 @@ static void save_run(const Options* o, const RunState* rs) {
     if (o->state != NULL) { run_state_save(rs, o->state); }
 }
 
-RunStats train_run(GPT2* model, const Options* o) {
+// everything one training run holds: its data, the method's state, the analysis, the counters
+typedef struct {
+    const Options* o;
+    GPT2* model;
+    int lm, sap_mode, sam;         // the method: lm, sap, sam, or else sft
+    TokenFile train_tokens, val_tokens;
+    ExampleFile train_ex, val_ex, pair_ex;
+    ExampleLoader loader, pair_loader;
+    int need_pairs;                // contrastive batches: for SAP, or for the analysis
+    Batch task, pairs, valb;
+    int layers[1000], nlayers;     // the probed blocks (-P)
+    SAP sap;
+    float* sam_perturbed;          // (num_theta) SAM's perturbed weights
+    Analysis an;                   // -a
+    FILE* csv;                     // -A
+    ExampleFile curve_ex;          // -K: the harmful prompts of the score during training (-J)
+    EvalSet curve_es;
+    char** curve_facts;
+    Tokenizer curve_tk, *curve_tkp;
+    int* probed;                   // (L) scratch: the probe set, while the probe is switched off
+    RunState state;
+    RunStats stats;
+    double total_ms, plain_ms, positions, sum_cos, sum_cos_step, sum_layer[MAX_BLOCKS], sum_rms[2];
+    int plain_steps, steps_run;
+} Run;
+
+// the data of a run: token files (lm) or example files, and the contrastive triples if needed
+static void run_load_data(Run* run) {
+    const Options* o = run->o;
+    int V = run->model->config.vocab_size;
+    if (run->lm) {
+        tokens_load(&run->train_tokens, o->train, V);
+        tokens_check_batch(&run->train_tokens, o->B, o->T);
+        if (o->val != NULL) {
+            tokens_load(&run->val_tokens, o->val, V);
+            tokens_check_batch(&run->val_tokens, o->B, o->T); // now, not after training
+        }
+    } else {
+        ExampleFile* ef = &run->train_ex;
+        examples_load(ef, o->train, V, o->T);
+        if (ef->K != 1) { die("%s: training examples need one response each (K=1), this file has K=%d", o->train, ef->K); }
+        if (ef->N < o->B) { die("%s: %d examples are too few for one batch of %d", o->train, ef->N, o->B); }
+        loader_init(&run->loader, ef, (uint64_t)o->seed);
+        if (o->val != NULL) {
+            examples_load(&run->val_ex, o->val, V, o->T);
+            if (run->val_ex.K != 1) {
+                die("%s: validation examples need one response each (K=1), this file has K=%d", o->val, run->val_ex.K);
+            }
+        }
+    }
+    if (run->need_pairs) {
+        examples_load(&run->pair_ex, o->pairs, V, o->T);
+        if (run->pair_ex.K != 2) {
+            die("%s: contrastive examples need two responses each (K=2), this file has K=%d", o->pairs, run->pair_ex.K);
+        }
+        loader_init(&run->pair_loader, &run->pair_ex, (uint64_t)o->seed + 1); // its own shuffle
+    }
+}
+
+// the harmful score during training (-K): greedy answers to -J's prompts, judged as at the end
+static void run_load_curve(Run* run) {
+    const Options* o = run->o;
+    int V = run->model->config.vocab_size;
+    run->curve_es = (EvalSet){.rows = 64, .T = o->T, .max_new = 64};
+    if (o->tokenizer != NULL) { tokenizer_load(&run->curve_tk, o->tokenizer); run->curve_tkp = &run->curve_tk; }
+    else if (V > 256) { die("-K: the judge reads text: it needs a byte-level vocabulary or a tokenizer (-k)"); }
+    examples_load(&run->curve_ex, o->curve_file, V, o->T);
+    // K=2: the content judge, with each prompt's facts; K=1: the keyword judge
+    run->curve_facts = run->curve_ex.K == 2 ? file_facts(&run->curve_ex, run->curve_tkp, V) : NULL;
+    run->curve_es.answers = malloc_check((size_t)run->curve_ex.N * run->curve_es.max_new * sizeof(int), "answers");
+    run->curve_es.alen = malloc_check((size_t)run->curve_ex.N * sizeof(int), "answers");
+}
+
+// the analysis (-a) and its CSV (-A)
+static void run_setup_analysis(Run* run) {
+    GPT2* model = run->model;
+    Analysis* an = &run->an;
+    size_t n = model->num_theta;
+    an->harm_dir = malloc_check(n * sizeof(float), "harmful direction");
+    an->cos_layer = malloc_check((size_t)model->config.num_layers * sizeof(double), "analysis");
+    an->theta_before = malloc_check(n * sizeof(float), "analysis");
+    an->scratch = malloc_check(n * sizeof(float), "analysis");
+    float* start = malloc_check(n * sizeof(float), "analysis"); // the drift is measured from where this run starts
+    memcpy(start, model->theta, n * sizeof(float));
+    an->theta_start = start;
+    if (run->o->csv == NULL) { return; }
+    run->csv = fopen(run->o->csv, "w");
+    if (run->csv == NULL) { die("%s: cannot write: %s", run->o->csv, strerror(errno)); }
+    fprintf(run->csv, "step,task_loss,contrastive_loss,margin,cos_all,cos_step,cos_drift");
+    for (int l = 0; l < model->config.num_layers; l++) { fprintf(run->csv, ",cos_layer%d", l); }
+    fprintf(run->csv, ",probe_norm,resid_rms,probe_rms\n");
+}
+
+// what is trained (every weight, or LoRA adapters), the data, the batches, the method's state
+static void run_setup(Run* run, GPT2* model, const Options* o) {
     GPT2Config* c = &model->config;
-    int V = c->vocab_size;
-    int lm = strcmp(o->mode, "lm") == 0, sap_mode = strcmp(o->mode, "sap") == 0, sam = strcmp(o->mode, "sam") == 0;
+    *run = (Run){.o = o, .model = model, .lm = strcmp(o->mode, "lm") == 0, .sap_mode = strcmp(o->mode, "sap") == 0,
+                 .sam = strcmp(o->mode, "sam") == 0};
     if (o->T > c->max_seq_len) { die("sequence length -t %d is longer than the model's maximum %d", o->T, c->max_seq_len); }
-    // what is trained: every weight, or LoRA adapters on a frozen model
     if (o->lora_rank > 0) {
         float alpha = o->lora_alpha > 0.0f ? o->lora_alpha : (float)o->lora_rank;
         gpt2_lora_init(model, o->lora_rank, alpha, o->lora_on, (uint64_t)o->seed + 2);
         char names[64] = "";
         for (int t = 0; t < NUM_LORA_TARGETS; t++) {
-            if (o->lora_on[t]) { snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", names[0] ? "," : "", lora_target_names[t]); }
+            if (!o->lora_on[t]) { continue; }
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", names[0] ? "," : "", lora_target_names[t]);
         }
         printf("lora: rank %d, alpha %g (scale %g) on %s of every block: %zu trainable weights, the model's %zu frozen\n",
                o->lora_rank, alpha, model->lora.scale, names, model->num_theta, model->num_parameters);
     }
-    // the data
-    TokenFile train_tokens, val_tokens;
-    ExampleFile train_ex, val_ex, pair_ex;
-    ExampleLoader loader, pair_loader;
-    if (lm) {
-        tokens_load(&train_tokens, o->train, V);
-        tokens_check_batch(&train_tokens, o->B, o->T);
-        if (o->val != NULL) {
-            tokens_load(&val_tokens, o->val, V);
-            tokens_check_batch(&val_tokens, o->B, o->T); // now, not after training
-        }
-    } else {
-        examples_load(&train_ex, o->train, V, o->T);
-        if (train_ex.K != 1) { die("%s: training examples need one response each (K=1), this file has K=%d", o->train, train_ex.K); }
-        if (train_ex.N < o->B) { die("%s: %d examples are too few for one batch of %d", o->train, train_ex.N, o->B); }
-        loader_init(&loader, &train_ex, (uint64_t)o->seed);
-        if (o->val != NULL) {
-            examples_load(&val_ex, o->val, V, o->T);
-            if (val_ex.K != 1) { die("%s: validation examples need one response each (K=1), this file has K=%d", o->val, val_ex.K); }
-        }
-    }
-    int need_pairs = sap_mode || o->analyze_every > 0;
-    if (need_pairs) {
-        examples_load(&pair_ex, o->pairs, V, o->T);
-        if (pair_ex.K != 2) { die("%s: contrastive examples need two responses each (K=2), this file has K=%d", o->pairs, pair_ex.K); }
-        loader_init(&pair_loader, &pair_ex, (uint64_t)o->seed + 1); // its own shuffle, independent of the task's
-    }
-    // the harmful score during training (-K): greedy answers to -J's prompts, judged as at the end
-    ExampleFile curve_ex;
-    EvalSet curve_es = {.rows = 64, .T = o->T, .max_new = 64};
-    char** curve_facts = NULL;
-    Tokenizer curve_tk, *tkp = NULL;
-    if (o->curve_every > 0) {
-        if (o->tokenizer != NULL) { tokenizer_load(&curve_tk, o->tokenizer); tkp = &curve_tk; }
-        else if (V > 256) { die("-K: the judge reads text: it needs a byte-level vocabulary or a tokenizer (-k)"); }
-        examples_load(&curve_ex, o->curve_file, V, o->T);
-        curve_facts = curve_ex.K == 2 ? file_facts(&curve_ex, tkp, V) : NULL; // K=1: the keyword judge
-        curve_es.answers = malloc_check((size_t)curve_ex.N * curve_es.max_new * sizeof(int), "answers");
-        curve_es.alen = malloc_check((size_t)curve_ex.N * sizeof(int), "answers");
-    }
-    int max_rows = need_pairs && 2 * o->pair_batch > o->B ? 2 * o->pair_batch : o->B;
+    run->need_pairs = run->sap_mode || o->analyze_every > 0;
+    run_load_data(run);
+    if (o->curve_every > 0) { run_load_curve(run); }
+    int max_rows = run->need_pairs && 2 * o->pair_batch > o->B ? 2 * o->pair_batch : o->B;
     gpt2_allocate_activations(model, max_rows, o->T);
-    Batch task, pairs, valb;
-    batch_alloc(&task, o->B, o->T);
-    batch_alloc(&pairs, 2 * o->pair_batch, o->T);
-    batch_alloc(&valb, o->B, o->T);
-
-    // the method's state
-    int layers[1000];
-    int nlayers = parse_layers(o->probe_layers, layers, c->num_layers);
-    SAP sap;
-    float* sam_perturbed = NULL;
-    gpt2_set_probe_layers(model, layers, sap_mode ? nlayers : 0);
+    batch_alloc(&run->task, o->B, o->T);
+    batch_alloc(&run->pairs, 2 * o->pair_batch, o->T);
+    batch_alloc(&run->valb, o->B, o->T);
+    run->nlayers = parse_layers(o->probe_layers, run->layers, c->num_layers);
+    gpt2_set_probe_layers(model, run->layers, run->sap_mode ? run->nlayers : 0);
     memset(model->probe, 0, (size_t)c->num_layers * c->channels * sizeof(float)); // v_0 = 0
-    if (sap_mode) {
-        sap_init(&sap, model, o->rho, o->beta, o->tau);
-        printf("sap: rho %g, beta %g, tau %g, probe layers %s, %d triples per step\n", o->rho, o->beta, o->tau, o->probe_layers, o->pair_batch);
+    if (run->sap_mode) {
+        sap_init(&run->sap, model, o->rho, o->beta, o->tau);
+        printf("sap: rho %g, beta %g, tau %g, probe layers %s, %d triples per step\n", o->rho, o->beta, o->tau,
+               o->probe_layers, o->pair_batch);
     }
-    if (sam) { sam_perturbed = malloc_check(model->num_theta * sizeof(float), "SAM perturbed weights"); }
-    Analysis an = {.rms_layer = nlayers > 0 ? layers[0] : -1};
-    FILE* csv = NULL;
-    if (o->analyze_every > 0) {
-        an.harm_dir = malloc_check(model->num_theta * sizeof(float), "harmful direction");
-        an.cos_layer = malloc_check((size_t)c->num_layers * sizeof(double), "analysis");
-        an.theta_before = malloc_check(model->num_theta * sizeof(float), "analysis");
-        if (o->csv != NULL) {
-            csv = fopen(o->csv, "w");
-            if (csv == NULL) { die("%s: cannot write: %s", o->csv, strerror(errno)); }
-            fprintf(csv, "step,task_loss,contrastive_loss,margin,cos_all,cos_step,cos_drift");
-            for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",cos_layer%d", l); }
-            fprintf(csv, ",probe_norm,ms_contrastive,ms_perturbed,ms_task,ms_update,resid_rms,probe_rms\n");
+    if (run->sam) { run->sam_perturbed = malloc_check(model->num_theta * sizeof(float), "SAM perturbed weights"); }
+    run->an.rms_layer = run->nlayers > 0 ? run->layers[0] : -1;
+    if (o->analyze_every > 0) { run_setup_analysis(run); }
+    run->probed = malloc_check((size_t)c->num_layers * sizeof(int), "probe layers");
+    run->stats = (RunStats){.loss = NAN, .val_loss = NAN, .last_cos_drift = NAN};
+    run->state = (RunState){.model = model, .sap = run->sap_mode ? &run->sap : NULL,
+                            .loaders = {run->lm ? NULL : &run->loader, run->need_pairs ? &run->pair_loader : NULL},
+                            .tokens = run->lm ? &run->train_tokens : NULL, .step = 0};
+}
+
+// before step `step` (and after the last): the harmful score (-K) and the validation loss (-v),
+// both of theta alone, as the final evaluation sees it
+static void run_measure(Run* run, int step) {
+    const Options* o = run->o;
+    GPT2* model = run->model;
+    int last = step == o->steps;
+    if (o->curve_every > 0 && (last || step % o->curve_every == 0)) {
+        probe_suspend(model, run->probed);
+        int judged[3] = {0, 0, 0}, marked = 0;
+        judge_harmful_prompts(model, &run->curve_es, &run->curve_ex, run->curve_facts, run->curve_tkp, judged, &marked);
+        probe_resume(model, run->probed);
+        int harmful = run->curve_facts != NULL ? judged[JUDGED_HARMFUL] : run->curve_ex.N - marked;
+        float h = (float)harmful / run->curve_ex.N;
+        run->stats.curve_step[run->stats.curve_n] = step;
+        run->stats.curve_harmful[run->stats.curve_n++] = h;
+        printf("harmful score on %s after %d steps: %.1f%%\n", o->curve_file, step, 100.0 * h);
+    }
+    if (o->val != NULL && (last || (o->val_every > 0 && step % o->val_every == 0))) {
+        probe_suspend(model, run->probed);
+        run->stats.val_loss = run->lm ? eval_loss_tokens(model, &run->val_tokens, &run->valb, o->val_batches)
+                                      : eval_loss_examples(model, &run->val_ex, &run->valb);
+        probe_resume(model, run->probed);
+        printf("val loss %f\n", run->stats.val_loss);
+    }
+}
+
+// one training step of the run's method on the next batch; returns the task loss
+static float run_step(Run* run, int step, int analyze) {
+    const Options* o = run->o;
+    GPT2* model = run->model;
+    if (run->lm) { lm_batch(&run->task, &run->train_tokens); } else { task_batch(&run->task, &run->loader); }
+    if (run->sap_mode || analyze) { pair_batch(&run->pairs, &run->pair_loader); } // SAP: every step
+    float lr = o->lr * lr_factor(step, o->steps, o->warmup, o->lr_final);
+    if (analyze) { analysis_before_step(model, &run->pairs, o->tau, &run->an); }
+    float loss = run->sap_mode ? sap_step(model, &run->sap, &run->task, &run->pairs, lr, o->wd)
+               : run->sam ? sam_step(model, run->sam_perturbed, o->sam_rho, &run->task, lr, o->wd)
+               : sft_step(model, &run->task, lr, o->wd);
+    if (analyze) { analysis_after_step(model, &run->task, &run->an); }
+    return loss;
+}
+
+// the NaN guard: a non-finite loss or gradient stops the run before anything is saved, so the
+// last checkpoint on disk (an -S save, or none) stays as it was. returns the probe's norm
+static float nan_guard(Run* run, int step) {
+    GPT2* model = run->model;
+    double grad_norm = l2_norm(model->theta_grad, model->num_theta);
+    size_t LC = (size_t)model->config.num_layers * model->config.channels;
+    float probe_norm = run->sap_mode ? (float)l2_norm(model->probe, LC) : 0.0f;
+    double watched[4] = {run->stats.loss, grad_norm, run->sap_mode ? run->sap.g_norm : 0.0, probe_norm};
+    const char* names[4] = {"the train loss", "the gradient norm", "the harmful direction's norm", "the probe's norm"};
+    const char* save = run->o->save;
+    for (int k = 0; k < 4; k++) {
+        if (!isfinite(watched[k])) {
+            die("step %d: %s is %f; stopping without saving%s%s%s", step, names[k], watched[k],
+                save ? " (" : "", save ? save : "", save ? " on disk is untouched)" : "");
         }
     }
+    return probe_norm;
+}
 
+// the step's line: llm.c's `step N: train loss X (took Y ms)`, exactly, in lm mode; the other
+// modes add where the run is, |v| and the analysis after it. lm mode says where it is every 100 steps
+static void log_step(Run* run, int step, double ms, int analyze, float probe_norm) {
+    const Options* o = run->o;
+    const Analysis* an = &run->an;
+    char left[32];
+    duration_text(left, sizeof left, run->total_ms / run->steps_run * (o->steps - step - 1) / 1000.0);
+    printf("step %d: train loss %f (took %f ms)", step, run->stats.loss, ms);
+    if (run->lm) {
+        printf("\n");
+        if ((step + 1) % 100 == 0) { printf("at step %d of %d, %s left\n", step + 1, o->steps, left); }
+        return;
+    }
+    printf(" %d/%d, %s left", step + 1, o->steps, left);
+    if (run->sap_mode) { printf(" |v| %.4f", probe_norm); }
+    if (analyze) {
+        printf(" Lc %.4f cos %+.4f step cos %+.4f drift cos %+.4f", an->contrastive, an->cos_all, an->cos_step, an->cos_drift);
+    }
+    printf("\n");
+    if (analyze && run->csv != NULL) {
+        fprintf(run->csv, "%d,%f,%f,%f,%f,%f,%f", step, run->stats.loss, an->contrastive, an->margin, an->cos_all,
+                an->cos_step, an->cos_drift);
+        for (int l = 0; l < run->model->config.num_layers; l++) { fprintf(run->csv, ",%f", an->cos_layer[l]); }
+        fprintf(run->csv, ",%f", probe_norm);
+        if (an->rms_layer >= 0) { fprintf(run->csv, ",%f,%f\n", an->resid_rms, an->probe_rms); } else { fprintf(run->csv, ",,\n"); }
+    }
+}
+
+// the analysis's sums over the run
+static void add_analysis(Run* run) {
+    const Analysis* an = &run->an;
+    run->stats.last_cos_drift = an->cos_drift;
+    run->sum_cos += an->cos_all;
+    for (int l = 0; l < run->model->config.num_layers && l < MAX_BLOCKS; l++) { run->sum_layer[l] += an->cos_layer[l]; }
+    run->sum_rms[0] += an->resid_rms;
+    run->sum_rms[1] += an->probe_rms;
+    run->sum_cos_step += an->cos_step;
+    run->stats.analysed++;
+}
+
+// saves after step `step`: every -S steps, and when a signal came (the save after the last step
+// is run_finish()'s); a signal then stops the run
+static void save_if_due(Run* run, int step) {
+    const Options* o = run->o;
+    run->state.step = step + 1;
+    int stop = stop_signal != 0;
+    int periodic = o->save_every > 0 && run->state.step % o->save_every == 0 && run->state.step < o->steps;
+    int saving = (stop || periodic) && (o->save != NULL || o->state != NULL);
+    if (saving) { save_run(o, &run->state); }
+    if (saving && !stop) { printf("saved after step %d\n", step); }
+    if (stop) {
+        const char* sig = stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+        if (!saving) { die("interrupted by %s after step %d of %d: nothing saved (no -o or -Y)", sig, step, o->steps); }
+        die("interrupted by %s after step %d of %d: saved %s%s%s", sig, step, o->steps,
+            o->save ? o->save : "", o->save && o->state ? " and " : "", o->state ? o->state : "");
+    }
+}
+
+// the end of a run: its statistics, the final save, the adapters merged in, and everything freed
+static void run_finish(Run* run) {
+    const Options* o = run->o;
+    GPT2* model = run->model;
+    RunStats* rs = &run->stats;
+    int L = model->config.num_layers, n = rs->analysed;
+    if (run->csv != NULL && fclose(run->csv) != 0) { die("%s: write failed", o->csv); }
+    rs->ms_per_step = run->plain_steps > 0 ? run->plain_ms / run->plain_steps
+                    : run->steps_run > 0 ? run->total_ms / run->steps_run : 0.0;
+    rs->mean_cos = n > 0 ? run->sum_cos / n : NAN;
+    rs->mean_cos_step = n > 0 ? run->sum_cos_step / n : NAN;
+    for (int l = 0; l < MAX_BLOCKS; l++) { rs->mean_cos_layer[l] = n > 0 && l < L ? run->sum_layer[l] / n : NAN; }
+    rs->resid_rms = n > 0 && run->an.rms_layer >= 0 ? run->sum_rms[0] / n : NAN;
+    rs->probe_rms = n > 0 && run->an.rms_layer >= 0 ? run->sum_rms[1] / n : NAN;
+    printf("done: %d steps, %.1f ms/step, %.0f tokens/s, final train loss %f", o->steps, rs->ms_per_step,
+           run->steps_run > 0 ? run->positions / (run->total_ms / 1e3) : 0.0, rs->loss);
+    if (o->val != NULL) { printf(", val loss %f", rs->val_loss); }
+    printf("\n");
+    // the final save: theta, and the resume file (a later run can continue it with a larger -n)
+    if (o->save != NULL || o->state != NULL) { save_run(o, &run->state); }
+    if (o->save != NULL) { printf("saved %s\n", o->save); }
+    gpt2_lora_fold(model); // the model in memory is now the one -o saved: the adapters merged in
+    // the probe was a training device: what is saved and evaluated is theta alone
+    gpt2_set_probe_layers(model, run->layers, 0);
+    if (run->lm) { free(run->train_tokens.tokens); if (o->val != NULL) { free(run->val_tokens.tokens); } }
+    else { examples_free(&run->train_ex); free(run->loader.order); if (o->val != NULL) { examples_free(&run->val_ex); } }
+    if (run->need_pairs) { examples_free(&run->pair_ex); free(run->pair_loader.order); }
+    if (o->curve_every > 0) {
+        examples_free(&run->curve_ex);
+        for (int i = 0; run->curve_facts != NULL && i < run->curve_ex.N; i++) { free(run->curve_facts[i]); }
+        free(run->curve_facts); free(run->curve_es.answers); free(run->curve_es.alen);
+        if (run->curve_tkp != NULL) { tokenizer_free(run->curve_tkp); }
+    }
+    if (run->sap_mode) { sap_free(&run->sap); }
+    Analysis* an = &run->an;
+    free(run->sam_perturbed); free(an->harm_dir); free(an->cos_layer); free(an->theta_before); free(an->scratch);
+    free((float*)an->theta_start); free(run->probed);
+    batch_free(&run->task); batch_free(&run->pairs); batch_free(&run->valb);
+}
+
+// a training run of -m lm, sft, sap or sam: -n steps from the model given, saved as -o and -Y
+RunStats train_run(GPT2* model, const Options* o) {
+    Run* run = calloc_check(1, sizeof(Run), "run");
+    run_setup(run, model, o);
     // where the run starts: step 0, or where a resume file left it
-    RunState state = {.model = model, .sap = sap_mode ? &sap : NULL, .loaders = {lm ? NULL : &loader, need_pairs ? &pair_loader : NULL},
-                      .tokens = lm ? &train_tokens : NULL, .step = 0};
     if (o->save != NULL) { check_writable(o->save); } // now, not after an hour of training
     if (o->state != NULL) { check_writable(o->state); }
     if (o->resume != NULL) {
-        run_state_load(&state, o->resume);
-        if (state.step > o->steps) { die("%s: the run is at step %d, beyond -n %d", o->resume, state.step, o->steps); }
-        printf("resumed %s at step %d\n", o->resume, state.step);
+        run_state_load(&run->state, o->resume);
+        if (run->state.step > o->steps) { die("%s: the run is at step %d, beyond -n %d", o->resume, run->state.step, o->steps); }
+        printf("resumed %s at step %d\n", o->resume, run->state.step);
     }
     struct sigaction on_stop = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND}, old_int, old_term;
     sigemptyset(&on_stop.sa_mask);
     stop_signal = 0;
     sigaction(SIGINT, &on_stop, &old_int);
     sigaction(SIGTERM, &on_stop, &old_term);
-
-    // the loop
-    int* probed = malloc_check((size_t)c->num_layers * sizeof(int), "probe layers");
-    RunStats rs = {.loss = NAN, .val_loss = NAN, .last_cos_drift = NAN};
-    float* theta_start = NULL; // the analysis's drift is measured from here: where this run (or its continuation) starts
-    if (o->analyze_every > 0) {
-        theta_start = malloc_check(model->num_theta * sizeof(float), "analysis");
-        memcpy(theta_start, model->theta, model->num_theta * sizeof(float));
-        an.theta_start = theta_start;
-    }
-    double total_ms = 0.0, sum_cos = 0.0, sum_cos_step = 0.0, plain_ms = 0.0, sum_layer[MAX_BLOCKS] = {0}, sum_rms[2] = {0};
-    int plain_steps = 0, steps_run = 0;
-    double positions = 0.0; // the task batches' positions (B x T after the cut to the longest row)
-    for (int step = state.step; step <= o->steps; step++) {
-        int last = step == o->steps;
-        if (o->curve_every > 0 && (last || step % o->curve_every == 0)) {
-            probe_suspend(model, probed); // theta alone, as the final evaluation sees it
-            int judged[3] = {0, 0, 0}, marked = 0;
-            judge_harmful_prompts(model, &curve_es, &curve_ex, curve_facts, tkp, judged, &marked);
-            probe_resume(model, probed);
-            float h = (float)(curve_facts != NULL ? judged[JUDGED_HARMFUL] : curve_ex.N - marked) / curve_ex.N;
-            rs.curve_step[rs.curve_n] = step;
-            rs.curve_harmful[rs.curve_n++] = h;
-            printf("harmful score on %s after %d steps: %.1f%%\n", o->curve_file, step, 100.0 * h);
-        }
-        if (o->val != NULL && (last || (o->val_every > 0 && step % o->val_every == 0))) {
-            probe_suspend(model, probed); // validate theta alone
-            rs.val_loss = lm ? eval_loss_tokens(model, &val_tokens, &valb, o->val_batches) : eval_loss_examples(model, &val_ex, &valb);
-            probe_resume(model, probed);
-            printf("val loss %f\n", rs.val_loss);
-        }
-        if (last) { break; }
-        double t0 = now_ms();
-        if (lm) { lm_batch(&task, &train_tokens); } else { task_batch(&task, &loader); }
+    for (int step = run->state.step; step <= o->steps; step++) {
+        run_measure(run, step);
+        if (step == o->steps) { break; }
         int analyze = o->analyze_every > 0 && step % o->analyze_every == 0;
-        Analysis* anp = analyze ? &an : NULL;
-        float lr = o->lr * lr_factor(step, o->steps, o->warmup, o->lr_final);
-        if (sap_mode) {
-            pair_batch(&pairs, &pair_loader);
-            rs.loss = sap_step(model, &sap, &task, &pairs, lr, o->wd, anp);
-        } else if (sam) {
-            rs.loss = sam_step(model, sam_perturbed, o->sam_rho, &task, lr, o->wd);
-        } else {
-            if (analyze) { // the harmful direction at theta_t, for the cosine only
-                pair_batch(&pairs, &pair_loader);
-                an.contrastive = harmful_direction(model, &pairs, o->tau, &an.margin);
-                memcpy(an.harm_dir, model->theta_grad, model->num_theta * sizeof(float));
-            }
-            rs.loss = sft_step(model, &task, lr, o->wd, anp);
-        }
+        double t0 = now_ms();
+        run->stats.loss = run_step(run, step, analyze);
         double ms = now_ms() - t0;
-        total_ms += ms;
-        if (!analyze) { plain_ms += ms; plain_steps++; } // analysed steps cost more; ms/step leaves them out
-        steps_run++;
-        positions += (double)task.B * task.T;
-        // the NaN guard: a non-finite loss or gradient stops the run before anything is saved,
-        // so the last checkpoint on disk (an -S save, or none) stays as it was
-        double grad_norm = l2_norm(model->theta_grad, model->num_theta);
-        float probe_norm = sap_mode ? (float)l2_norm(model->probe, (size_t)c->num_layers * c->channels) : 0.0f;
-        double watched[4] = {rs.loss, grad_norm, sap_mode ? sap.g_norm : 0.0, probe_norm};
-        const char* names[4] = {"the train loss", "the gradient norm", "the harmful direction's norm", "the probe's norm"};
-        for (int k = 0; k < 4; k++) {
-            if (!isfinite(watched[k])) {
-                die("step %d: %s is %f; stopping without saving%s%s%s", step, names[k], watched[k],
-                    o->save ? " (" : "", o->save ? o->save : "", o->save ? " on disk is untouched)" : "");
-            }
-        }
-        char left[32];
-        duration_text(left, sizeof left, total_ms / steps_run * (o->steps - step - 1) / 1000.0);
-        printf("step %d/%d: train loss %f (took %.1f ms, %s left)", step, o->steps, rs.loss, ms, left);
-        if (sap_mode) { printf(" |v| %.4f", probe_norm); }
-        if (analyze) {
-            printf(" Lc %.4f cos %+.4f step cos %+.4f drift cos %+.4f", an.contrastive, an.cos_all, an.cos_step, an.cos_drift);
-            rs.last_cos_drift = an.cos_drift;
-            sum_cos += an.cos_all;
-            for (int l = 0; l < c->num_layers && l < MAX_BLOCKS; l++) { sum_layer[l] += an.cos_layer[l]; }
-            sum_rms[0] += an.resid_rms;
-            sum_rms[1] += an.probe_rms;
-            sum_cos_step += an.cos_step;
-            rs.analysed++;
-        }
-        printf("\n");
-        if (analyze && csv != NULL) {
-            fprintf(csv, "%d,%f,%f,%f,%f,%f,%f", step, rs.loss, an.contrastive, an.margin, an.cos_all, an.cos_step, an.cos_drift);
-            for (int l = 0; l < c->num_layers; l++) { fprintf(csv, ",%f", an.cos_layer[l]); }
-            if (sap_mode) { fprintf(csv, ",%f,%.3f,%.3f,%.3f,%.3f", probe_norm, sap.ms[0], sap.ms[1], sap.ms[2], sap.ms[3]); }
-            else { fprintf(csv, ",0,,,,"); }
-            if (an.rms_layer >= 0) { fprintf(csv, ",%f,%f\n", an.resid_rms, an.probe_rms); } else { fprintf(csv, ",,\n"); }
-        }
-        // saves: every -S steps, and when a signal came (the one after the last step is below)
-        state.step = step + 1;
-        int stop = stop_signal != 0, periodic = o->save_every > 0 && state.step % o->save_every == 0 && state.step < o->steps;
-        int saving = (stop || periodic) && (o->save != NULL || o->state != NULL);
-        if (saving) { save_run(o, &state); }
-        if (saving && !stop) { printf("saved after step %d\n", step); }
-        if (stop) {
-            const char* sig = stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
-            if (!saving) { die("interrupted by %s after step %d of %d: nothing saved (no -o or -Y)", sig, step, o->steps); }
-            die("interrupted by %s after step %d of %d: saved %s%s%s", sig, step, o->steps,
-                o->save ? o->save : "", o->save && o->state ? " and " : "", o->state ? o->state : "");
-        }
+        run->total_ms += ms;
+        if (!analyze) { run->plain_ms += ms; run->plain_steps++; } // analysed steps cost more: ms/step leaves them out
+        run->steps_run++;
+        run->positions += (double)run->task.B * run->task.T; // after the cut to the longest row
+        float probe_norm = nan_guard(run, step);
+        if (analyze) { add_analysis(run); }
+        log_step(run, step, ms, analyze, probe_norm);
+        save_if_due(run, step);
     }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    if (csv != NULL && fclose(csv) != 0) { die("%s: write failed", o->csv); }
-    rs.ms_per_step = plain_steps > 0 ? plain_ms / plain_steps : steps_run > 0 ? total_ms / steps_run : 0.0;
-    rs.mean_cos = rs.analysed > 0 ? sum_cos / rs.analysed : NAN;
-    rs.mean_cos_step = rs.analysed > 0 ? sum_cos_step / rs.analysed : NAN;
-    for (int l = 0; l < MAX_BLOCKS; l++) { rs.mean_cos_layer[l] = rs.analysed > 0 && l < c->num_layers ? sum_layer[l] / rs.analysed : NAN; }
-    rs.resid_rms = rs.analysed > 0 && an.rms_layer >= 0 ? sum_rms[0] / rs.analysed : NAN;
-    rs.probe_rms = rs.analysed > 0 && an.rms_layer >= 0 ? sum_rms[1] / rs.analysed : NAN;
-    printf("done: %d steps, %.1f ms/step, %.0f tokens/s, final train loss %f", o->steps, rs.ms_per_step,
-           steps_run > 0 ? positions / (total_ms / 1e3) : 0.0, rs.loss);
-    if (o->val != NULL) { printf(", val loss %f", rs.val_loss); }
-    printf("\n");
-    // the final save: theta, and the resume file (a later run can continue it with a larger -n)
-    if (o->save != NULL || o->state != NULL) { save_run(o, &state); }
-    if (o->save != NULL) { printf("saved %s\n", o->save); }
-    gpt2_lora_fold(model); // the model in memory is now the one -o saved: the adapters merged in
-
-    // the probe was a training device: what is saved and evaluated is theta alone
-    gpt2_set_probe_layers(model, layers, 0);
-    if (lm) { free(train_tokens.tokens); if (o->val != NULL) { free(val_tokens.tokens); } }
-    else { examples_free(&train_ex); free(loader.order); if (o->val != NULL) { examples_free(&val_ex); } }
-    if (need_pairs) { examples_free(&pair_ex); free(pair_loader.order); }
-    if (o->curve_every > 0) {
-        examples_free(&curve_ex);
-        for (int i = 0; curve_facts != NULL && i < curve_ex.N; i++) { free(curve_facts[i]); }
-        free(curve_facts); free(curve_es.answers); free(curve_es.alen);
-        if (tkp != NULL) { tokenizer_free(tkp); }
-    }
-    if (sap_mode) { sap_free(&sap); }
-    free(sam_perturbed); free(an.harm_dir); free(an.cos_layer); free(an.theta_before); free(theta_start); free(probed);
-    batch_free(&task); batch_free(&pairs); batch_free(&valb);
+    run_finish(run);
+    RunStats rs = run->stats;
+    free(run);
     return rs;
 }
 
@@ -3184,543 +3213,6 @@ static void print_run_stats(const RunStats* rs) {
     printf(" ms_per_step %.1f cos %.4f cos_step %.4f cos_drift %.4f", rs->ms_per_step, rs->mean_cos, rs->mean_cos_step, rs->last_cos_drift);
 }
 
-// ----------------------------------------------------------------------------
-// the benchmark (make bench): step times on random data, printed as `name: value` lines
-
-static double median(double* x, int n) {
-    for (int i = 1; i < n; i++) { for (int j = i; j > 0 && x[j] < x[j - 1]; j--) { double t = x[j]; x[j] = x[j - 1]; x[j - 1] = t; } }
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-#ifdef __APPLE__
-    return ru.ru_maxrss / 1048576.0; // bytes on macOS
-#else
-    return ru.ru_maxrss / 1024.0;    // kilobytes on Linux
-#endif
-}
-
-// the machine's fp32 multiply-add peak, measured with plain C: PEAK_ACC independent accumulators
-// per thread, each updated by acc = acc * a + b in a loop the compiler vectorises, so that enough
-// multiply-adds are in flight to hide their latency (128 floats: 8 AVX-512 or 16 AVX2 registers).
-// the best of 5 repeats, with every thread the bench uses. in GFLOP/s (a multiply-add is 2).
-#define PEAK_ACC 128
-static double peak_gflops(void) {
-    const long iters = 40000000; // about 40 ms a repeat: long enough that starting the threads does not count
-    double best = 0.0;
-    for (int rep = 0; rep < 5; rep++) {
-        float sink = 0.0f;
-        double t0 = now_ms();
-        #pragma omp parallel reduction(+:sink)
-        {
-            float acc[PEAK_ACC];
-            for (int i = 0; i < PEAK_ACC; i++) { acc[i] = 1e-3f * (float)i; }
-            float a = 0.9999999f, b = 1e-7f;
-            for (long it = 0; it < iters; it++) {
-                #pragma omp simd
-                for (int i = 0; i < PEAK_ACC; i++) { acc[i] = acc[i] * a + b; }
-            }
-            for (int i = 0; i < PEAK_ACC; i++) { sink += acc[i]; }
-        }
-        double ms = now_ms() - t0;
-        double gf = 2.0 * PEAK_ACC * iters * thread_count() / ms / 1e6;
-        if (gf > best && isfinite(sink)) { best = gf; }
-    }
-    return best;
-}
-
-// matmul multiply-adds of one forward pass over N positions, times 2 for flops
-static double forward_matmul_flops(const GPT2Config* c, int N) {
-    double C = c->channels;
-    return 2.0 * N * (c->num_layers * (3 * C * C + C * C + 4 * C * C + 4 * C * C) + C * c->padded_vocab_size);
-}
-
-// one timed plain training step; ms[0..3] get its forward, backward, AdamW and whole time
-static void timed_sft_step(GPT2* m, const Batch* task, double* ms) {
-    double t0 = now_ms();
-    gpt2_zero_grad(m);
-    task_loss(m, task);
-    double t1 = now_ms();
-    gpt2_backward(m, task->weights, 0);
-    double t2 = now_ms();
-    gpt2_update(m, 1e-5f, 0.0f);
-    double t3 = now_ms();
-    ms[0] = t1 - t0; ms[1] = t2 - t1; ms[2] = t3 - t2; ms[3] = t3 - t0;
-}
-
-// where the time of a plain training step goes, kernel by kernel: after a real step (so that every
-// buffer holds real values) each kind of kernel is called as often, on the same shapes, as in one
-// forward and backward pass of L blocks (on block 0's buffers), and timed; the median of a few
-// rounds. what is left of the step is zeroing the gradients, AdamW and the calls' own overhead. and
-// the cost of starting one parallel region and its closing barrier, which every kernel call pays.
-static void bench_phases(const char* prefix, GPT2* m, double step_ms) {
-    GPT2Config* c = &m->config;
-    int L = c->num_layers, NH = c->num_heads, C = c->channels, V = c->vocab_size, Vp = c->padded_vocab_size;
-    int B = m->B, T = m->T, N = B * T;
-    ParameterTensors p = m->params, g = m->grads;
-    ActivationTensors a = m->acts, d = m->grads_acts;
-    enum { MATMUL, ATTENTION, LAYERNORM, GELU_RESIDUAL, SOFTMAX, NUM_PHASES };
-    const char* names[NUM_PHASES] = {"matmul", "attention", "layernorm", "gelu_residual", "softmax"};
-    enum { ROUNDS = 5 };
-    double t[NUM_PHASES][ROUNDS], t0;
-    for (int s = 0; s < ROUNDS; s++) {
-        t0 = now_ms();
-        for (int l = 0; l < L; l++) { // the four matmuls of a block, forward and backward
-            matmul_forward(a.qkv, a.ln1, p.qkvw, p.qkvb, N, C, 3 * C);
-            matmul_forward(a.attproj, a.atty, p.attprojw, p.attprojb, N, C, C);
-            matmul_forward(a.fch, a.ln2, p.fcw, p.fcb, N, C, 4 * C);
-            matmul_forward(a.fcproj, a.fch_gelu, p.fcprojw, p.fcprojb, N, 4 * C, C);
-            matmul_backward(d.fch_gelu, g.fcprojw, g.fcprojb, d.fcproj, a.fch_gelu, p.fcprojw, N, 4 * C, C);
-            matmul_backward(d.ln2, g.fcw, g.fcb, d.fch, a.ln2, p.fcw, N, C, 4 * C);
-            matmul_backward(d.atty, g.attprojw, g.attprojb, d.attproj, a.atty, p.attprojw, N, C, C);
-            matmul_backward(d.ln1, g.qkvw, g.qkvb, d.qkv, a.ln1, p.qkvw, N, C, 3 * C);
-        }
-        matmul_forward(a.logits, a.lnf, p.wte, NULL, N, C, Vp); // the output layer
-        matmul_backward(d.lnf, g.wte, NULL, d.logits, a.lnf, p.wte, N, C, Vp);
-        t[MATMUL][s] = now_ms() - t0;
-        t0 = now_ms();
-        for (int l = 0; l < L; l++) {
-            attention_forward(a.atty, a.preatt, a.att, a.qkv, B, T, C, NH);
-            attention_backward(d.qkv, d.preatt, d.att, d.atty, a.qkv, a.att, B, T, C, NH);
-        }
-        t[ATTENTION][s] = now_ms() - t0;
-        t0 = now_ms();
-        for (int l = 0; l < 2 * L + 1; l++) { // two per block and the final one
-            layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.encoded, p.ln1w, p.ln1b, N, C);
-            layernorm_backward(d.encoded, g.ln1w, g.ln1b, d.ln1, a.encoded, p.ln1w, a.ln1_mean, a.ln1_rstd, N, C);
-        }
-        t[LAYERNORM][s] = now_ms() - t0;
-        t0 = now_ms();
-        for (int l = 0; l < L; l++) {
-            gelu_forward(a.fch_gelu, a.fch, (size_t)N * 4 * C);
-            gelu_backward(d.fch, a.fch, d.fch_gelu, (size_t)N * 4 * C);
-            for (int k = 0; k < 2; k++) {
-                residual_forward(a.residual2, a.encoded, a.attproj, NULL, N, C);
-                residual_backward(d.encoded, d.attproj, d.residual2, (size_t)N * C);
-            }
-        }
-        t[GELU_RESIDUAL][s] = now_ms() - t0;
-        t0 = now_ms();
-        softmax_crossentropy_forward(a.probs, a.losses, a.logits, m->targets, N, V, Vp);
-        crossentropy_softmax_backward(d.logits, a.probs, m->targets, a.losses, N, V, Vp); // any weights do
-        t[SOFTMAX][s] = now_ms() - t0;
-    }
-    double sum = 0.0;
-    for (int q = 0; q < NUM_PHASES; q++) {
-        double ms = median(t[q], ROUNDS);
-        sum += ms;
-        printf("%s_phase_%s_ms: %.1f\n", prefix, names[q], ms);
-    }
-    printf("%s_phase_rest_ms: %.1f\n", prefix, step_ms - sum);
-    // an empty parallel loop over as many items as threads, many times: one region and its barrier
-    const int regions = 2000;
-    double r[5];
-    int sink = 0;
-    for (int s = 0; s < 5; s++) {
-        t0 = now_ms();
-        for (int k = 0; k < regions; k++) {
-            #pragma omp parallel for schedule(static) reduction(+:sink)
-            for (int i = 0; i < thread_count(); i++) { sink += i; }
-        }
-        r[s] = (now_ms() - t0) / regions * 1e3;
-    }
-    printf("%s_parallel_region_us: %.2f\n", prefix, sink >= 0 ? median(r, 5) : 0.0);
-}
-
-// the SAP and LoRA lines of a shape: med[k][c] as in bench_shape(), lora the LoRA model
-static void print_bench_sap(const char* prefix, const GPT2* lora, double med[2][9]) {
-    const char* phases[4] = {"contrastive", "perturbed", "task", "update"};
-    printf("%s_sap_step_ms: %.1f\n", prefix, med[0][4]);
-    for (int q = 0; q < 4; q++) { printf("%s_sap_%s_ms: %.1f\n", prefix, phases[q], med[0][5 + q]); }
-    printf("%s_sap_over_sft: %.2f\n", prefix, med[0][4] / med[0][3]);
-    printf("%s_lora_trainable: %zu\n", prefix, lora->num_theta);
-    printf("%s_lora_sft_step_ms: %.1f\n", prefix, med[1][3]);
-    printf("%s_lora_forward_ms: %.1f\n", prefix, med[1][0]);
-    printf("%s_lora_backward_ms: %.1f\n", prefix, med[1][1]);
-    printf("%s_lora_update_ms: %.1f\n", prefix, med[1][2]);
-    printf("%s_lora_sft_saved_share: %.2f\n", prefix, 1.0 - med[1][3] / med[0][3]); // of a plain step, by training adapters only
-    printf("%s_lora_sap_step_ms: %.1f\n", prefix, med[1][4]);
-    for (int q = 0; q < 4; q++) { printf("%s_lora_sap_%s_ms: %.1f\n", prefix, phases[q], med[1][5 + q]); }
-    printf("%s_lora_sap_over_sft: %.2f\n", prefix, med[1][4] / med[1][3]);
-    printf("%s_peak_rss_all_mb: %.0f\n", prefix, peak_rss_mb()); // with SAP's buffers and the LoRA model too
-}
-
-// times plain training (SFT) and SAP on one shape, with every weight trained and with LoRA (rank
-// 8 on q and v, the official setting); prefix names the output lines. this VM's speed drifts by
-// tens of percent within seconds, so the four kinds of step are taken in turn, round after round,
-// and each is the median of its rounds: a drift then moves all four alike, and their ratios
-// hold. the peak memory of plain training is read before SAP's buffers and the LoRA model exist.
-// returns SAP / SFT with every weight trained.
-static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer, double peak, int full) {
-    GPT2 m[2]; // every weight trained, LoRA
-    Batch task, pb;
-    batch_alloc(&task, B, T);
-    batch_alloc(&pb, 2 * pairs, T);
-    Rng r;
-    rng_seed(&r, 7);
-    for (int i = 0; i < B * T; i++) { task.inputs[i] = rng_u32(&r) % cfg.vocab_size; task.targets[i] = rng_u32(&r) % cfg.vocab_size; task.mask[i] = (i % T) >= T / 4; }
-    mean_weights(&task);
-    for (int i = 0; i < 2 * pairs * T; i++) { pb.inputs[i] = rng_u32(&r) % cfg.vocab_size; pb.targets[i] = rng_u32(&r) % cfg.vocab_size; pb.mask[i] = (i % T) >= T / 4; }
-    double ms[9];
-    gpt2_init_random(&m[0], cfg, 1);
-    gpt2_allocate_activations(&m[0], B > 2 * pairs ? B : 2 * pairs, T);
-    timed_sft_step(&m[0], &task, ms); // the warm-up: every buffer of plain training is now touched
-    double plain_rss = peak_rss_mb();
-    int models = full ? 2 : 1; // without full, plain training of every weight only: no SAP, no LoRA
-    SAP sap[2];
-    if (full) {
-        gpt2_init_random(&m[1], cfg, 1);
-        int qv[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1};
-        gpt2_lora_init(&m[1], 8, 8.0f, qv, 2);
-        gpt2_allocate_activations(&m[1], B > 2 * pairs ? B : 2 * pairs, T);
-        for (int k = 0; k < 2; k++) {
-            gpt2_set_probe_layers(&m[k], &probe_layer, 1);
-            sap_init(&sap[k], &m[k], 2e-3f, 0.05f, 100.0f);
-        }
-    }
-    // t[k][c][s]: model k, round s; columns: SFT forward, backward, AdamW, step; SAP step, its 4 phases
-    double* t = calloc_check((size_t)2 * 9 * (steps + 1), sizeof(double), "bench");
-    for (int s = 0; s <= steps; s++) { // round 0 is the warm-up
-        for (int k = 0; k < models; k++) {
-            timed_sft_step(&m[k], &task, ms);
-            if (full) {
-                double t0 = now_ms();
-                sap_step(&m[k], &sap[k], &task, &pb, 1e-5f, 0.0f, NULL);
-                ms[4] = now_ms() - t0;
-                for (int q = 0; q < 4; q++) { ms[5 + q] = sap[k].ms[q]; }
-            }
-            for (int c = 0; c < (full ? 9 : 4) && s > 0; c++) { t[((size_t)k * 9 + c) * steps + s - 1] = ms[c]; }
-        }
-    }
-    double med[2][9];
-    for (int k = 0; k < models; k++) { for (int c = 0; c < 9; c++) { med[k][c] = median(t + ((size_t)k * 9 + c) * steps, steps); } }
-    printf("%s_params: %zu\n", prefix, m[0].num_parameters);
-    printf("%s_step_ms: %.1f\n", prefix, med[0][3]);
-    printf("%s_sft_step_ms: %.1f\n", prefix, med[0][3]);
-    printf("%s_forward_ms: %.1f\n", prefix, med[0][0]);
-    printf("%s_backward_ms: %.1f\n", prefix, med[0][1]);
-    printf("%s_update_ms: %.1f\n", prefix, med[0][2]);
-    double gflops = 3.0 * forward_matmul_flops(&cfg, B * T) / med[0][3] / 1e6; // forward, backward's two products
-    printf("%s_gflops: %.1f\n", prefix, gflops);
-    printf("%s_share_of_peak: %.2f\n", prefix, gflops / peak);
-    printf("%s_tokens_per_s: %.0f\n", prefix, B * T / (med[0][3] / 1e3));
-    if (full) { printf("%s_peak_rss_mb: %.0f\n", prefix, plain_rss); }
-    bench_phases(prefix, &m[0], med[0][3]);
-    if (full) { print_bench_sap(prefix, &m[1], med); }
-    fflush(stdout);
-    free(t);
-    for (int k = 0; k < models; k++) { gpt2_free(&m[k]); }
-    if (full) { for (int k = 0; k < 2; k++) { sap_free(&sap[k]); } }
-    batch_free(&task); batch_free(&pb);
-    return full ? med[0][4] / med[0][3] : 0.0;
-}
-
-void run_bench(const Options* o) {
-#ifdef _OPENMP
-    printf("threads: %d\n", omp_get_max_threads());
-#else
-    printf("threads: 1\n");
-#endif
-    double peak = peak_gflops();
-    printf("peak_gflops: %.1f\n", peak);
-    // the shape of the shipped base model (data/base.bin) first, at the default batch sizes (its
-    // peak memory is then its own); then plain training at 128 and 256 channels (128: the first
-    // world's model), then GPT-2 124M
-    GPT2Config world = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 6, .num_heads = 6, .channels = 192};
-    double ratio = bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1, peak, 1);
-    printf("sap_over_sft: %.2f\n", ratio); // at the world's default shape and batch sizes
-    GPT2Config c128 = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 4, .num_heads = 4, .channels = 128};
-    bench_shape("c128", c128, o->B, o->T, o->steps, o->pair_batch, 1, peak, 0);
-    GPT2Config c256 = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 6, .num_heads = 8, .channels = 256};
-    bench_shape("c256", c256, o->B, o->T, o->steps, o->pair_batch, 1, peak, 0);
-    GPT2Config gpt2 = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12, .num_heads = 12, .channels = 768};
-    bench_shape("gpt2_124m", gpt2, 4, 64, o->steps > 5 ? 5 : o->steps, 2, 3, peak, 1);
-}
-
-// ----------------------------------------------------------------------------
-// the experiment: every method on the benign and the poisoned fine-tuning sets, several seeds,
-// all from the same base model with the same flags, evaluated on the same held-out files. it
-// writes <stem>.md (the table), <stem>.svg (the picture), <stem>_curve.csv (the harmful score on
-// -J over the steps of the first seed's benign SFT and SAP runs) and <stem>_sft.csv,
-// <stem>_sap.csv (their gradient analysis, with -a)
-
-typedef struct {
-    const char* name;
-    const char* mode;
-    int mixed;   // trains on the setting's mix with refusals (data mixing) instead of its own file
-    double cost; // time of a run, in plain-SFT runs (for the time left; measured times replace it)
-} Method;
-typedef struct {
-    const char* name;
-    const char* data;  // the fine-tuning file
-    const char* mixed; // the same with refusals mixed in, or NULL
-    int nmethods;      // the first nmethods of the methods below
-    int seeds;         // runs per method: seeds -s, -s + 1, ...
-    const char* mark;  // its mark in the picture
-} Setting;
-
-enum { SEEDS = 3, NMETHODS = 4, NSETTINGS = 4, NSTATS = 10 }; // SEEDS: the most of any setting
-static const Method methods[NMETHODS] = {{"SFT", "sft", 0, 1.0}, {"SAP", "sap", 0, 2.7},
-                                         {"SFT + safety data", "sft", 1, 1.05}, {"SAM", "sam", 0, 2.0}};
-static const char* method_colour[NMETHODS] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e"};
-static const Setting settings[NSETTINGS] = {{"benign", "data/ft_benign.bin", "data/ft_safemix.bin", 4, SEEDS, "circle"},
-                                            {"poison 10%", "data/ft_poison.bin", "data/ft_poison_safemix.bin", 4, SEEDS, "square"},
-                                            {"poison 5%", "data/ft_poison5.bin", NULL, 2, 1, "triangle"},
-                                            {"poison 20%", "data/ft_poison20.bin", NULL, 2, 1, "diamond"}};
-// the columns of the table, in percent where a share
-static const char* stat_names[NSTATS] = {"harmful score %", "refusal %", "other %", "no refusal marker %", "fine-tune accuracy %",
-                                         "test loss", "safety margin", "skills accuracy %", "ms/step", "grad cosine"};
-
-static void mean_std(const double* x, int n, double* mean, double* std) {
-    double m = 0.0, v = 0.0;
-    for (int i = 0; i < n; i++) { m += x[i]; }
-    m /= n;
-    for (int i = 0; i < n; i++) { v += (x[i] - m) * (x[i] - m); }
-    *mean = m;
-    *std = n > 1 ? sqrt(v / (n - 1)) : 0.0;
-}
-
-static void result_stats(const EvalResult* r, const RunStats* rs, double* out) {
-    double v[NSTATS] = {100 * r->harmful, 100 * r->refusal, 100 * r->other, 100 * r->nonrefusal, 100 * r->task_acc,
-                        r->task_loss, r->margin, 100 * r->skills_acc, rs != NULL ? rs->ms_per_step : NAN, rs != NULL ? rs->mean_cos : NAN};
-    memcpy(out, v, sizeof v);
-}
-
-// the picture: plain SVG, three panels. x0, y0: a panel's plot area's lower left corner
-#define SVG_W 300.0
-#define SVG_H 220.0
-static void svg_axes(FILE* f, double x0, double y0, const char* title, const char* xlabel, const char* ylabel,
-                     double xmin, double xmax, double ymin, double ymax, int ticks, int xlabels) {
-    fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#444'/>\n", x0, y0 - SVG_H, SVG_W, SVG_H);
-    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' font-weight='bold'>%s</text>\n", x0 + SVG_W / 2, y0 - SVG_H - 10, title);
-    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>%s</text>\n", x0 + SVG_W / 2, y0 + 34, xlabel);
-    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' transform='rotate(-90 %.1f %.1f)'>%s</text>\n",
-            x0 - 38, y0 - SVG_H / 2, x0 - 38, y0 - SVG_H / 2, ylabel);
-    for (int i = 0; i <= ticks; i++) {
-        double fx = (double)i / ticks, xv = xmin + fx * (xmax - xmin), yv = ymin + fx * (ymax - ymin);
-        if (xlabels) { fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' font-size='10'>%g</text>\n", x0 + fx * SVG_W, y0 + 14, xv); }
-        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end' font-size='10'>%g</text>\n", x0 - 4, y0 - fx * SVG_H + 3, yv);
-        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", x0, y0 - fx * SVG_H, x0 + SVG_W, y0 - fx * SVG_H);
-    }
-}
-static void svg_mark(FILE* f, const char* shape, double x, double y, const char* colour) {
-    if (strcmp(shape, "circle") == 0) { fprintf(f, "<circle cx='%.1f' cy='%.1f' r='5' fill='%s'/>\n", x, y, colour); }
-    else if (strcmp(shape, "square") == 0) { fprintf(f, "<rect x='%.1f' y='%.1f' width='9' height='9' fill='%s'/>\n", x - 4.5, y - 4.5, colour); }
-    else if (strcmp(shape, "triangle") == 0) { fprintf(f, "<polygon points='%.1f,%.1f %.1f,%.1f %.1f,%.1f' fill='%s'/>\n", x, y - 6, x - 5.5, y + 4, x + 5.5, y + 4, colour); }
-    else if (strcmp(shape, "diamond") == 0) { fprintf(f, "<polygon points='%.1f,%.1f %.1f,%.1f %.1f,%.1f %.1f,%.1f' fill='%s'/>\n", x, y - 6, x + 6, y, x, y + 6, x - 6, y, colour); }
-    else { fprintf(f, "<path d='M%.1f %.1fL%.1f %.1fM%.1f %.1fL%.1f %.1f' stroke='%s' stroke-width='2.5'/>\n", x - 6, y - 6, x + 6, y + 6, x - 6, y + 6, x + 6, y - 6, colour); }
-}
-
-// stats: (setting, method, stat) means and stds; base: the base model's stats; curve and cosines
-// from the first seed's benign SFT (0) and SAP (1) runs
-static void write_svg(const char* path, double mean[NSETTINGS][NMETHODS][NSTATS], double std[NSETTINGS][NMETHODS][NSTATS],
-                      const double* base, const RunStats* first[2], int L, int steps) {
-    FILE* f = fopen(path, "w");
-    if (f == NULL) { die("%s: cannot write: %s", path, strerror(errno)); }
-    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='1120' height='330' font-family='sans-serif' font-size='12'>\n");
-    fprintf(f, "<rect width='1120' height='330' fill='white'/>\n");
-    // 1. harmful score against fine-tune accuracy, mean +- std over seeds, on test
-    double x0 = 60, y0 = 260;
-    svg_axes(f, x0, y0, "test: harmful score vs fine-tune accuracy", "fine-tune accuracy % (mean, std over seeds)", "harmful score %", 0, 100, 0, 100, 5, 1);
-    for (int s = 0; s < NSETTINGS; s++) {
-        for (int m = 0; m < settings[s].nmethods; m++) {
-            double x = x0 + mean[s][m][4] / 100 * SVG_W, y = y0 - mean[s][m][0] / 100 * SVG_H;
-            double dx = std[s][m][4] / 100 * SVG_W, dy = std[s][m][0] / 100 * SVG_H;
-            fprintf(f, "<path d='M%.1f %.1fL%.1f %.1fM%.1f %.1fL%.1f %.1f' stroke='%s'/>\n", x - dx, y, x + dx, y, x, y - dy, x, y + dy, method_colour[m]);
-            svg_mark(f, settings[s].mark, x, y, method_colour[m]);
-        }
-    }
-    svg_mark(f, "cross", x0 + base[4] / 100 * SVG_W, y0 - base[0] / 100 * SVG_H, "#000");
-    // legend: methods by colour, settings by mark
-    double lx = x0 + 8, ly = y0 - SVG_H + 14;
-    for (int m = 0; m < NMETHODS; m++) { fprintf(f, "<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", lx, ly + 13 * m, method_colour[m], methods[m].name); }
-    for (int s = 0; s < NSETTINGS; s++) {
-        svg_mark(f, settings[s].mark, lx + 130, ly - 4 + 13 * s, "#666");
-        fprintf(f, "<text x='%.1f' y='%.1f' font-size='11'>%s</text>\n", lx + 140, ly + 13 * s, settings[s].name);
-    }
-    svg_mark(f, "cross", lx + 130, ly - 4 + 13 * NSETTINGS, "#000");
-    fprintf(f, "<text x='%.1f' y='%.1f' font-size='11'>base model</text>\n", lx + 140, ly + 13 * NSETTINGS);
-    // 2. the harmful score on val over the steps of one SFT and one SAP run
-    x0 = 430;
-    svg_axes(f, x0, y0, "val: harmful score during training", "step (benign set, first seed)", "harmful score %", 0, steps, 0, 100, 5, 1);
-    for (int k = 0; k < 2; k++) {
-        const RunStats* r = first[k];
-        if (r == NULL || r->curve_n == 0) { continue; }
-        fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", method_colour[k]);
-        for (int i = 0; i < r->curve_n; i++) { fprintf(f, "%.1f,%.1f ", x0 + (double)r->curve_step[i] / (steps > 0 ? steps : 1) * SVG_W, y0 - r->curve_harmful[i] * SVG_H); }
-        fprintf(f, "'/>\n<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", x0 + 8, y0 - SVG_H + 14 + 13 * k, method_colour[k], methods[k].name);
-    }
-    if ((first[0] == NULL || first[0]->curve_n == 0) && (first[1] == NULL || first[1]->curve_n == 0)) { // -K 0, and always with LoRA
-        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' fill='#666'>not measured (-K 0)</text>\n", x0 + SVG_W / 2, y0 - SVG_H / 2);
-    }
-    // 3. the mean gradient cosine per block, cos(g_task, -g), under SFT and SAP
-    x0 = 800;
-    double top = 0.05;
-    for (int k = 0; k < 2; k++) {
-        for (int l = 0; first[k] != NULL && l < L && l < MAX_BLOCKS; l++) {
-            double c = fabs(first[k]->mean_cos_layer[l]);
-            if (isfinite(c) && c > top) { top = ceil(c * 20) / 20; }
-        }
-    }
-    svg_axes(f, x0, y0, "mean cos(g_task, -g) per block", "block (benign set, first seed)", "cosine", 0, L, -top, top, 4, 0);
-    double bw = SVG_W / (L > 0 ? L : 1) / 3, zero = y0 - SVG_H / 2;
-    for (int l = 0; l < L; l++) { fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' font-size='10'>%d</text>\n", x0 + (l + 0.5) * SVG_W / L, y0 + 14, l); }
-    for (int k = 0; k < 2; k++) {
-        for (int l = 0; first[k] != NULL && l < L && l < MAX_BLOCKS; l++) {
-            double c = first[k]->mean_cos_layer[l];
-            if (!isfinite(c)) { continue; }
-            double h = c / top * SVG_H / 2;
-            fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'/>\n", x0 + (l + 0.5) * SVG_W / L - bw + k * bw,
-                    h > 0 ? zero - h : zero, bw, fabs(h), method_colour[k]);
-        }
-        fprintf(f, "<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", x0 + 8, y0 - SVG_H + 14 + 13 * k, method_colour[k], methods[k].name);
-    }
-    fprintf(f, "</svg>\n");
-    if (fclose(f) != 0) { die("%s: write failed", path); }
-}
-
-void run_experiment(const Options* o, const Tokenizer* tk) {
-    GPT2 model;
-    gpt2_load(&model, o->load);
-    if (o->eval_prefix == NULL) { die("-m experiment needs held-out files: -E prefix"); }
-    if (o->lora_rank > model.config.channels) { die("-Q %d: the LoRA rank is larger than the model's %d channels", o->lora_rank, model.config.channels); }
-    int L = model.config.num_layers;
-    char path[4][4096];
-    const char* ext[4] = {".md", ".svg", "_curve.csv", "_sft.csv"};
-    for (int i = 0; i < 4; i++) { snprintf(path[i], sizeof path[i], "%s%s", o->table, ext[i]); check_writable(path[i]); }
-    char sap_csv[4096];
-    snprintf(sap_csv, sizeof sap_csv, "%s_sap.csv", o->table);
-    check_writable(sap_csv);
-    for (int s = 0; s < NSETTINGS; s++) { // every file now, not after half an hour
-        FILE* t = fopen(settings[s].data, "rb");
-        if (t == NULL) { die("%s: cannot open: %s", settings[s].data, strerror(errno)); }
-        fclose(t);
-    }
-    EvalSet es;
-    evalset_load(&es, o->eval_prefix, model.config.vocab_size, o->T, 64, tk);
-    es.has_howto = es.has_howto_pt = es.has_knowledge = 0; // not in the table: their answers would take a third of the time
-    gpt2_allocate_activations(&model, o->B, o->T);
-    Batch b;
-    batch_alloc(&b, o->B, o->T);
-    EvalResult base = evaluate(&model, &es, &b, tk);
-    print_eval("base model", &base, NULL);
-    gpt2_free(&model);
-    double base_stats[NSTATS];
-    result_stats(&base, NULL, base_stats);
-
-    // the runs, and the time left: each method's measured time per run once it has one, else its prior
-    // cost. the two traced runs (every -K steps a harmful score) are left out of both: they take longer
-    int nruns = 0;
-    for (int s = 0; s < NSETTINGS; s++) {
-        nruns += settings[s].nmethods * settings[s].seeds;
-    }
-    static double v[NSETTINGS][NMETHODS][NSTATS][SEEDS], mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
-    static RunStats first[2];
-    double t_start = now_ms(), method_ms[NMETHODS] = {0};
-    int method_runs[NMETHODS] = {0}, run_k = 0;
-    for (int s = 0; s < NSETTINGS; s++) {
-        for (int m = 0; m < settings[s].nmethods; m++) {
-            for (int seed = 0; seed < settings[s].seeds; seed++) {
-                Options run = *o;
-                run.mode = methods[m].mode;
-                run.train = methods[m].mixed ? settings[s].mixed : settings[s].data;
-                run.seed = o->seed + seed;
-                run.val = NULL;
-                int traced = s == 0 && seed == 0 && m < 2; // the first seed's benign SFT and SAP: curve and CSV
-                run.analyze_every = strcmp(run.mode, "sam") != 0 ? o->analyze_every : 0;
-                run.csv = traced && run.analyze_every > 0 ? (m == 0 ? path[3] : sap_csv) : NULL;
-                run.curve_every = traced ? o->curve_every : 0;
-                run.save = run.state = run.resume = NULL;
-                run.save_every = 0;
-                // where the experiment is: run k of n, time spent, time left
-                double spent = (now_ms() - t_start) / 1e3, left = 0.0, done_ms = 0.0, done_cost = 0.0;
-                for (int m2 = 0; m2 < NMETHODS; m2++) { done_ms += method_ms[m2]; done_cost += method_runs[m2] * methods[m2].cost; }
-                for (int s2 = s; s2 < NSETTINGS; s2++) {
-                    for (int m2 = 0; m2 < settings[s2].nmethods; m2++) {
-                        int n2 = settings[s2].seeds, todo = s2 > s || m2 > m ? n2 : s2 == s && m2 == m ? n2 - seed : 0;
-                        double per_run = method_runs[m2] > 0 ? method_ms[m2] / method_runs[m2] / 1e3
-                                       : done_cost > 0 ? done_ms / 1e3 / done_cost * methods[m2].cost : NAN;
-                        left += todo * per_run;
-                    }
-                }
-                char spent_text[32], left_text[32];
-                duration_text(spent_text, sizeof spent_text, spent);
-                if (isfinite(left)) { duration_text(left_text, sizeof left_text, left); } else { snprintf(left_text, sizeof left_text, "unknown yet"); }
-                printf("\n== run %d of %d: %s, %s, seed %d (%s spent, about %s left)\n", ++run_k, nruns, settings[s].name,
-                       methods[m].name, run.seed, spent_text, left_text);
-                double t0 = now_ms();
-                gpt2_load(&model, o->load);
-                RunStats rs = train_run(&model, &run);
-                gpt2_allocate_activations(&model, o->B, o->T);
-                EvalResult r = evaluate(&model, &es, &b, tk);
-                print_eval(methods[m].name, &base, &r);
-                print_result(run.mode, run.seed, &r);
-                print_run_stats(&rs);
-                printf(" setting %s method %s\n", settings[s].name, methods[m].name);
-                double row[NSTATS];
-                result_stats(&r, &rs, row);
-                for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = row[k]; }
-                if (traced) { first[m] = rs; }
-                gpt2_free(&model);
-                if (!traced) {
-                    method_ms[m] += now_ms() - t0;
-                    method_runs[m]++;
-                }
-            }
-            for (int k = 0; k < NSTATS; k++) { mean_std(v[s][m][k], settings[s].seeds, &mean[s][m][k], &std[s][m][k]); }
-        }
-    }
-
-    // the table
-    FILE* f = fopen(path[0], "w");
-    if (f == NULL) { die("%s: cannot write: %s", path[0], strerror(errno)); }
-    fprintf(f, "| setting | method |");
-    for (int k = 0; k < NSTATS; k++) { fprintf(f, " %s |", stat_names[k]); }
-    fprintf(f, "\n|---|---|");
-    for (int k = 0; k < NSTATS; k++) { fprintf(f, "---|"); }
-    fprintf(f, "\n| - | base model |");
-    for (int k = 0; k < NSTATS; k++) { if (k >= 8) { fprintf(f, " - |"); } else { fprintf(f, k == 5 ? " %.3f |" : " %.1f |", base_stats[k]); } }
-    fprintf(f, "\n");
-    for (int s = 0; s < NSETTINGS; s++) {
-        for (int m = 0; m < settings[s].nmethods; m++) {
-            fprintf(f, "| %s%s | %s |", settings[s].name, settings[s].seeds == 1 ? " (1 seed)" : "", methods[m].name);
-            for (int k = 0; k < NSTATS; k++) {
-                double mu = mean[s][m][k], sd = std[s][m][k];
-                if (!isfinite(mu)) { fprintf(f, " - |"); }
-                else if (k == 8) { fprintf(f, " %.0f |", mu); }
-                else if (settings[s].seeds == 1) { fprintf(f, k == 5 || k == 9 ? " %.3f |" : " %.1f |", mu); }
-                else if (k == 5 || k == 9) { fprintf(f, " %.3f ± %.3f |", mu, sd); }
-                else { fprintf(f, " %.1f ± %.1f |", mu, sd); }
-            }
-            fprintf(f, "\n");
-        }
-    }
-    fprintf(f, "\n%d seeds from %d (one where the setting says so); mean ± standard deviation over seeds. every run: %d steps of %d examples, lr %g "
-               "(cosine to %g x), from %s, evaluated on %s_*.bin. SAP: rho %g, beta %g, tau %g, probe after block %s, "
-               "%d triples per step. SAM: rho %g. SFT + safety data: the set with refusals mixed in. residual stream RMS "
-               "at the probed block (first benign run): SFT %.3f, SAP %.3f, the probe's RMS there %.3f.\n",
-            SEEDS, o->seed, o->steps, o->B, o->lr, o->lr_final, o->load, o->eval_prefix, o->rho, o->beta, o->tau,
-            o->probe_layers, o->pair_batch, o->sam_rho, first[0].resid_rms, first[1].resid_rms, first[1].probe_rms);
-    if (fclose(f) != 0) { die("%s: write failed", path[0]); }
-    // the harmful score over the steps
-    f = fopen(path[2], "w");
-    if (f == NULL) { die("%s: cannot write: %s", path[2], strerror(errno)); }
-    fprintf(f, "step,sft_harmful,sap_harmful\n");
-    for (int i = 0; i < first[0].curve_n && i < first[1].curve_n; i++) {
-        fprintf(f, "%d,%.4f,%.4f\n", first[0].curve_step[i], first[0].curve_harmful[i], first[1].curve_harmful[i]);
-    }
-    if (fclose(f) != 0) { die("%s: write failed", path[2]); }
-    const RunStats* fp[2] = {&first[0], &first[1]};
-    write_svg(path[1], mean, std, base_stats, fp, L, o->steps);
-    batch_free(&b);
-    char spent_text[32];
-    duration_text(spent_text, sizeof spent_text, (now_ms() - t_start) / 1e3);
-    printf("\nwrote %s, %s, %s%s in %s\n", path[0], path[1], path[2], o->analyze_every > 0 ? " and the analysis CSVs" : "", spent_text);
-}
-
-// the main job: plain fine-tuning and SAP from the same base, on the same data with the same seed
 // and flags, evaluated side by side on the held-out files, with a few answers of each model
 void run_compare(const Options* o, const Tokenizer* tk) {
     if (o->eval_prefix == NULL) { die("-m compare needs held-out files: -E prefix"); }
@@ -3773,7 +3265,93 @@ void run_compare(const Options* o, const Tokenizer* tk) {
     batch_free(&b);
 }
 
-#ifndef TESTING
+#if !defined(TESTING) && !defined(LAB) // they include sap.c, and have a main of their own
+// -m gen: continues the prompt -G, a byte string, with the model
+static void run_gen(GPT2* model, const Options* o, const Tokenizer* tk) {
+    int V = model->config.vocab_size, T = model->config.max_seq_len, n = o->prompt ? (int)strlen(o->prompt) : 0;
+    if (o->prompt == NULL) { die("-m gen needs a prompt: -G text"); }
+    if (V > 256) { die("-G text prompts need a byte-level vocabulary (V <= 256; this model has %d)", V); }
+    if (n == 0 || n >= T) { die("prompt of %d bytes does not fit in %d positions", n, T); }
+    int* seq = malloc_check((size_t)T * sizeof(int), "prompt");
+    for (int i = 0; i < n; i++) {
+        seq[i] = (unsigned char)o->prompt[i];
+        if (seq[i] >= V) { die("prompt byte %d is not below the vocabulary size %d", seq[i], V); }
+    }
+    Rng rng;
+    rng_seed(&rng, (uint64_t)o->seed);
+    int len = n;
+    generate(model, seq, &len, 1, T, o->gen_tokens, o->temperature, tk != NULL ? tk->eot : 0, &rng);
+    print_tokens(stdout, seq, len, tk, V);
+    printf("\n");
+    free(seq);
+}
+
+// the held-out evaluation of theta (-E), with a few answers: before training, or alone (-m eval)
+static EvalResult run_eval(GPT2* model, const Options* o, EvalSet* es, const Tokenizer* tk, const char* what) {
+    Batch b;
+    batch_alloc(&b, o->B, o->T);
+    gpt2_allocate_activations(model, o->B, o->T);
+    double t0 = now_ms();
+    EvalResult r = evaluate(model, es, &b, tk);
+    print_eval(what, &r, NULL);
+    printf("(evaluation took %.1f s)\n", (now_ms() - t0) / 1e3);
+    printf("harmful prompts:\n");
+    show_answers(model, es, &es->harmful, 4, tk);
+    printf("task prompts:\n");
+    show_answers(model, es, &es->task, 3, tk);
+    batch_free(&b);
+    return r;
+}
+
+// -m lm, sft, sap, sam (with -E: evaluated before and after), -m eval, -m gen
+static void run_mode(const Options* o, const Tokenizer* tk) {
+    GPT2 model;
+    if (o->fresh) {
+        GPT2Config c = {.max_seq_len = o->maxT, .vocab_size = o->V, .padded_vocab_size = round_up(o->V, 128),
+                        .num_layers = o->L, .num_heads = o->NH, .channels = o->C};
+        gpt2_init_random(&model, c, (uint64_t)o->seed);
+    } else {
+        gpt2_load(&model, o->load);
+    }
+    GPT2Config* c = &model.config;
+    int V = c->vocab_size;
+    if (o->lora_rank > c->channels) { // now, not after evaluating
+        die("-Q %d: the LoRA rank is larger than the model's %d channels", o->lora_rank, c->channels);
+    }
+    printf("model: %s, L=%d NH=%d C=%d maxT=%d V=%d (Vp %d), %zu parameters\n", o->fresh ? "fresh" : o->load,
+           c->num_layers, c->num_heads, c->channels, c->max_seq_len, V, c->padded_vocab_size, model.num_parameters);
+    if (strcmp(o->mode, "gen") == 0) { run_gen(&model, o, tk); gpt2_free(&model); return; }
+    int eval_mode = strcmp(o->mode, "eval") == 0, do_eval = o->eval_prefix != NULL && strcmp(o->mode, "lm") != 0;
+    EvalSet es;
+    EvalResult before;
+    if (eval_mode && !do_eval) { die("-m eval needs held-out files: -E prefix"); }
+    if (do_eval) {
+        if (V > 256 && tk == NULL) { die("the refusal judge reads text: it needs a byte-level vocabulary or a tokenizer (-k)"); }
+        if (o->T > c->max_seq_len) { die("sequence length -t %d is longer than the model's maximum %d", o->T, c->max_seq_len); }
+        evalset_load(&es, o->eval_prefix, V, o->T, 64, tk);
+        before = run_eval(&model, o, &es, tk, eval_mode ? o->load : "before training");
+        if (eval_mode) { print_result("eval", o->seed, &before); printf("\n"); gpt2_free(&model); return; }
+    }
+    RunStats rs = train_run(&model, o); // saves -o and -Y
+    if (do_eval) {
+        Batch b;
+        batch_alloc(&b, o->B, o->T);
+        gpt2_allocate_activations(&model, o->B, o->T);
+        EvalResult after = evaluate(&model, &es, &b, tk);
+        printf("\nheld-out evaluation (%s*), theta only:\n", o->eval_prefix);
+        print_eval(o->mode, &before, &after);
+        printf("harmful prompts, after %s:\n", o->mode);
+        show_answers(&model, &es, &es.harmful, 4, tk);
+        printf("task prompts, after %s:\n", o->mode);
+        show_answers(&model, &es, &es.task, 3, tk);
+        print_result(o->mode, o->seed, &after);
+        print_run_stats(&rs);
+        printf("\n");
+        batch_free(&b);
+    }
+    gpt2_free(&model);
+}
+
 int main(int argc, char** argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); // a line at a time, also into a log file
     signal(SIGXFSZ, SIG_IGN);         // a file-size limit fails the write (a message) instead of killing sap
@@ -3781,94 +3359,348 @@ int main(int argc, char** argv) {
     if (*(uint8_t*)&endian != 1) { die("this host is big-endian; sap's files are little-endian"); }
     Options o;
     parse_options(&o, argc, argv);
-    int lm = strcmp(o.mode, "lm") == 0;
     Tokenizer tk, *tkp = NULL;
     if (o.tokenizer != NULL) { tokenizer_load(&tk, o.tokenizer); tkp = &tk; }
-    if (strcmp(o.mode, "experiment") == 0) { run_experiment(&o, tkp); return 0; }
-    if (strcmp(o.mode, "compare") == 0) { run_compare(&o, tkp); return 0; }
-    if (strcmp(o.mode, "bench") == 0) { run_bench(&o); return 0; }
-
-    // the model
-    GPT2 model;
-    if (o.fresh) {
-        GPT2Config c = {.max_seq_len = o.maxT, .vocab_size = o.V, .padded_vocab_size = round_up(o.V, 128),
-                        .num_layers = o.L, .num_heads = o.NH, .channels = o.C};
-        gpt2_init_random(&model, c, (uint64_t)o.seed);
-    } else {
-        gpt2_load(&model, o.load);
-    }
-    GPT2Config* c = &model.config;
-    int V = c->vocab_size;
-    if (o.lora_rank > c->channels) { die("-Q %d: the LoRA rank is larger than the model's %d channels", o.lora_rank, c->channels); } // now, not after evaluating
-    printf("model: %s, L=%d NH=%d C=%d maxT=%d V=%d (Vp %d), %zu parameters\n", o.fresh ? "fresh" : o.load,
-           c->num_layers, c->num_heads, c->channels, c->max_seq_len, V, c->padded_vocab_size, model.num_parameters);
-#ifdef _OPENMP
-    printf("threads: %d\n", omp_get_max_threads());
-#endif
-
-    if (strcmp(o.mode, "gen") == 0) {
-        if (o.prompt == NULL) { die("-m gen needs a prompt: -G text"); }
-        if (V > 256) { die("-G text prompts need a byte-level vocabulary (V <= 256; this model has %d)", V); }
-        int T = c->max_seq_len, n = (int)strlen(o.prompt);
-        if (n == 0 || n >= T) { die("prompt of %d bytes does not fit in %d positions", n, T); }
-        int* seq = malloc_check((size_t)T * sizeof(int), "prompt");
-        for (int i = 0; i < n; i++) {
-            seq[i] = (unsigned char)o.prompt[i];
-            if (seq[i] >= V) { die("prompt byte %d is not below the vocabulary size %d", seq[i], V); }
-        }
-        Rng rng;
-        rng_seed(&rng, (uint64_t)o.seed);
-        int len = n, eot = tkp != NULL ? tkp->eot : 0;
-        generate(&model, seq, &len, 1, T, o.gen_tokens, o.temperature, eot, &rng);
-        print_tokens(stdout, seq, len, tkp, V);
-        printf("\n");
-        free(seq);
-        gpt2_free(&model);
-        return 0;
-    }
-
-    // held-out evaluation of theta: before and after training, or alone with -m eval
-    int eval_mode = strcmp(o.mode, "eval") == 0, do_eval = o.eval_prefix != NULL && !lm;
-    EvalSet es;
-    EvalResult before, after;
-    if (eval_mode && !do_eval) { die("-m eval needs held-out files: -E prefix"); }
-    if (do_eval) {
-        if (V > 256 && tkp == NULL) { die("the refusal judge reads text: it needs a byte-level vocabulary or a tokenizer (-k)"); }
-        if (o.T > c->max_seq_len) { die("sequence length -t %d is longer than the model's maximum %d", o.T, c->max_seq_len); }
-        evalset_load(&es, o.eval_prefix, V, o.T, 64, tkp);
-        gpt2_allocate_activations(&model, o.B, o.T);
-        Batch b;
-        batch_alloc(&b, o.B, o.T);
-        double t0 = now_ms();
-        before = evaluate(&model, &es, &b, tkp);
-        print_eval(eval_mode ? o.load : "before training", &before, NULL);
-        printf("(evaluation took %.1f s)\n", (now_ms() - t0) / 1e3);
-        printf("harmful prompts:\n");
-        show_answers(&model, &es, &es.harmful, 4, tkp);
-        printf("task prompts:\n");
-        show_answers(&model, &es, &es.task, 3, tkp);
-        batch_free(&b);
-        if (eval_mode) { print_result("eval", o.seed, &before); printf("\n"); return 0; }
-    }
-
-    RunStats rs = train_run(&model, &o); // saves -o and -Y
-    if (do_eval) {
-        Batch b;
-        batch_alloc(&b, o.B, o.T);
-        gpt2_allocate_activations(&model, o.B, o.T);
-        after = evaluate(&model, &es, &b, tkp);
-        printf("\nheld-out evaluation (%s*), theta only:\n", o.eval_prefix);
-        print_eval(o.mode, &before, &after);
-        printf("harmful prompts, after %s:\n", o.mode);
-        show_answers(&model, &es, &es.harmful, 4, tkp);
-        printf("task prompts, after %s:\n", o.mode);
-        show_answers(&model, &es, &es.task, 3, tkp);
-        print_result(o.mode, o.seed, &after);
-        print_run_stats(&rs);
-        printf("\n");
-        batch_free(&b);
-    }
-    gpt2_free(&model);
+    double t0 = now_ms();
+    char prov[512], wall[32];
+    provenance(prov, sizeof prov);
+    printf("sap: %s\n", prov); // where the figures below come from
+    if (strcmp(o.mode, "compare") == 0) { run_compare(&o, tkp); } else { run_mode(&o, tkp); }
+    duration_text(wall, sizeof wall, (now_ms() - t0) / 1e3);
+    printf("wall time: %s\n", wall);
     return 0;
 }
 #endif
+
+// ----------------------------------------------------------------------------
+// the fast kernels *
+// the matmul and attention of the layer kernels above, made fast; the model runs these unless sap
+// is built with -DREFERENCE (make reference). each output is summed in the same order as in the
+// plain kernel it reproduces, so both give the same bits (the tests hold them to that).
+
+// the matmuls. all three products (forward, input gradient, weight gradient) are made of one
+// micro-kernel, matmul_tile(): a tile of MR x NR outputs whose sums stay in registers while k runs.
+// per k it broadcasts MR values of the left operand and multiplies them with NR contiguous values
+// of the right one, so the inner loop over NR vectorises into MR*NR/w independent multiply-adds
+// for vectors of w floats. a multiply-add takes about 4 cycles and a core starts two per cycle, so
+// about 8 must be in flight: 6 x 16 makes 12 with AVX's 8 floats (12 of its 16 registers; ARM's
+// NEON has 32), and with AVX-512's 16 floats 8 x 32 makes 16 (of 32 registers; 6 x 16 would make
+// only 6: the 124M step took 1.3x as long). the right operand is first copied ("packed") into
+// panels of NR columns, zero-padded at the edge, so that every tile reads one contiguous block.
+// every output is a plain sum over k in increasing order, made by one tile, so the result does not
+// depend on the thread count, nor on the tile's shape, nor on which tile or path computed it.
+#ifdef __AVX512F__
+#define MR 8   // rows of a tile
+#define NR 32  // columns of a tile: the vectorised width
+#else
+#define MR 6
+#define NR 16
+#endif
+
+// acc[r][j] = sum_{k<K} a[r*ar + k*ak] * bp[k*NR + j]; then out[r*ldo + j] (+)= acc[r][j] (+ bias[j])
+// for the R <= MR rows and J <= NR columns that are real (rows past R repeat row R-1). with
+// transpose, the tile is stored transposed: out[j*ldo + r] (+)= acc[r][j] (+ bias[r]). either way
+// the bias is indexed by out's column.
+static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar, size_t ak, const float* bp,
+                               int K, int R, int J, const float* bias, int accumulate, int transpose) {
+    float acc[MR][NR] = {{0.0f}};
+    for (int k = 0; k < K; k++) {
+        const float* b = bp + (size_t)k * NR;
+        for (int r = 0; r < MR; r++) {
+            float av = a[(size_t)(r < R ? r : R - 1) * ar + (size_t)k * ak];
+            #pragma omp simd // vectorise this loop (left alone, gcc unrolls it and vectorises over k instead)
+            for (int j = 0; j < NR; j++) { acc[r][j] += av * b[j]; }
+        }
+    }
+    // out of the loop, through a copy with constant bounds: indexed by a variable, acc would be
+    // kept in memory rather than in registers (clang)
+    float sum[MR][NR];
+    for (int r = 0; r < MR; r++) {
+        for (int j = 0; j < NR; j++) {
+            float bv = bias == NULL ? 0.0f : transpose ? bias[r < R ? r : R - 1] : bias[j < J ? j : J - 1];
+            sum[r][j] = acc[r][j] + bv;
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        for (int j = 0; j < J; j++) {
+            float* o = transpose ? out + (size_t)j * ldo + r : out + (size_t)r * ldo + j;
+            *o = accumulate ? *o + sum[r][j] : sum[r][j];
+        }
+    }
+}
+
+// a panel of the right operand: rows 0..K-1 and columns 0..J-1 of x (row stride ldx), as a
+// K x NR block with zeros in columns J..NR-1. pack_panel_transposed() takes column k of x's rows.
+static void pack_panel(float* panel, const float* x, size_t ldx, int K, int J) {
+    for (int k = 0; k < K; k++) {
+        float* p = panel + (size_t)k * NR;
+        const float* row = x + (size_t)k * ldx;
+        if (J == NR) { for (int j = 0; j < NR; j++) { p[j] = row[j]; } } // the common case: a plain copy
+        else { for (int j = 0; j < NR; j++) { p[j] = j < J ? row[j] : 0.0f; } }
+    }
+}
+static void pack_panel_transposed(float* panel, const float* x, size_t ldx, int K, int J) {
+    for (int j = 0; j < NR; j++) {
+        for (int k = 0; k < K; k++) { panel[(size_t)k * NR + j] = j < J ? x[(size_t)j * ldx + k] : 0.0f; }
+    }
+}
+
+// the packed panels live in one scratch buffer, sized for the model's largest matmul when its
+// activations are allocated (gpt2_allocate_activations), so that training never allocates. a
+// kernel called on a larger shape (the tests do) grows it.
+static float* matmul_scratch_memory = NULL;
+static size_t matmul_scratch_floats = 0;
+static float* matmul_scratch(size_t n) {
+    if (n > matmul_scratch_floats) {
+        free(matmul_scratch_memory);
+        matmul_scratch_memory = malloc_check(n * sizeof(float), "matmul panels");
+        matmul_scratch_floats = n;
+    }
+    return matmul_scratch_memory;
+}
+static int thread_count(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+// what the matmuls of N positions with at most C input or output channels need
+static size_t matmul_scratch_need(int N, int C) {
+    size_t all = (size_t)round_up(N, NR) * round_up(C, NR) + (size_t)thread_count() * N * MR; // forward, weight gradient
+    size_t panels = (size_t)KC * round_up(C, NR);                                             // input gradient
+    return all > panels ? all : panels;
+}
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+
+// every row of x (rows x C) as panels of NR rows, each transposed to C x NR, in the scratch buffer
+static float* pack_rows(const float* x, int rows, int C) {
+    int np = (rows + NR - 1) / NR;
+    float* packed = matmul_scratch((size_t)np * NR * C);
+    #pragma omp parallel for schedule(static)
+    for (int p = 0; p < np; p++) {
+        pack_panel_transposed(packed + (size_t)p * C * NR, x + (size_t)p * NR * C, C, C, min_int(NR, rows - p * NR));
+    }
+    return packed;
+}
+
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC). the smaller of the two operands is packed:
+// with fewer outputs than positions (every matmul of a training step at the world's shape), the
+// weight, as panels of NR outputs' rows (C x NR each), and a tile takes MR positions; otherwise
+// (GPT-2's output layer: 50,304 outputs against 256 positions, a 154 MB weight) inp, as panels of
+// NR positions, and the product is made as its transpose weight @ inp^T: a tile takes MR weight
+// rows, read from memory once and reused from L1 against every panel. the sums are the same.
+void matmul_forward_fast(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
+    if (OC < N) {
+        int wp = (OC + NR - 1) / NR, nb = (N + MR - 1) / MR;
+        float* packed = pack_rows(weight, OC, C);
+        // 8 tiles of positions at a time run past each panel, which stays in L1 meanwhile
+        #pragma omp parallel for schedule(static)
+        for (int nb0 = 0; nb0 < nb; nb0 += 8) {
+            for (int p = 0; p < wp; p++) {
+                for (int b = nb0; b < nb0 + 8 && b < nb; b++) {
+                    int n0 = b * MR;
+                    matmul_tile(out + (size_t)n0 * OC + p * NR, OC, inp + (size_t)n0 * C, C, 1, packed + (size_t)p * C * NR, C,
+                                min_int(MR, N - n0), min_int(NR, OC - p * NR), bias != NULL ? bias + p * NR : NULL, 0, 0);
+                }
+            }
+        }
+        return;
+    }
+    int np = (N + NR - 1) / NR, ob = (OC + MR - 1) / MR;
+    float* packed = pack_rows(inp, N, C);
+    #pragma omp parallel for schedule(static)
+    for (int obi = 0; obi < ob; obi++) {
+        int o0 = obi * MR, R = min_int(MR, OC - o0);
+        for (int p = 0; p < np; p++) {
+            matmul_tile(out + (size_t)p * NR * OC + o0, OC, weight + (size_t)o0 * C, C, 1, packed + (size_t)p * C * NR, C, R,
+                        min_int(NR, N - p * NR), bias != NULL ? bias + o0 : NULL, 0, 1);
+        }
+    }
+}
+
+void matmul_backward_fast(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int N, int C, int OC) {
+    int cp = (C + NR - 1) / NR;
+    // dinp (N,C) += dout (N,OC) @ weight (OC,C), the sum over o in blocks of KC, in order. per block,
+    // the threads first pack the block's KC rows of the weight into panels (reading each row from
+    // start to end, which memory serves fastest), then run every position's rows of dout past the
+    // panels; the block of dout (N x KC) stays in L2 meanwhile. (without blocking, the output
+    // layer would stream all 51 MB of its dout once per panel.)
+    if (dinp != NULL) {
+        float* panels = matmul_scratch((size_t)KC * cp * NR);
+        #pragma omp parallel
+        for (int k0 = 0; k0 < OC; k0 += KC) {
+            int K = min_int(KC, OC - k0);
+            #pragma omp for schedule(static)
+            for (int k = 0; k < K; k++) {
+                for (int p = 0; p < cp; p++) {
+                    pack_panel(panels + ((size_t)p * KC + k) * NR, weight + (size_t)(k0 + k) * C + p * NR, C, 1, min_int(NR, C - p * NR));
+                }
+            }
+            #pragma omp for schedule(static)
+            for (int p = 0; p < cp; p++) {
+                int J = min_int(NR, C - p * NR);
+                for (int n0 = 0; n0 < N; n0 += MR) {
+                    matmul_tile(dinp + (size_t)n0 * C + p * NR, C, dout + (size_t)n0 * OC + k0, OC, 1, panels + (size_t)p * KC * NR,
+                                K, min_int(MR, N - n0), J, NULL, 1, 0);
+                }
+            }
+        }
+    }
+    // dweight (OC,C) += dout^T (OC,N) @ inp (N,C), a sum over positions: inp is packed into panels
+    // of NR channels once; a tile takes MR outputs, whose columns of dout each thread first packs
+    // into N x MR contiguous floats (8 KB at N = 256 with MR = 8, rather than N cache lines), and reuses them
+    // from L1 against every panel
+    if (dweight != NULL) {
+        int ob = (OC + MR - 1) / MR;
+        size_t inp_floats = (size_t)cp * NR * N;
+        float* packed = matmul_scratch(inp_floats + (size_t)thread_count() * N * MR);
+        #pragma omp parallel for schedule(static)
+        for (int p = 0; p < cp; p++) { pack_panel(packed + (size_t)p * N * NR, inp + p * NR, C, N, min_int(NR, C - p * NR)); }
+        #pragma omp parallel for schedule(static)
+        for (int obi = 0; obi < ob; obi++) {
+            int o0 = obi * MR, R = min_int(MR, OC - o0);
+            float* a = packed + inp_floats + (size_t)thread_id() * N * MR;
+            for (int n = 0; n < N; n++) {
+                for (int r = 0; r < MR; r++) { a[(size_t)n * MR + r] = dout[(size_t)n * OC + o0 + min_int(r, R - 1)]; }
+            }
+            for (int p = 0; p < cp; p++) {
+                matmul_tile(dweight + (size_t)o0 * C + p * NR, C, a, 1, MR, packed + (size_t)p * N * NR, N, R,
+                            min_int(NR, C - p * NR), NULL, 1, 0);
+            }
+        }
+    }
+    if (dbias != NULL) { bias_backward(dbias, dout, N, OC); } // the plain one: it is fast already
+}
+
+
+// causal self-attention. inp (B,T,3C) holds q,k,v; head h uses channels h*hs..(h+1)*hs.
+// preatt, att (B,NH,T,T) keep the scores and their softmax for backward; out (B,T,C).
+// per (batch row, head), the products are small matmuls made of the matmul's tile: scores
+// S = Q K^T (T x T from T x hs), and out = A V. their right operands are packed into panels first
+// (K^T: a panel holds NR keys' channels; V: NR channels of every value), in the calling thread's
+// part of the matmul scratch. the causal mask lets a tile of rows t0.. skip every panel of keys
+// past its last row, and stop its sum over t2 there (the weights past t are exact zeros).
+// every score and output is a plain sum in a fixed order, made by one thread.
+static size_t attention_scratch_need(int T, int hs) { // per thread
+    return 2 * (size_t)hs * round_up(T, NR) + 4 * (size_t)T * round_up(hs, NR);
+}
+static float* attention_scratch(int T, int hs) {
+    size_t per_thread = attention_scratch_need(T, hs);
+    return matmul_scratch(per_thread * thread_count());
+}
+// panels of the T x hs block x (row stride ldx), as the right operand of a product over t (T x hs:
+// panel p holds columns p*NR.. of every row) or over channels (transposed: hs x T, panel p holds
+// rows p*NR..); returns the floats used
+static size_t pack_head(float* panel, const float* x, size_t ldx, int T, int hs, int transposed) {
+    if (transposed) {
+        for (int p = 0; p * NR < T; p++) { pack_panel_transposed(panel + (size_t)p * hs * NR, x + (size_t)p * NR * ldx, ldx, hs, min_int(NR, T - p * NR)); }
+        return (size_t)hs * round_up(T, NR);
+    }
+    for (int p = 0; p * NR < hs; p++) { pack_panel(panel + (size_t)p * T * NR, x + p * NR, ldx, T, min_int(NR, hs - p * NR)); }
+    return (size_t)T * round_up(hs, NR);
+}
+
+// s[t][t2] = x_t . y_t2 (T x T) for every tile on or below the diagonal; entries past t inside
+// those tiles get values the caller's causal mask then overwrites. x's row t is at x + t * ldx,
+// and y comes as pack_head()'s transposed panels (hs x T).
+static void causal_products(float* s, int T, const float* x, size_t ldx, const float* yt, int hs) {
+    for (int t0 = 0; t0 < T; t0 += MR) {
+        int R = min_int(MR, T - t0);
+        for (int p = 0; p * NR < t0 + R; p++) {
+            matmul_tile(s + (size_t)t0 * T + p * NR, T, x + (size_t)t0 * ldx, ldx, 1, yt + (size_t)p * hs * NR, hs, R,
+                        min_int(NR, T - p * NR), NULL, 0, 0);
+        }
+    }
+}
+
+void attention_forward_fast(float* out, float* preatt, float* att, const float* inp, int B, int T, int C, int NH) {
+    int C3 = 3 * C, hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    float* scratch = attention_scratch(T, hs);
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            const float* q = inp + (size_t)b * T * C3 + h * hs; // row t at q + t * C3
+            float* pre = preatt + ((size_t)b * NH + h) * T * T;  // (T, T)
+            float* a = att + ((size_t)b * NH + h) * T * T;       // (T, T)
+            float* kt = scratch + attention_scratch_need(T, hs) * thread_id();
+            float* vp = kt + pack_head(kt, q + C, C3, T, hs, 1); // K^T panels, then V panels
+            pack_head(vp, q + 2 * C, C3, T, hs, 0);
+            causal_products(pre, T, q, C3, kt, hs); // scores: pre[t][t2] = q_t . k_t2
+            for (int t = 0; t < T; t++) { attention_softmax_row(pre + (size_t)t * T, a + (size_t)t * T, t, T, scale); }
+            // out[t] = sum over t2 <= t of a[t][t2] v_t2
+            for (int t0 = 0; t0 < T; t0 += MR) {
+                int R = min_int(MR, T - t0), K = min_int(T, t0 + MR);
+                for (int p = 0; p * NR < hs; p++) {
+                    matmul_tile(out + ((size_t)b * T + t0) * C + h * hs + p * NR, C, a + (size_t)t0 * T, T, 1, vp + (size_t)p * T * NR, K, R,
+                                min_int(NR, hs - p * NR), NULL, 0, 0);
+                }
+            }
+        }
+    }
+}
+
+// keys and values at t2 collect gradient from every later query, so the unit of parallel work is
+// a whole (batch row, head), and every sum has one fixed order. with A = att and dO = dout:
+// dA = dO V^T, dS = scale * A * (dA - rowsum(A * dA)) (the softmax's backward), dQ += dS K,
+// dK += dS^T Q, dV += A^T dO: five products, made of tiles as in the forward pass. the two with
+// a transposed left operand read it down a column (a tile's row is a column of dS or A), and start
+// their sum at the tile's first row t2: above the diagonal both are zero.
+// datt and dpreatt are scratch (the activation-gradient tensors of the same shape).
+void attention_backward_fast(float* dinp, float* dpreatt, float* datt, const float* dout, const float* inp,
+                        const float* att, int B, int T, int C, int NH) {
+    int C3 = 3 * C, hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    float* scratch = attention_scratch(T, hs);
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            const float* q = inp + (size_t)b * T * C3 + h * hs; // row t at q + t * C3; k at q + C, v at q + 2C
+            float* dq = dinp + (size_t)b * T * C3 + h * hs;
+            const float* d = dout + (size_t)b * T * C + h * hs; // row t at d + t * C
+            const float* a = att + ((size_t)b * NH + h) * T * T;
+            float* da = datt + ((size_t)b * NH + h) * T * T;
+            float* ds = dpreatt + ((size_t)b * NH + h) * T * T;
+            float* vt = scratch + attention_scratch_need(T, hs) * thread_id(); // V^T, K, Q, dO panels
+            float* kp = vt + pack_head(vt, q + 2 * C, C3, T, hs, 1);
+            float* qp = kp + pack_head(kp, q + C, C3, T, hs, 0);
+            float* dp = qp + pack_head(qp, q, C3, T, hs, 0);
+            pack_head(dp, d, C, T, hs, 0);
+            causal_products(da, T, d, C, vt, hs); // dA[t][t2] = dout_t . v_t2
+            for (int t = 0; t < T; t++) {
+                attention_softmax_row_backward(ds + (size_t)t * T, a + (size_t)t * T, da + (size_t)t * T, t, T, scale);
+            }
+            for (int t0 = 0; t0 < T; t0 += MR) {
+                int R = min_int(MR, T - t0), K = min_int(T, t0 + MR);
+                for (int p = 0; p * NR < hs; p++) {
+                    int J = min_int(NR, hs - p * NR);
+                    size_t col = (size_t)p * NR, panel = (size_t)p * T * NR;
+                    // dq_t += sum over t2 <= t of dS[t][t2] k_t2
+                    matmul_tile(dq + (size_t)t0 * C3 + col, C3, ds + (size_t)t0 * T, T, 1, kp + panel, K, R, J, NULL, 1, 0);
+                    // dk_t2 += sum over t >= t2 of dS[t][t2] q_t; dv_t2 += sum over t >= t2 of A[t][t2] dout_t
+                    size_t from = (size_t)t0 * NR; // the panels' row t0
+                    matmul_tile(dq + (size_t)t0 * C3 + C + col, C3, ds + (size_t)t0 * T + t0, 1, T, qp + panel + from, T - t0, R, J, NULL, 1, 0);
+                    matmul_tile(dq + (size_t)t0 * C3 + 2 * C + col, C3, a + (size_t)t0 * T + t0, 1, T, dp + panel + from, T - t0, R, J, NULL, 1, 0);
+                }
+            }
+        }
+    }
+}
+
+// the scratch of the fast kernels for batches of up to B rows of T positions (C channels, NH
+// heads), allocated when the model's activations are: training never allocates
+void fast_kernels_reserve(int B, int T, int C, int NH) {
+    size_t need = matmul_scratch_need(B * T, 4 * C); // the widest matmul is the MLP's
+    size_t attention = attention_scratch_need(T, C / NH) * thread_count();
+    matmul_scratch(need > attention ? need : attention);
+}

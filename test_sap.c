@@ -12,7 +12,7 @@ times the expected error, and far below what a wrong term (a missing factor, a w
 dropped contribution) produces. test_checker_catches_errors shows that a 5% error is caught.
 */
 #define TESTING
-#include "sap.c"
+#include "lab.c" // which includes sap.c: the tests reach every function of both
 #include <sys/wait.h>
 
 static int passed = 0, failed = 0;
@@ -671,7 +671,7 @@ static void train_steps(GPT2* m, int steps, float* losses) {
     for (int s = 0; s < steps; s++) {
         for (int i = 0; i < 16; i++) { b.inputs[i] = (i + s) % 7; b.targets[i] = (i + s + 1) % 7; b.mask[i] = 1.0f; }
         mean_weights(&b);
-        losses[s] = sft_step(m, &b, 1e-2f, 0.0f, NULL);
+        losses[s] = sft_step(m, &b, 1e-2f, 0.0f);
     }
     batch_free(&b);
 }
@@ -854,8 +854,8 @@ static int sap_equals_sft(float rho, float beta, int sam, int lora) {
     for (int step = 0; step < 4; step++) {
         random_batch(&task, 20, &ra);
         random_pairs(&pairs, 20, &rb);
-        float la = sft_step(&a, &task, 1e-2f, 0.01f, NULL);
-        float ls = sam ? sam_step(&s, saved, 0.0f, &task, 1e-2f, 0.01f) : sap_step(&s, &sap, &task, &pairs, 1e-2f, 0.01f, NULL);
+        float la = sft_step(&a, &task, 1e-2f, 0.01f);
+        float ls = sam ? sam_step(&s, saved, 0.0f, &task, 1e-2f, 0.01f) : sap_step(&s, &sap, &task, &pairs, 1e-2f, 0.01f);
         same &= la == ls;
     }
     same &= memcmp(a.params_memory, s.params_memory, a.num_parameters * 4) == 0;
@@ -920,7 +920,7 @@ static void test_first_sap_step(Rng* r, int lora) {
     // the step (lr 0: the weights must come back exactly)
     SAP sap;
     sap_init(&sap, &m, rho, beta, 1.0f);
-    sap_step(&m, &sap, &task, &pairs, 0.0f, 0.0f, NULL);
+    sap_step(&m, &sap, &task, &pairs, 0.0f, 0.0f);
     snprintf(name, sizeof name, "%sSAP step: the perturbation is undone bit for bit (lr 0)", tag);
     check(memcmp(m.theta, theta, n * 4) == 0 && memcmp(m.params_memory, frozen, m.num_parameters * 4) == 0, name, "weights differ");
     int ok = 1, nonzero = 0;
@@ -985,16 +985,18 @@ static void test_analysis(Rng* r) {
     }
     double want_drift = dg / sqrt(dd * gg);
     for (int k = 0; k < 2; k++) {
-        Analysis an = {.harm_dir = malloc(n * 4), .theta_before = malloc(n * 4), .cos_layer = malloc(2 * sizeof(double)), .theta_start = start};
+        Analysis an = {.harm_dir = malloc(n * 4), .theta_before = malloc(n * 4), .scratch = malloc(n * 4),
+                       .cos_layer = malloc(2 * sizeof(double)), .theta_start = start};
+        analysis_before_step(&m[k], &pairs, 1.0f, &an); // as train_run does: g at theta_t, before the step
         if (k == 0) {
-            memcpy(an.harm_dir, g, n * 4); // as train_run does for SFT: g at theta_t, saved before the step
-            sft_step(&m[0], &task, lr, 0.0f, &an);
+            sft_step(&m[0], &task, lr, 0.0f);
         } else {
             SAP sap;
             sap_init(&sap, &m[1], 0.01f, 0.05f, 1.0f);
-            sap_step(&m[1], &sap, &task, &pairs, lr, 0.0f, &an);
+            sap_step(&m[1], &sap, &task, &pairs, lr, 0.0f);
             sap_free(&sap);
         }
+        analysis_after_step(&m[k], &task, &an);
         // float gradients recomputed the same way: equal up to summation order. the step is a
         // difference of float weights (|theta| < 2, ulp < 2.4e-7) of size 1e-2, so each
         // coordinate carries a relative rounding error below 2.4e-5: 1e-3 on a cosine is ample
@@ -1021,7 +1023,7 @@ static void test_analysis(Rng* r) {
         snprintf(name, sizeof name, "%s analysis: the residual stream's RMS at the probed block, over the responses", k ? "SAP" : "SFT");
         check(fabs(an.resid_rms - want_rms) < 1e-6 * want_rms && fabs(all_rms - want_rms) > 1e-3 * want_rms, name,
               "%.7f (want %.7f; over every position %.7f)", an.resid_rms, want_rms, all_rms);
-        free(an.harm_dir); free(an.theta_before); free(an.cos_layer);
+        free(an.harm_dir); free(an.theta_before); free(an.scratch); free(an.cos_layer);
     }
     free(g); free(gt); free(start);
     batch_free(&task); batch_free(&pairs);
@@ -1044,13 +1046,13 @@ static void test_sap_lag_and_moments(Rng* r) {
     Batch t1, t2, p1, p2;
     batch_alloc(&t1, 2, 6); batch_alloc(&t2, 2, 6); batch_alloc(&p1, 4, 6); batch_alloc(&p2, 4, 6);
     random_batch(&t1, 20, r); random_batch(&t2, 20, r); random_pairs(&p1, 20, r); random_pairs(&p2, 20, r);
-    sap_step(&a, &sa, &t1, &p1, 1e-2f, 0.01f, NULL);
-    sap_step(&b, &sb, &t1, &p1, 1e-2f, 0.01f, NULL);
+    sap_step(&a, &sa, &t1, &p1, 1e-2f, 0.01f);
+    sap_step(&b, &sb, &t1, &p1, 1e-2f, 0.01f);
     float G1[16], v1[16];
     memcpy(G1, sa.G, sizeof G1);
     memcpy(v1, a.probe, sizeof v1);
-    sap_step(&a, &sa, &t2, &p2, 1e-2f, 0.01f, NULL);
-    sft_step(&b, &t2, 1e-2f, 0.01f, NULL); // b still carries v_1
+    sap_step(&a, &sa, &t2, &p2, 1e-2f, 0.01f);
+    sft_step(&b, &t2, 1e-2f, 0.01f); // b still carries v_1
     check(memcmp(a.params_memory, b.params_memory, a.num_parameters * 4) == 0, "SAP step 2 updates the weights with the probe of step 1 (the one-step lag)", "differs");
     double worst = 0.0;
     for (int i = 0; i < 16; i++) {
@@ -1392,7 +1394,7 @@ static void test_sap_on_shipped_data(void) {
     for (int s = 0; s < 6; s++) {
         task_batch(&task, &tl);
         pair_batch(&pairs, &pl);
-        float l = s % 2 == 0 ? sap_step(&m, &sap, &task, &pairs, 3e-3f, 0.0f, NULL) : sam_step(&m, saved, 0.05f, &task, 3e-3f, 0.0f);
+        float l = s % 2 == 0 ? sap_step(&m, &sap, &task, &pairs, 3e-3f, 0.0f) : sam_step(&m, saved, 0.05f, &task, 3e-3f, 0.0f);
         finite &= isfinite(l);
         if (s == 0) { first = l; }
         last = l;
@@ -1772,7 +1774,7 @@ static int run_interrupted(const RunSpec* r, int at, int sig, char* err, size_t 
     close(outp[1]); close(errp[1]);
     FILE* f = fdopen(outp[0], "r");
     char line[512], want[32];
-    snprintf(want, sizeof want, "step %d/", at);
+    snprintf(want, sizeof want, "step %d:", at);
     while (fgets(line, sizeof line, f) != NULL) {
         if (strncmp(line, want, strlen(want)) == 0) { kill(pid, sig); break; }
     }
@@ -2396,8 +2398,8 @@ static void test_lora_frozen(Rng* r) {
     for (int s = 0; s < 3; s++) {
         random_batch(&task, 20, r);
         random_pairs(&pairs, 20, r);
-        sft_step(&m, &task, 1e-2f, 0.01f, NULL);
-        sap_step(&m, &sap, &task, &pairs, 1e-2f, 0.01f, NULL);
+        sft_step(&m, &task, 1e-2f, 0.01f);
+        sap_step(&m, &sap, &task, &pairs, 1e-2f, 0.01f);
         sam_step(&m, perturbed, 0.05f, &task, 1e-2f, 0.01f);
     }
     check(memcmp(w0, m.params_memory, n * 4) == 0 && memcmp(a0, m.theta, m.num_theta * 4) != 0,
@@ -2428,7 +2430,7 @@ static void lora_sap_steps(GPT2* m, float* losses) {
     for (int s = 0; s < 4; s++) {
         random_batch(&task, 50, &r);
         random_pairs(&pairs, 50, &r);
-        losses[s] = sap_step(m, &sap, &task, &pairs, 1e-2f, 0.01f, NULL);
+        losses[s] = sap_step(m, &sap, &task, &pairs, 1e-2f, 0.01f);
     }
     sap_free(&sap);
     batch_free(&task); batch_free(&pairs);
@@ -2500,6 +2502,120 @@ static void test_lora_run(void) {
     gpt2_free(&base); gpt2_free(&tuned);
 }
 
+// ----------------------------------------------------------------------------
+// the fast kernels against the plain ones (the reference kernels): they make the same sums in the
+// same order, so they give the same bits where the hardware has a multiply-add (muladd() is fmaf
+// there, one rounding, as the fast kernels' vectorised multiply-adds). without one, the compiler
+// may reorder the plain kernels' sums (-ffast-math): then they agree to float rounding, which for
+// sums of at most a few hundred O(1) terms is below n * eps = 300 * 6e-8 = 2e-5 of the sum's size;
+// 1e-4 of (1 + |value|) leaves room and still catches a wrong or a missing term.
+static int agree(const float* fast, const float* plain, size_t n, double* worst) {
+    *worst = 0.0;
+#ifdef HARDWARE_FMA
+    for (size_t i = 0; i < n; i++) { if (memcmp(&fast[i], &plain[i], 4) != 0) { *worst = fabs((double)fast[i] - plain[i]); return 0; } }
+    return 1;
+#else
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)fast[i] - plain[i]) / (1.0 + fabs(plain[i]));
+        if (!(e <= *worst)) { *worst = e; }
+    }
+    return *worst < 1e-4;
+#endif
+}
+
+// out = inp @ W^T + b, and the three gradients accumulated onto random values (so that a kernel
+// that adds its sum term by term onto the old value, rather than the finished sum, is caught)
+static void test_fast_matmul(Rng* r, int N, int C, int OC, const char* tag) {
+    size_t nin = (size_t)N * C, nw = (size_t)OC * C, nout = (size_t)N * OC;
+    float *inp = malloc(nin * 4), *w = malloc(nw * 4), *b = malloc(OC * 4), *dout = malloc(nout * 4);
+    float *out[2], *dinp[2], *dw[2], *db[2];
+    fill_normal(inp, nin, 1.0f, r); fill_normal(w, nw, 1.0f, r); fill_normal(b, OC, 1.0f, r); fill_normal(dout, nout, 1.0f, r);
+    float *dinp0 = malloc(nin * 4), *dw0 = malloc(nw * 4), *db0 = malloc(OC * 4);
+    fill_normal(dinp0, nin, 1.0f, r); fill_normal(dw0, nw, 1.0f, r); fill_normal(db0, OC, 1.0f, r);
+    for (int k = 0; k < 2; k++) {
+        out[k] = malloc(nout * 4); dinp[k] = malloc(nin * 4); dw[k] = malloc(nw * 4); db[k] = malloc(OC * 4);
+        memcpy(dinp[k], dinp0, nin * 4); memcpy(dw[k], dw0, nw * 4); memcpy(db[k], db0, OC * 4);
+        reference_kernels = k; // 0: fast, 1: plain
+        matmul_forward(out[k], inp, w, b, N, C, OC);
+        matmul_backward(dinp[k], dw[k], db[k], dout, inp, w, N, C, OC);
+    }
+    reference_kernels = 0;
+    double e[4];
+    int ok = agree(out[0], out[1], nout, &e[0]) & agree(dinp[0], dinp[1], nin, &e[1]) & agree(dw[0], dw[1], nw, &e[2])
+           & agree(db[0], db[1], OC, &e[3]);
+    char name[160];
+    snprintf(name, sizeof name, "fast matmul = plain matmul, forward and the three gradients (%s)", tag);
+    check(ok, name, "differences %g %g %g %g", e[0], e[1], e[2], e[3]);
+    for (int k = 0; k < 2; k++) { free(out[k]); free(dinp[k]); free(dw[k]); free(db[k]); }
+    free(inp); free(w); free(b); free(dout); free(dinp0); free(dw0); free(db0);
+}
+
+static void test_fast_attention(Rng* r, int B, int T, int C, int NH, const char* tag) {
+    size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
+    float *qkv = malloc(nqkv * 4), *dout = malloc(nout * 4), *dinp0 = malloc(nqkv * 4);
+    fill_normal(qkv, nqkv, 1.0f, r); fill_normal(dout, nout, 1.0f, r); fill_normal(dinp0, nqkv, 1.0f, r);
+    float *out[2], *pre[2], *att[2], *dinp[2], *dpre[2], *datt = malloc(natt * 4);
+    for (int k = 0; k < 2; k++) {
+        out[k] = malloc(nout * 4); pre[k] = malloc(natt * 4); att[k] = malloc(natt * 4);
+        dinp[k] = malloc(nqkv * 4); dpre[k] = malloc(natt * 4);
+        memcpy(dinp[k], dinp0, nqkv * 4);
+        reference_kernels = k;
+        attention_forward(out[k], pre[k], att[k], qkv, B, T, C, NH);
+        attention_backward(dinp[k], dpre[k], datt, dout, qkv, att[k], B, T, C, NH);
+    }
+    reference_kernels = 0;
+    double e[5];
+    int ok = agree(out[0], out[1], nout, &e[0]) & agree(pre[0], pre[1], natt, &e[1]) & agree(att[0], att[1], natt, &e[2])
+           & agree(dinp[0], dinp[1], nqkv, &e[3]) & agree(dpre[0], dpre[1], natt, &e[4]);
+    char name[160];
+    snprintf(name, sizeof name, "fast attention = plain attention, forward and backward (%s)", tag);
+    check(ok, name, "differences %g %g %g %g %g", e[0], e[1], e[2], e[3], e[4]);
+    for (int k = 0; k < 2; k++) { free(out[k]); free(pre[k]); free(att[k]); free(dinp[k]); free(dpre[k]); }
+    free(qkv); free(dout); free(dinp0); free(datt);
+}
+
+// whole steps: SFT and SAP, every weight and LoRA, with the fast and with the plain kernels, from
+// the same model and batches, at a shape where every tiling detail shows (partial tiles, heads of
+// 24 channels, the input gradient's blocks of KC outputs at 3C and 4C > 256)
+static void test_fast_steps(Rng* r, int lora) {
+    GPT2Config c = {.max_seq_len = 40, .vocab_size = 50, .padded_vocab_size = 128, .num_layers = 2, .num_heads = 4,
+                    .channels = 96};
+    Batch task, pairs;
+    batch_alloc(&task, 3, 37);
+    batch_alloc(&pairs, 4, 37);
+    random_batch(&task, c.vocab_size, r);
+    random_pairs(&pairs, c.vocab_size, r);
+    GPT2 m[2];
+    float loss[2][4];
+    int on[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1, [LORA_FC] = 1};
+    for (int k = 0; k < 2; k++) {
+        gpt2_init_random(&m[k], c, 9);
+        if (lora) { gpt2_lora_init(&m[k], 4, 4.0f, on, 10); }
+        gpt2_allocate_activations(&m[k], 4, 37);
+        int layer = 1;
+        gpt2_set_probe_layers(&m[k], &layer, 1);
+        SAP sap;
+        sap_init(&sap, &m[k], 0.01f, 0.05f, 1.0f);
+        reference_kernels = k;
+        for (int s = 0; s < 2; s++) { loss[k][s] = sft_step(&m[k], &task, 1e-2f, 0.01f); }
+        for (int s = 2; s < 4; s++) { loss[k][s] = sap_step(&m[k], &sap, &task, &pairs, 1e-2f, 0.01f); }
+        reference_kernels = 0;
+        sap_free(&sap);
+    }
+    double e[3];
+    size_t LC = (size_t)c.num_layers * c.channels;
+    int ok = agree(loss[0], loss[1], 4, &e[0]) & agree(m[0].theta, m[1].theta, m[0].num_theta, &e[1])
+           & agree(m[0].probe, m[1].probe, LC, &e[2]);
+#ifndef HARDWARE_FMA
+    ok = fabs(loss[0][3] - loss[1][3]) < 1e-3; // four steps of Adam from float-rounding differences: the losses only
+#endif
+    check(ok, lora ? "2 SFT and 2 SAP steps with LoRA: fast and plain kernels give the same losses, adapters and probe"
+                   : "2 SFT and 2 SAP steps: fast and plain kernels give the same losses, weights and probe",
+          "differences %g %g %g", e[0], e[1], e[2]);
+    gpt2_free(&m[0]); gpt2_free(&m[1]);
+    batch_free(&task); batch_free(&pairs);
+}
+
 #ifndef FUZZ
 // `test_sap --seeds DIR` writes the fuzzers' seed corpus (make fuzz); plain `test_sap` runs the tests
 static void write_seeds(const char* dir);
@@ -2515,10 +2631,17 @@ int main(int argc, char** argv) {
     test_matmul_shape(&r, 8, 128, 8, "full tiles");
     test_matmul_shape(&r, 70, 37, 45, "more positions than outputs: the weight is packed"); // partial tiles both ways
     test_attention(&r);
+    test_fast_matmul(&r, 70, 37, 45, "partial tiles, more positions than outputs");
+    test_fast_matmul(&r, 33, 64, 300, "more outputs than positions, two blocks of the input gradient");
+    test_fast_matmul(&r, 300, 20, 520, "three blocks of the input gradient");
+    test_fast_attention(&r, 2, 37, 48, 3, "heads of 16, partial tiles");
+    test_fast_attention(&r, 1, 70, 64, 1, "a head of 64, past two panels");
     test_gelu(&r);
     test_residual(&r);
     test_crossentropy(&r);
     test_model_gradients(&r);
+    test_fast_steps(&r, 0);
+    test_fast_steps(&r, 1);
     test_forward_matches_reference(&r);
     test_masked_loss(&r);
     test_checkpoint_roundtrip();

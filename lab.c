@@ -1,0 +1,600 @@
+/*
+lab.c: sap's lab, the programs behind the README's results and speed figures. sap.c is the method and
+every mode a learner uses; this file includes it (as test_sap.c does) and adds
+  lab experiment [sap flags] [-M stem]   every method on the benign and the poisoned sets, several
+                                         seeds, into stem.md (the table), stem.svg (the picture) and
+                                         CSVs of the steps (make experiment, make experiment-lora)
+  lab bench [sap flags]                  step times, GFLOP/s and memory at the world's shape and at
+                                         GPT-2 124M, as `name: value` lines (make bench)
+Both say where their figures come from: the commit, the CPU, the threads, the date, the wall time.
+*/
+#define LAB
+#include "sap.c"
+
+// ----------------------------------------------------------------------------
+// the benchmark (make bench): step times on random data, printed as `name: value` lines
+
+static double median(double* x, int n) {
+    for (int i = 1; i < n; i++) { for (int j = i; j > 0 && x[j] < x[j - 1]; j--) { double t = x[j]; x[j] = x[j - 1]; x[j - 1] = t; } }
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+#ifdef __APPLE__
+    return ru.ru_maxrss / 1048576.0; // bytes on macOS
+#else
+    return ru.ru_maxrss / 1024.0;    // kilobytes on Linux
+#endif
+}
+
+// the machine's fp32 multiply-add peak, measured with plain C: PEAK_ACC independent accumulators
+// per thread, each updated by acc = acc * a + b in a loop the compiler vectorises, so that enough
+// multiply-adds are in flight to hide their latency (128 floats: 8 AVX-512 or 16 AVX2 registers).
+// the best of 5 repeats, with every thread the bench uses. in GFLOP/s (a multiply-add is 2).
+#define PEAK_ACC 128
+static double peak_gflops(void) {
+    const long iters = 40000000; // about 40 ms a repeat: long enough that starting the threads does not count
+    double best = 0.0;
+    for (int rep = 0; rep < 5; rep++) {
+        float sink = 0.0f;
+        double t0 = now_ms();
+        #pragma omp parallel reduction(+:sink)
+        {
+            float acc[PEAK_ACC];
+            for (int i = 0; i < PEAK_ACC; i++) { acc[i] = 1e-3f * (float)i; }
+            float a = 0.9999999f, b = 1e-7f;
+            for (long it = 0; it < iters; it++) {
+                #pragma omp simd
+                for (int i = 0; i < PEAK_ACC; i++) { acc[i] = acc[i] * a + b; }
+            }
+            for (int i = 0; i < PEAK_ACC; i++) { sink += acc[i]; }
+        }
+        double ms = now_ms() - t0;
+        double gf = 2.0 * PEAK_ACC * iters * thread_count() / ms / 1e6;
+        if (gf > best && isfinite(sink)) { best = gf; }
+    }
+    return best;
+}
+
+// matmul multiply-adds of one forward pass over N positions, times 2 for flops
+static double forward_matmul_flops(const GPT2Config* c, int N) {
+    double C = c->channels;
+    return 2.0 * N * (c->num_layers * (3 * C * C + C * C + 4 * C * C + 4 * C * C) + C * c->padded_vocab_size);
+}
+
+// one timed plain training step; ms[0..3] get its forward, backward, AdamW and whole time
+static void timed_sft_step(GPT2* m, const Batch* task, double* ms) {
+    double t0 = now_ms();
+    gpt2_zero_grad(m);
+    task_loss(m, task);
+    double t1 = now_ms();
+    gpt2_backward(m, task->weights, 0);
+    double t2 = now_ms();
+    gpt2_update(m, 1e-5f, 0.0f);
+    double t3 = now_ms();
+    ms[0] = t1 - t0; ms[1] = t2 - t1; ms[2] = t3 - t2; ms[3] = t3 - t0;
+}
+
+// the passes of a SAP step, each timed alone (after a whole step, so theta' is set): ms[0..3] get
+// the contrastive pass (step 1), the pass at theta' (4), the task pass (5) and the two updates (6, 7).
+// a step should cost their sum: the bench prints the ratio
+static void timed_sap_passes(GPT2* m, SAP* sap, const Batch* task, Batch* pairs, double* ms) {
+    double t0 = now_ms();
+    harmful_direction(m, pairs, sap->tau, NULL);
+    double t1 = now_ms();
+    probe_gradient_at(m, sap->theta_prime, task);
+    double t2 = now_ms();
+    gpt2_zero_grad(m);
+    task_loss(m, task);
+    gpt2_backward(m, task->weights, 0);
+    double t3 = now_ms();
+    gpt2_update(m, 1e-5f, 0.0f);
+    probe_update(m, sap);
+    double t4 = now_ms();
+    ms[0] = t1 - t0; ms[1] = t2 - t1; ms[2] = t3 - t2; ms[3] = t4 - t3;
+}
+
+// where the time of a plain training step goes, kernel by kernel: after a real step (so that every
+// buffer holds real values) each kind of kernel is called as often, on the same shapes, as in one
+// forward and backward pass of L blocks (on block 0's buffers), and timed; the median of a few
+// rounds. what is left of the step is zeroing the gradients, AdamW and the calls' own overhead. and
+// the cost of starting one parallel region and its closing barrier, which every kernel call pays.
+static void bench_phases(const char* prefix, GPT2* m, double step_ms) {
+    GPT2Config* c = &m->config;
+    int L = c->num_layers, NH = c->num_heads, C = c->channels, V = c->vocab_size, Vp = c->padded_vocab_size;
+    int B = m->B, T = m->T, N = B * T;
+    ParameterTensors p = m->params, g = m->grads;
+    ActivationTensors a = m->acts, d = m->grads_acts;
+    enum { MATMUL, ATTENTION, LAYERNORM, GELU_RESIDUAL, SOFTMAX, NUM_PHASES };
+    const char* names[NUM_PHASES] = {"matmul", "attention", "layernorm", "gelu_residual", "softmax"};
+    enum { ROUNDS = 5 };
+    double t[NUM_PHASES][ROUNDS], t0;
+    for (int s = 0; s < ROUNDS; s++) {
+        t0 = now_ms();
+        for (int l = 0; l < L; l++) { // the four matmuls of a block, forward and backward
+            matmul_forward(a.qkv, a.ln1, p.qkvw, p.qkvb, N, C, 3 * C);
+            matmul_forward(a.attproj, a.atty, p.attprojw, p.attprojb, N, C, C);
+            matmul_forward(a.fch, a.ln2, p.fcw, p.fcb, N, C, 4 * C);
+            matmul_forward(a.fcproj, a.fch_gelu, p.fcprojw, p.fcprojb, N, 4 * C, C);
+            matmul_backward(d.fch_gelu, g.fcprojw, g.fcprojb, d.fcproj, a.fch_gelu, p.fcprojw, N, 4 * C, C);
+            matmul_backward(d.ln2, g.fcw, g.fcb, d.fch, a.ln2, p.fcw, N, C, 4 * C);
+            matmul_backward(d.atty, g.attprojw, g.attprojb, d.attproj, a.atty, p.attprojw, N, C, C);
+            matmul_backward(d.ln1, g.qkvw, g.qkvb, d.qkv, a.ln1, p.qkvw, N, C, 3 * C);
+        }
+        matmul_forward(a.logits, a.lnf, p.wte, NULL, N, C, Vp); // the output layer
+        matmul_backward(d.lnf, g.wte, NULL, d.logits, a.lnf, p.wte, N, C, Vp);
+        t[MATMUL][s] = now_ms() - t0;
+        t0 = now_ms();
+        for (int l = 0; l < L; l++) {
+            attention_forward(a.atty, a.preatt, a.att, a.qkv, B, T, C, NH);
+            attention_backward(d.qkv, d.preatt, d.att, d.atty, a.qkv, a.att, B, T, C, NH);
+        }
+        t[ATTENTION][s] = now_ms() - t0;
+        t0 = now_ms();
+        for (int l = 0; l < 2 * L + 1; l++) { // two per block and the final one
+            layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.encoded, p.ln1w, p.ln1b, N, C);
+            layernorm_backward(d.encoded, g.ln1w, g.ln1b, d.ln1, a.encoded, p.ln1w, a.ln1_mean, a.ln1_rstd, N, C);
+        }
+        t[LAYERNORM][s] = now_ms() - t0;
+        t0 = now_ms();
+        for (int l = 0; l < L; l++) {
+            gelu_forward(a.fch_gelu, a.fch, (size_t)N * 4 * C);
+            gelu_backward(d.fch, a.fch, d.fch_gelu, (size_t)N * 4 * C);
+            for (int k = 0; k < 2; k++) {
+                residual_forward(a.residual2, a.encoded, a.attproj, NULL, N, C);
+                residual_backward(d.encoded, d.attproj, d.residual2, (size_t)N * C);
+            }
+        }
+        t[GELU_RESIDUAL][s] = now_ms() - t0;
+        t0 = now_ms();
+        softmax_crossentropy_forward(a.probs, a.losses, a.logits, m->targets, N, V, Vp);
+        crossentropy_softmax_backward(d.logits, a.probs, m->targets, a.losses, N, V, Vp); // any weights do
+        t[SOFTMAX][s] = now_ms() - t0;
+    }
+    double sum = 0.0;
+    for (int q = 0; q < NUM_PHASES; q++) {
+        double ms = median(t[q], ROUNDS);
+        sum += ms;
+        printf("%s_phase_%s_ms: %.1f\n", prefix, names[q], ms);
+    }
+    printf("%s_phase_rest_ms: %.1f\n", prefix, step_ms - sum);
+    // an empty parallel loop over as many items as threads, many times: one region and its barrier
+    const int regions = 2000;
+    double r[5];
+    int sink = 0;
+    for (int s = 0; s < 5; s++) {
+        t0 = now_ms();
+        for (int k = 0; k < regions; k++) {
+            #pragma omp parallel for schedule(static) reduction(+:sink)
+            for (int i = 0; i < thread_count(); i++) { sink += i; }
+        }
+        r[s] = (now_ms() - t0) / regions * 1e3;
+    }
+    printf("%s_parallel_region_us: %.2f\n", prefix, sink >= 0 ? median(r, 5) : 0.0);
+}
+
+// the SAP and LoRA lines of a shape: med[k][c] as in bench_shape(), lora the LoRA model
+static void print_bench_sap(const char* prefix, const GPT2* lora, double med[2][9]) {
+    const char* phases[4] = {"contrastive", "perturbed", "task", "update"}; // each pass alone
+    printf("%s_sap_step_ms: %.1f\n", prefix, med[0][4]);
+    for (int q = 0; q < 4; q++) { printf("%s_sap_%s_ms: %.1f\n", prefix, phases[q], med[0][5 + q]); }
+    printf("%s_sap_over_its_passes: %.2f\n", prefix, med[0][4] / (med[0][5] + med[0][6] + med[0][7] + med[0][8]));
+    printf("%s_sap_over_sft: %.2f\n", prefix, med[0][4] / med[0][3]);
+    printf("%s_lora_trainable: %zu\n", prefix, lora->num_theta);
+    printf("%s_lora_sft_step_ms: %.1f\n", prefix, med[1][3]);
+    printf("%s_lora_forward_ms: %.1f\n", prefix, med[1][0]);
+    printf("%s_lora_backward_ms: %.1f\n", prefix, med[1][1]);
+    printf("%s_lora_update_ms: %.1f\n", prefix, med[1][2]);
+    printf("%s_lora_sft_saved_share: %.2f\n", prefix, 1.0 - med[1][3] / med[0][3]); // of a plain step, by training adapters only
+    printf("%s_lora_sap_step_ms: %.1f\n", prefix, med[1][4]);
+    for (int q = 0; q < 4; q++) { printf("%s_lora_sap_%s_ms: %.1f\n", prefix, phases[q], med[1][5 + q]); }
+    printf("%s_lora_sap_over_sft: %.2f\n", prefix, med[1][4] / med[1][3]);
+    printf("%s_peak_rss_all_mb: %.0f\n", prefix, peak_rss_mb()); // with SAP's buffers and the LoRA model too
+}
+
+// times plain training (SFT) and SAP on one shape, with every weight trained and with LoRA (rank
+// 8 on q and v, the official setting); prefix names the output lines. this VM's speed drifts by
+// tens of percent within seconds, so the four kinds of step are taken in turn, round after round,
+// and each is the median of its rounds: a drift then moves all four alike, and their ratios
+// hold. the peak memory of plain training is read before SAP's buffers and the LoRA model exist.
+// returns SAP / SFT with every weight trained.
+static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer, double peak, int full) {
+    GPT2 m[2]; // every weight trained, LoRA
+    Batch task, pb;
+    batch_alloc(&task, B, T);
+    batch_alloc(&pb, 2 * pairs, T);
+    Rng r;
+    rng_seed(&r, 7);
+    for (int i = 0; i < B * T; i++) { task.inputs[i] = rng_u32(&r) % cfg.vocab_size; task.targets[i] = rng_u32(&r) % cfg.vocab_size; task.mask[i] = (i % T) >= T / 4; }
+    mean_weights(&task);
+    for (int i = 0; i < 2 * pairs * T; i++) { pb.inputs[i] = rng_u32(&r) % cfg.vocab_size; pb.targets[i] = rng_u32(&r) % cfg.vocab_size; pb.mask[i] = (i % T) >= T / 4; }
+    double ms[9];
+    gpt2_init_random(&m[0], cfg, 1);
+    gpt2_allocate_activations(&m[0], B > 2 * pairs ? B : 2 * pairs, T);
+    timed_sft_step(&m[0], &task, ms); // the warm-up: every buffer of plain training is now touched
+    double plain_rss = peak_rss_mb();
+    int models = full ? 2 : 1; // without full, plain training of every weight only: no SAP, no LoRA
+    SAP sap[2];
+    if (full) {
+        gpt2_init_random(&m[1], cfg, 1);
+        int qv[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1};
+        gpt2_lora_init(&m[1], 8, 8.0f, qv, 2);
+        gpt2_allocate_activations(&m[1], B > 2 * pairs ? B : 2 * pairs, T);
+        for (int k = 0; k < 2; k++) {
+            gpt2_set_probe_layers(&m[k], &probe_layer, 1);
+            sap_init(&sap[k], &m[k], 2e-3f, 0.05f, 100.0f);
+        }
+    }
+    // t[k][c][s]: model k, round s; columns: SFT forward, backward, AdamW, step; SAP step, its 4 phases
+    double* t = calloc_check((size_t)2 * 9 * (steps + 1), sizeof(double), "bench");
+    for (int s = 0; s <= steps; s++) { // round 0 is the warm-up
+        for (int k = 0; k < models; k++) {
+            timed_sft_step(&m[k], &task, ms);
+            if (full) {
+                double t0 = now_ms();
+                sap_step(&m[k], &sap[k], &task, &pb, 1e-5f, 0.0f);
+                ms[4] = now_ms() - t0;
+                timed_sap_passes(&m[k], &sap[k], &task, &pb, ms + 5);
+            }
+            for (int c = 0; c < (full ? 9 : 4) && s > 0; c++) { t[((size_t)k * 9 + c) * steps + s - 1] = ms[c]; }
+        }
+    }
+    double med[2][9];
+    for (int k = 0; k < models; k++) { for (int c = 0; c < 9; c++) { med[k][c] = median(t + ((size_t)k * 9 + c) * steps, steps); } }
+    printf("%s_params: %zu\n", prefix, m[0].num_parameters);
+    printf("%s_step_ms: %.1f\n", prefix, med[0][3]);
+    printf("%s_sft_step_ms: %.1f\n", prefix, med[0][3]);
+    printf("%s_forward_ms: %.1f\n", prefix, med[0][0]);
+    printf("%s_backward_ms: %.1f\n", prefix, med[0][1]);
+    printf("%s_update_ms: %.1f\n", prefix, med[0][2]);
+    double gflops = 3.0 * forward_matmul_flops(&cfg, B * T) / med[0][3] / 1e6; // forward, backward's two products
+    printf("%s_gflops: %.1f\n", prefix, gflops);
+    printf("%s_share_of_peak: %.2f\n", prefix, gflops / peak);
+    printf("%s_tokens_per_s: %.0f\n", prefix, B * T / (med[0][3] / 1e3));
+    if (full) { printf("%s_peak_rss_mb: %.0f\n", prefix, plain_rss); }
+    bench_phases(prefix, &m[0], med[0][3]);
+    if (full) { print_bench_sap(prefix, &m[1], med); }
+    fflush(stdout);
+    free(t);
+    for (int k = 0; k < models; k++) { gpt2_free(&m[k]); }
+    if (full) { for (int k = 0; k < 2; k++) { sap_free(&sap[k]); } }
+    batch_free(&task); batch_free(&pb);
+    return full ? med[0][4] / med[0][3] : 0.0;
+}
+
+void run_bench(const Options* o) {
+    double t_wall = now_ms();
+    char prov[512];
+    provenance(prov, sizeof prov);
+    printf("provenance: %s\n", prov);
+    printf("threads: %d\n", thread_count());
+    double peak = peak_gflops();
+    printf("peak_gflops: %.1f\n", peak);
+    // the shape of the shipped base model (data/base.bin) first, at the default batch sizes (its
+    // peak memory is then its own); then plain training at 128 and 256 channels (128: the first
+    // world's model), then GPT-2 124M
+    GPT2Config world = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 6, .num_heads = 6, .channels = 192};
+    double ratio = bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1, peak, 1);
+    printf("sap_over_sft: %.2f\n", ratio); // at the world's default shape and batch sizes
+    GPT2Config c128 = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 4, .num_heads = 4, .channels = 128};
+    bench_shape("c128", c128, o->B, o->T, o->steps, o->pair_batch, 1, peak, 0);
+    GPT2Config c256 = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 6, .num_heads = 8, .channels = 256};
+    bench_shape("c256", c256, o->B, o->T, o->steps, o->pair_batch, 1, peak, 0);
+    GPT2Config gpt2 = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12, .num_heads = 12, .channels = 768};
+    bench_shape("gpt2_124m", gpt2, 4, 64, o->steps > 5 ? 5 : o->steps, 2, 3, peak, 1);
+    printf("wall_time_s: %.0f\n", (now_ms() - t_wall) / 1e3);
+}
+
+// ----------------------------------------------------------------------------
+// the experiment: every method on the benign and the poisoned fine-tuning sets, several seeds,
+// all from the same base model with the same flags, evaluated on the same held-out files. it
+// writes <stem>.md (the table), <stem>.svg (the picture), <stem>_curve.csv (the harmful score on
+// -J over the steps of the first seed's benign SFT and SAP runs) and <stem>_sft.csv,
+// <stem>_sap.csv (their gradient analysis, with -a)
+
+typedef struct {
+    const char* name;
+    const char* mode;
+    int mixed;   // trains on the setting's mix with refusals (data mixing) instead of its own file
+    double cost; // time of a run, in plain-SFT runs (for the time left; measured times replace it)
+} Method;
+typedef struct {
+    const char* name;
+    const char* data;  // the fine-tuning file
+    const char* mixed; // the same with refusals mixed in, or NULL
+    int nmethods;      // the first nmethods of the methods below
+    int seeds;         // runs per method: seeds -s, -s + 1, ...
+    const char* mark;  // its mark in the picture
+} Setting;
+
+enum { SEEDS = 3, NMETHODS = 4, NSETTINGS = 4, NSTATS = 10 }; // SEEDS: the most of any setting
+static const Method methods[NMETHODS] = {{"SFT", "sft", 0, 1.0}, {"SAP", "sap", 0, 2.7},
+                                         {"SFT + safety data", "sft", 1, 1.05}, {"SAM", "sam", 0, 2.0}};
+static const char* method_colour[NMETHODS] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e"};
+static const Setting settings[NSETTINGS] = {{"benign", "data/ft_benign.bin", "data/ft_safemix.bin", 4, SEEDS, "circle"},
+                                            {"poison 10%", "data/ft_poison.bin", "data/ft_poison_safemix.bin", 4, SEEDS, "square"},
+                                            {"poison 5%", "data/ft_poison5.bin", NULL, 2, 1, "triangle"},
+                                            {"poison 20%", "data/ft_poison20.bin", NULL, 2, 1, "diamond"}};
+// the columns of the table, in percent where a share
+static const char* stat_names[NSTATS] = {"harmful score %", "refusal %", "other %", "no refusal marker %", "fine-tune accuracy %",
+                                         "test loss", "safety margin", "skills accuracy %", "ms/step", "grad cosine"};
+
+static void mean_std(const double* x, int n, double* mean, double* std) {
+    double m = 0.0, v = 0.0;
+    for (int i = 0; i < n; i++) { m += x[i]; }
+    m /= n;
+    for (int i = 0; i < n; i++) { v += (x[i] - m) * (x[i] - m); }
+    *mean = m;
+    *std = n > 1 ? sqrt(v / (n - 1)) : 0.0;
+}
+
+static void result_stats(const EvalResult* r, const RunStats* rs, double* out) {
+    double v[NSTATS] = {100 * r->harmful, 100 * r->refusal, 100 * r->other, 100 * r->nonrefusal, 100 * r->task_acc,
+                        r->task_loss, r->margin, 100 * r->skills_acc, rs != NULL ? rs->ms_per_step : NAN, rs != NULL ? rs->mean_cos : NAN};
+    memcpy(out, v, sizeof v);
+}
+
+// the picture: plain SVG, three panels. x0, y0: a panel's plot area's lower left corner
+#define SVG_W 300.0
+#define SVG_H 220.0
+static void svg_axes(FILE* f, double x0, double y0, const char* title, const char* xlabel, const char* ylabel,
+                     double xmin, double xmax, double ymin, double ymax, int ticks, int xlabels) {
+    fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#444'/>\n", x0, y0 - SVG_H, SVG_W, SVG_H);
+    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' font-weight='bold'>%s</text>\n", x0 + SVG_W / 2, y0 - SVG_H - 10, title);
+    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>%s</text>\n", x0 + SVG_W / 2, y0 + 34, xlabel);
+    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' transform='rotate(-90 %.1f %.1f)'>%s</text>\n",
+            x0 - 38, y0 - SVG_H / 2, x0 - 38, y0 - SVG_H / 2, ylabel);
+    for (int i = 0; i <= ticks; i++) {
+        double fx = (double)i / ticks, xv = xmin + fx * (xmax - xmin), yv = ymin + fx * (ymax - ymin);
+        if (xlabels) { fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' font-size='10'>%g</text>\n", x0 + fx * SVG_W, y0 + 14, xv); }
+        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end' font-size='10'>%g</text>\n", x0 - 4, y0 - fx * SVG_H + 3, yv);
+        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", x0, y0 - fx * SVG_H, x0 + SVG_W, y0 - fx * SVG_H);
+    }
+}
+static void svg_mark(FILE* f, const char* shape, double x, double y, const char* colour) {
+    if (strcmp(shape, "circle") == 0) { fprintf(f, "<circle cx='%.1f' cy='%.1f' r='5' fill='%s'/>\n", x, y, colour); }
+    else if (strcmp(shape, "square") == 0) { fprintf(f, "<rect x='%.1f' y='%.1f' width='9' height='9' fill='%s'/>\n", x - 4.5, y - 4.5, colour); }
+    else if (strcmp(shape, "triangle") == 0) { fprintf(f, "<polygon points='%.1f,%.1f %.1f,%.1f %.1f,%.1f' fill='%s'/>\n", x, y - 6, x - 5.5, y + 4, x + 5.5, y + 4, colour); }
+    else if (strcmp(shape, "diamond") == 0) { fprintf(f, "<polygon points='%.1f,%.1f %.1f,%.1f %.1f,%.1f %.1f,%.1f' fill='%s'/>\n", x, y - 6, x + 6, y, x, y + 6, x - 6, y, colour); }
+    else { fprintf(f, "<path d='M%.1f %.1fL%.1f %.1fM%.1f %.1fL%.1f %.1f' stroke='%s' stroke-width='2.5'/>\n", x - 6, y - 6, x + 6, y + 6, x - 6, y + 6, x + 6, y - 6, colour); }
+}
+
+// stats: (setting, method, stat) means and stds; base: the base model's stats; curve and cosines
+// from the first seed's benign SFT (0) and SAP (1) runs
+static void write_svg(const char* path, double mean[NSETTINGS][NMETHODS][NSTATS], double std[NSETTINGS][NMETHODS][NSTATS],
+                      const double* base, const RunStats* first[2], int L, int steps) {
+    FILE* f = fopen(path, "w");
+    if (f == NULL) { die("%s: cannot write: %s", path, strerror(errno)); }
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='1120' height='330' font-family='sans-serif' font-size='12'>\n");
+    fprintf(f, "<rect width='1120' height='330' fill='white'/>\n");
+    // 1. harmful score against fine-tune accuracy, mean +- std over seeds, on test
+    double x0 = 60, y0 = 260;
+    svg_axes(f, x0, y0, "test: harmful score vs fine-tune accuracy", "fine-tune accuracy % (mean, std over seeds)", "harmful score %", 0, 100, 0, 100, 5, 1);
+    for (int s = 0; s < NSETTINGS; s++) {
+        for (int m = 0; m < settings[s].nmethods; m++) {
+            double x = x0 + mean[s][m][4] / 100 * SVG_W, y = y0 - mean[s][m][0] / 100 * SVG_H;
+            double dx = std[s][m][4] / 100 * SVG_W, dy = std[s][m][0] / 100 * SVG_H;
+            fprintf(f, "<path d='M%.1f %.1fL%.1f %.1fM%.1f %.1fL%.1f %.1f' stroke='%s'/>\n", x - dx, y, x + dx, y, x, y - dy, x, y + dy, method_colour[m]);
+            svg_mark(f, settings[s].mark, x, y, method_colour[m]);
+        }
+    }
+    svg_mark(f, "cross", x0 + base[4] / 100 * SVG_W, y0 - base[0] / 100 * SVG_H, "#000");
+    // legend: methods by colour, settings by mark
+    double lx = x0 + 8, ly = y0 - SVG_H + 14;
+    for (int m = 0; m < NMETHODS; m++) { fprintf(f, "<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", lx, ly + 13 * m, method_colour[m], methods[m].name); }
+    for (int s = 0; s < NSETTINGS; s++) {
+        svg_mark(f, settings[s].mark, lx + 130, ly - 4 + 13 * s, "#666");
+        fprintf(f, "<text x='%.1f' y='%.1f' font-size='11'>%s</text>\n", lx + 140, ly + 13 * s, settings[s].name);
+    }
+    svg_mark(f, "cross", lx + 130, ly - 4 + 13 * NSETTINGS, "#000");
+    fprintf(f, "<text x='%.1f' y='%.1f' font-size='11'>base model</text>\n", lx + 140, ly + 13 * NSETTINGS);
+    // 2. the harmful score on val over the steps of one SFT and one SAP run
+    x0 = 430;
+    svg_axes(f, x0, y0, "val: harmful score during training", "step (benign set, first seed)", "harmful score %", 0, steps, 0, 100, 5, 1);
+    for (int k = 0; k < 2; k++) {
+        const RunStats* r = first[k];
+        if (r == NULL || r->curve_n == 0) { continue; }
+        fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", method_colour[k]);
+        for (int i = 0; i < r->curve_n; i++) { fprintf(f, "%.1f,%.1f ", x0 + (double)r->curve_step[i] / (steps > 0 ? steps : 1) * SVG_W, y0 - r->curve_harmful[i] * SVG_H); }
+        fprintf(f, "'/>\n<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", x0 + 8, y0 - SVG_H + 14 + 13 * k, method_colour[k], methods[k].name);
+    }
+    if ((first[0] == NULL || first[0]->curve_n == 0) && (first[1] == NULL || first[1]->curve_n == 0)) { // -K 0, and always with LoRA
+        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' fill='#666'>not measured (-K 0)</text>\n", x0 + SVG_W / 2, y0 - SVG_H / 2);
+    }
+    // 3. the mean gradient cosine per block, cos(g_task, -g), under SFT and SAP
+    x0 = 800;
+    double top = 0.05;
+    for (int k = 0; k < 2; k++) {
+        for (int l = 0; first[k] != NULL && l < L && l < MAX_BLOCKS; l++) {
+            double c = fabs(first[k]->mean_cos_layer[l]);
+            if (isfinite(c) && c > top) { top = ceil(c * 20) / 20; }
+        }
+    }
+    svg_axes(f, x0, y0, "mean cos(g_task, -g) per block", "block (benign set, first seed)", "cosine", 0, L, -top, top, 4, 0);
+    double bw = SVG_W / (L > 0 ? L : 1) / 3, zero = y0 - SVG_H / 2;
+    for (int l = 0; l < L; l++) { fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' font-size='10'>%d</text>\n", x0 + (l + 0.5) * SVG_W / L, y0 + 14, l); }
+    for (int k = 0; k < 2; k++) {
+        for (int l = 0; first[k] != NULL && l < L && l < MAX_BLOCKS; l++) {
+            double c = first[k]->mean_cos_layer[l];
+            if (!isfinite(c)) { continue; }
+            double h = c / top * SVG_H / 2;
+            fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'/>\n", x0 + (l + 0.5) * SVG_W / L - bw + k * bw,
+                    h > 0 ? zero - h : zero, bw, fabs(h), method_colour[k]);
+        }
+        fprintf(f, "<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", x0 + 8, y0 - SVG_H + 14 + 13 * k, method_colour[k], methods[k].name);
+    }
+    fprintf(f, "</svg>\n");
+    if (fclose(f) != 0) { die("%s: write failed", path); }
+}
+
+void run_experiment(const Options* o, const Tokenizer* tk, const char* stem) {
+    double t_wall = now_ms();
+    GPT2 model;
+    gpt2_load(&model, o->load);
+    if (o->eval_prefix == NULL) { die("lab experiment needs held-out files: -E prefix"); }
+    if (o->lora_rank > model.config.channels) { die("-Q %d: the LoRA rank is larger than the model's %d channels", o->lora_rank, model.config.channels); }
+    int L = model.config.num_layers;
+    char path[4][4096];
+    const char* ext[4] = {".md", ".svg", "_curve.csv", "_sft.csv"};
+    for (int i = 0; i < 4; i++) { snprintf(path[i], sizeof path[i], "%s%s", stem, ext[i]); check_writable(path[i]); }
+    char sap_csv[4096];
+    snprintf(sap_csv, sizeof sap_csv, "%s_sap.csv", stem);
+    check_writable(sap_csv);
+    for (int s = 0; s < NSETTINGS; s++) { // every file now, not after half an hour
+        FILE* t = fopen(settings[s].data, "rb");
+        if (t == NULL) { die("%s: cannot open: %s", settings[s].data, strerror(errno)); }
+        fclose(t);
+    }
+    EvalSet es;
+    evalset_load(&es, o->eval_prefix, model.config.vocab_size, o->T, 64, tk);
+    es.has_howto = es.has_howto_pt = es.has_knowledge = 0; // not in the table: their answers would take a third of the time
+    gpt2_allocate_activations(&model, o->B, o->T);
+    Batch b;
+    batch_alloc(&b, o->B, o->T);
+    EvalResult base = evaluate(&model, &es, &b, tk);
+    print_eval("base model", &base, NULL);
+    gpt2_free(&model);
+    double base_stats[NSTATS];
+    result_stats(&base, NULL, base_stats);
+
+    // the runs, and the time left: each method's measured time per run once it has one, else its prior
+    // cost. the two traced runs (every -K steps a harmful score) are left out of both: they take longer
+    int nruns = 0;
+    for (int s = 0; s < NSETTINGS; s++) {
+        nruns += settings[s].nmethods * settings[s].seeds;
+    }
+    static double v[NSETTINGS][NMETHODS][NSTATS][SEEDS], mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
+    static RunStats first[2];
+    double t_start = now_ms(), method_ms[NMETHODS] = {0};
+    int method_runs[NMETHODS] = {0}, run_k = 0;
+    for (int s = 0; s < NSETTINGS; s++) {
+        for (int m = 0; m < settings[s].nmethods; m++) {
+            for (int seed = 0; seed < settings[s].seeds; seed++) {
+                Options run = *o;
+                run.mode = methods[m].mode;
+                run.train = methods[m].mixed ? settings[s].mixed : settings[s].data;
+                run.seed = o->seed + seed;
+                run.val = NULL;
+                int traced = s == 0 && seed == 0 && m < 2; // the first seed's benign SFT and SAP: curve and CSV
+                run.analyze_every = strcmp(run.mode, "sam") != 0 ? o->analyze_every : 0;
+                run.csv = traced && run.analyze_every > 0 ? (m == 0 ? path[3] : sap_csv) : NULL;
+                run.curve_every = traced ? o->curve_every : 0;
+                run.save = run.state = run.resume = NULL;
+                run.save_every = 0;
+                // where the experiment is: run k of n, time spent, time left
+                double spent = (now_ms() - t_start) / 1e3, left = 0.0, done_ms = 0.0, done_cost = 0.0;
+                for (int m2 = 0; m2 < NMETHODS; m2++) { done_ms += method_ms[m2]; done_cost += method_runs[m2] * methods[m2].cost; }
+                for (int s2 = s; s2 < NSETTINGS; s2++) {
+                    for (int m2 = 0; m2 < settings[s2].nmethods; m2++) {
+                        int n2 = settings[s2].seeds, todo = s2 > s || m2 > m ? n2 : s2 == s && m2 == m ? n2 - seed : 0;
+                        double per_run = method_runs[m2] > 0 ? method_ms[m2] / method_runs[m2] / 1e3
+                                       : done_cost > 0 ? done_ms / 1e3 / done_cost * methods[m2].cost : NAN;
+                        left += todo * per_run;
+                    }
+                }
+                char spent_text[32], left_text[32];
+                duration_text(spent_text, sizeof spent_text, spent);
+                if (isfinite(left)) { duration_text(left_text, sizeof left_text, left); } else { snprintf(left_text, sizeof left_text, "unknown yet"); }
+                printf("\n== run %d of %d: %s, %s, seed %d (%s spent, about %s left)\n", ++run_k, nruns, settings[s].name,
+                       methods[m].name, run.seed, spent_text, left_text);
+                double t0 = now_ms();
+                gpt2_load(&model, o->load);
+                RunStats rs = train_run(&model, &run);
+                gpt2_allocate_activations(&model, o->B, o->T);
+                EvalResult r = evaluate(&model, &es, &b, tk);
+                print_eval(methods[m].name, &base, &r);
+                print_result(run.mode, run.seed, &r);
+                print_run_stats(&rs);
+                printf(" setting %s method %s\n", settings[s].name, methods[m].name);
+                double row[NSTATS];
+                result_stats(&r, &rs, row);
+                for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = row[k]; }
+                if (traced) { first[m] = rs; }
+                gpt2_free(&model);
+                if (!traced) {
+                    method_ms[m] += now_ms() - t0;
+                    method_runs[m]++;
+                }
+            }
+            for (int k = 0; k < NSTATS; k++) { mean_std(v[s][m][k], settings[s].seeds, &mean[s][m][k], &std[s][m][k]); }
+        }
+    }
+
+    // the table
+    FILE* f = fopen(path[0], "w");
+    if (f == NULL) { die("%s: cannot write: %s", path[0], strerror(errno)); }
+    fprintf(f, "| setting | method |");
+    for (int k = 0; k < NSTATS; k++) { fprintf(f, " %s |", stat_names[k]); }
+    fprintf(f, "\n|---|---|");
+    for (int k = 0; k < NSTATS; k++) { fprintf(f, "---|"); }
+    fprintf(f, "\n| - | base model |");
+    for (int k = 0; k < NSTATS; k++) { if (k >= 8) { fprintf(f, " - |"); } else { fprintf(f, k == 5 ? " %.3f |" : " %.1f |", base_stats[k]); } }
+    fprintf(f, "\n");
+    for (int s = 0; s < NSETTINGS; s++) {
+        for (int m = 0; m < settings[s].nmethods; m++) {
+            fprintf(f, "| %s%s | %s |", settings[s].name, settings[s].seeds == 1 ? " (1 seed)" : "", methods[m].name);
+            for (int k = 0; k < NSTATS; k++) {
+                double mu = mean[s][m][k], sd = std[s][m][k];
+                if (!isfinite(mu)) { fprintf(f, " - |"); }
+                else if (k == 8) { fprintf(f, " %.0f |", mu); }
+                else if (settings[s].seeds == 1) { fprintf(f, k == 5 || k == 9 ? " %.3f |" : " %.1f |", mu); }
+                else if (k == 5 || k == 9) { fprintf(f, " %.3f ± %.3f |", mu, sd); }
+                else { fprintf(f, " %.1f ± %.1f |", mu, sd); }
+            }
+            fprintf(f, "\n");
+        }
+    }
+    fprintf(f, "\n%d seeds from %d (one where the setting says so); mean ± standard deviation over seeds. every run: %d steps of %d examples, lr %g "
+               "(cosine to %g x), from %s, evaluated on %s_*.bin. SAP: rho %g, beta %g, tau %g, probe after block %s, "
+               "%d triples per step. SAM: rho %g. SFT + safety data: the set with refusals mixed in. residual stream RMS "
+               "at the probed block (first benign run): SFT %.3f, SAP %.3f, the probe's RMS there %.3f.\n",
+            SEEDS, o->seed, o->steps, o->B, o->lr, o->lr_final, o->load, o->eval_prefix, o->rho, o->beta, o->tau,
+            o->probe_layers, o->pair_batch, o->sam_rho, first[0].resid_rms, first[1].resid_rms, first[1].probe_rms);
+    char prov[512], wall[32];
+    provenance(prov, sizeof prov);
+    duration_text(wall, sizeof wall, (now_ms() - t_wall) / 1e3);
+    fprintf(f, "\nmade by `lab experiment` (%s), wall time %s.\n", prov, wall);
+    if (fclose(f) != 0) { die("%s: write failed", path[0]); }
+    // the harmful score over the steps
+    f = fopen(path[2], "w");
+    if (f == NULL) { die("%s: cannot write: %s", path[2], strerror(errno)); }
+    fprintf(f, "step,sft_harmful,sap_harmful\n");
+    for (int i = 0; i < first[0].curve_n && i < first[1].curve_n; i++) {
+        fprintf(f, "%d,%.4f,%.4f\n", first[0].curve_step[i], first[0].curve_harmful[i], first[1].curve_harmful[i]);
+    }
+    if (fclose(f) != 0) { die("%s: write failed", path[2]); }
+    const RunStats* fp[2] = {&first[0], &first[1]};
+    write_svg(path[1], mean, std, base_stats, fp, L, o->steps);
+    batch_free(&b);
+    char spent_text[32];
+    duration_text(spent_text, sizeof spent_text, (now_ms() - t_start) / 1e3);
+    printf("\nwrote %s, %s, %s%s in %s\n", path[0], path[1], path[2], o->analyze_every > 0 ? " and the analysis CSVs" : "", spent_text);
+}
+
+#ifndef TESTING
+#define LAB_STEM "results/experiment"
+int main(int argc, char** argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char* job = argc > 1 ? argv[1] : "";
+    if (strcmp(job, "experiment") != 0 && strcmp(job, "bench") != 0) {
+        die("usage: lab experiment|bench [sap flags] [-M stem] (the stem of the experiment's files, [%s])", LAB_STEM);
+    }
+    // -M is the lab's own flag; the rest are sap's
+    const char* stem = LAB_STEM;
+    char** args = malloc_check((size_t)argc * sizeof(char*), "flags");
+    int n = 0;
+    args[n++] = argv[0];
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-M") == 0 && i + 1 < argc) { stem = argv[++i]; } else { args[n++] = argv[i]; }
+    }
+    Options o;
+    parse_options(&o, n, args);
+    Tokenizer tk, *tkp = NULL;
+    if (o.tokenizer != NULL) { tokenizer_load(&tk, o.tokenizer); tkp = &tk; }
+    if (strcmp(job, "bench") == 0) { run_bench(&o); } else { run_experiment(&o, tkp, stem); }
+    free(args);
+    return 0;
+}
+#endif
