@@ -12,6 +12,266 @@ Both say where their figures come from: the commit, the CPU, the threads, the da
 #include "sap.c"
 
 // ----------------------------------------------------------------------------
+// the gradient analysis (-a)
+// what the paper's motivation measures, taken around a step without changing it: the cosine
+// between the task gradient and the "harmful gradient" -g, the gradient whose descent makes the
+// model prefer harmful responses (g = grad Lc points the other way). the paper finds it positive
+// during plain fine-tuning: a descent step on the task then also moves towards harm.
+
+typedef struct {
+    float* harm_dir;     // (num_theta) g = grad_theta Lc(theta_t), with the probe v_{t-1} in place
+    float* theta_before; // (num_theta) theta_t
+    float* scratch;      // (num_theta) a difference of two thetas
+    const float* theta_start; // (num_theta) theta where the run started, or NULL
+    double cos_all;      // cos(g_task, -g) over all of theta: > 0 means task descent drifts towards harm
+    double cos_step;     // cos(theta_{t+1} - theta_t, g): > 0 means the step AdamW took moved towards harm
+    double cos_drift;    // cos(theta_t - theta_start, g): > 0 means the whole way so far led towards harm
+    double* cos_layer;   // (L) cos_all over block l's part of theta only (its weights, or its adapters)
+    float contrastive;   // Lc(theta_t) of the contrastive batch
+    float margin;        // mean s(safe) - s(harmful) on it
+    int rms_layer;       // the first probed block (-P), where the sizes below are measured, or -1
+    double resid_rms;    // RMS of the residual stream leaving that block, over the task batch's responses
+    double probe_rms;    // RMS of the probe added there (0 without SAP): its size next to the stream's
+} Analysis;
+
+// the layer-stacked tensors of the parameter table: ln1w to fcprojb (wte, wpe, lnfw, lnfb are not)
+#define FIRST_LAYER_TENSOR 2
+#define LAST_LAYER_TENSOR 13
+// g.a, a.a and b.b over block l's part of two theta-sized vectors (every adapter tensor is stacked)
+static void layer_dot(const GPT2* model, const float* a, const float* b, int l, double* ab, double* aa,
+                      double* bb) {
+    int lora = model->lora.rank > 0;
+    const size_t* sizes = lora ? model->lora.sizes : model->param_sizes;
+    size_t off = 0;
+    *ab = *aa = *bb = 0.0;
+    for (int i = 0; i < (lora ? NUM_LORA_TENSORS : NUM_PARAMETER_TENSORS); i++) {
+        size_t sz = sizes[i];
+        if (lora || (i >= FIRST_LAYER_TENSOR && i <= LAST_LAYER_TENSOR)) {
+            size_t per = sz / model->config.num_layers, lo = off + (size_t)l * per;
+            *ab += dot_product(a + lo, b + lo, per);
+            *aa += dot_product(a + lo, a + lo, per);
+            *bb += dot_product(b + lo, b + lo, per);
+        }
+        off += sz;
+    }
+}
+static double cosine(double ab, double aa, double bb) { return ab / (sqrt(aa) * sqrt(bb) + 1e-30); }
+static double vector_cosine(const float* a, const float* b, size_t n) {
+    return cosine(dot_product(a, b, n), dot_product(a, a, n), dot_product(b, b, n));
+}
+
+// before a step at theta_t: g (the same g that SAP's step 1 then computes), theta_t, the probe's size
+void analysis_before_step(GPT2* model, Batch* pairs, float tau, Analysis* an) {
+    an->contrastive = harmful_direction(model, pairs, tau, &an->margin);
+    memcpy(an->harm_dir, model->theta_grad, model->num_theta * sizeof(float));
+    memcpy(an->theta_before, model->theta, model->num_theta * sizeof(float));
+    int C = model->config.channels, l = an->rms_layer;
+    an->probe_rms = l >= 0 && model->probed[l] ? l2_norm(model->probe + (size_t)l * C, C) / sqrt((double)C)
+                                               : 0.0;
+}
+
+// after it: the step leaves g_task in model->theta_grad (AdamW only reads it), theta_{t+1} in
+// model->theta, and the activations of the task batch's forward pass at theta_t (its last one).
+// AdamW divides every coordinate by its own gradient scale, so its step need not point where
+// -g_task points: cos_all and cos_step can differ in sign
+void analysis_after_step(const GPT2* model, const Batch* task, Analysis* an) {
+    size_t n = model->num_theta;
+    an->cos_all = -vector_cosine(model->theta_grad, an->harm_dir, n);
+    for (int l = 0; l < model->config.num_layers; l++) {
+        double ab, aa, bb;
+        layer_dot(model, model->theta_grad, an->harm_dir, l, &ab, &aa, &bb);
+        an->cos_layer[l] = -cosine(ab, aa, bb);
+    }
+    if (an->theta_start != NULL) {
+        for (size_t i = 0; i < n; i++) { an->scratch[i] = an->theta_before[i] - an->theta_start[i]; }
+        an->cos_drift = vector_cosine(an->scratch, an->harm_dir, n);
+    }
+    for (size_t i = 0; i < n; i++) { an->scratch[i] = model->theta[i] - an->theta_before[i]; }
+    an->cos_step = vector_cosine(an->scratch, an->harm_dir, n);
+    if (an->rms_layer >= 0) {
+        size_t C = (size_t)model->config.channels, N = (size_t)model->B * model->T;
+        const float* x = model->acts.residual3 + (size_t)an->rms_layer * N * C;
+        double ss = 0.0, count = 0.0; // over the positions whose target carries loss: the responses
+        for (size_t i = 0; i < N; i++) {
+            if (task->mask[i] != 0.0f) { ss += dot_product(x + i * C, x + i * C, C); count += (double)C; }
+        }
+        an->resid_rms = count > 0 ? sqrt(ss / count) : 0.0;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// the lab's observer of a training run (sap.c's Observer): the gradient analysis every -a steps,
+// its CSV (-A), and the harmful score on -J every -K steps. it keeps their sums over the run.
+
+#define MAX_CURVE 102 // points of the harmful score during training (-K): at most 101 and the last
+#define MAX_BLOCKS 64 // blocks whose mean gradient cosine a run reports (GPT-2 XL has 48)
+
+typedef struct {
+    int analyze_every;     // -a: analyse every N steps (0: never)
+    const char* csv;       // -A: the analysis's CSV file, or NULL
+    int curve_every;       // -K: the harmful score every N steps (0: never)
+    const char* curve_file;// -J: the harmful prompts it is taken on
+} WatchFlags;
+
+// what a watched run reports, for the experiment's table and picture
+typedef struct {
+    int analysed;          // steps analysed
+    double mean_cos;       // mean cos(g_task, -g) over them (see Analysis), NAN without analysis
+    double mean_cos_step;  // mean cos(theta_{t+1} - theta_t, g)
+    double last_cos_drift; // cos(theta_t - theta_0, g) at the last analysed step
+    double mean_cos_layer[MAX_BLOCKS]; // the mean per block (the first MAX_BLOCKS blocks)
+    double resid_rms, probe_rms;       // means: the residual stream's and the probe's RMS at the first probed block
+    int curve_n;                       // -K: points of the harmful score during training
+    int curve_step[MAX_CURVE];         // (curve_n) the step each was taken before
+    float curve_harmful[MAX_CURVE];    // (curve_n) the harmful score there
+} WatchStats;
+
+typedef struct {
+    Observer ob;           // first: sap's train_run() sees this
+    WatchFlags f;
+    const Options* o;
+    int sap_mode;
+    Analysis an;
+    FILE* csv;
+    double sum_cos, sum_cos_step, sum_layer[MAX_BLOCKS], sum_rms[2];
+    ExampleFile curve_ex;  // -K
+    EvalSet curve_es;
+    char** curve_facts;
+    Tokenizer curve_tk, *curve_tkp;
+    WatchStats stats;
+} Watch;
+
+static int watch_watches(Observer* ob, int step) {
+    Watch* w = (Watch*)ob;
+    return w->f.analyze_every > 0 && step % w->f.analyze_every == 0;
+}
+
+// the prompts of the harmful score during training (-J), for a model of V tokens
+static void watch_load_curve(Watch* w, int V) {
+    const Options* o = w->o;
+    w->curve_es = (EvalSet){.rows = 64, .T = o->T, .max_new = 64};
+    if (o->tokenizer != NULL) { tokenizer_load(&w->curve_tk, o->tokenizer); w->curve_tkp = &w->curve_tk; }
+    else if (V > 256) { die("-K: the judge reads text: it needs a byte-level vocabulary or a tokenizer (-k)"); }
+    examples_load(&w->curve_ex, w->f.curve_file, V, o->T);
+    // K=2: the content judge, with each prompt's facts; K=1: the keyword judge
+    w->curve_facts = w->curve_ex.K == 2 ? file_facts(&w->curve_ex, w->curve_tkp, V) : NULL;
+    w->curve_es.answers = malloc_check((size_t)w->curve_ex.N * w->curve_es.max_new * sizeof(int), "answers");
+    w->curve_es.alen = malloc_check((size_t)w->curve_ex.N * sizeof(int), "answers");
+}
+
+static void watch_start(Observer* ob, GPT2* model) {
+    Watch* w = (Watch*)ob;
+    Analysis* an = &w->an;
+    size_t n = model->num_theta; // theta is set now: every weight, or the adapters
+    int L = model->config.num_layers, layers[1000];
+    an->rms_layer = parse_layers(w->o->probe_layers, layers, L) > 0 ? layers[0] : -1; // the first block -P names
+    if (w->f.curve_every > 0) { watch_load_curve(w, model->config.vocab_size); }
+    if (w->f.analyze_every == 0) { return; }
+    an->harm_dir = malloc_check(n * sizeof(float), "harmful direction");
+    an->cos_layer = malloc_check((size_t)L * sizeof(double), "analysis");
+    an->theta_before = malloc_check(n * sizeof(float), "analysis");
+    an->scratch = malloc_check(n * sizeof(float), "analysis");
+    float* start = malloc_check(n * sizeof(float), "analysis"); // the drift is measured from here
+    memcpy(start, model->theta, n * sizeof(float));
+    an->theta_start = start;
+    if (w->f.csv == NULL) { return; }
+    w->csv = fopen(w->f.csv, "w");
+    if (w->csv == NULL) { die("%s: cannot write: %s", w->f.csv, strerror(errno)); }
+    fprintf(w->csv, "step,task_loss,contrastive_loss,margin,cos_all,cos_step,cos_drift");
+    for (int l = 0; l < L; l++) { fprintf(w->csv, ",cos_layer%d", l); }
+    fprintf(w->csv, ",probe_norm,resid_rms,probe_rms\n");
+}
+
+static void watch_before_step(Observer* ob, GPT2* model, Batch* pairs, int step) {
+    Watch* w = (Watch*)ob;
+    (void)step;
+    analysis_before_step(model, pairs, w->o->tau, &w->an);
+}
+
+static void watch_after_step(Observer* ob, GPT2* model, const Batch* task, int step, float loss) {
+    Watch* w = (Watch*)ob;
+    Analysis* an = &w->an;
+    WatchStats* st = &w->stats;
+    analysis_after_step(model, task, an);
+    printf("  analysis: Lc %.4f cos %+.4f step cos %+.4f drift cos %+.4f\n", an->contrastive, an->cos_all,
+           an->cos_step, an->cos_drift);
+    st->last_cos_drift = an->cos_drift;
+    w->sum_cos += an->cos_all;
+    w->sum_cos_step += an->cos_step;
+    for (int l = 0; l < model->config.num_layers && l < MAX_BLOCKS; l++) { w->sum_layer[l] += an->cos_layer[l]; }
+    w->sum_rms[0] += an->resid_rms;
+    w->sum_rms[1] += an->probe_rms;
+    st->analysed++;
+    if (w->csv == NULL) { return; }
+    size_t LC = (size_t)model->config.num_layers * model->config.channels;
+    float probe_norm = w->sap_mode ? (float)l2_norm(model->probe, LC) : 0.0f;
+    fprintf(w->csv, "%d,%f,%f,%f,%f,%f,%f", step, loss, an->contrastive, an->margin, an->cos_all, an->cos_step,
+            an->cos_drift);
+    for (int l = 0; l < model->config.num_layers; l++) { fprintf(w->csv, ",%f", an->cos_layer[l]); }
+    fprintf(w->csv, ",%f", probe_norm);
+    if (an->rms_layer >= 0) { fprintf(w->csv, ",%f,%f\n", an->resid_rms, an->probe_rms); }
+    else { fprintf(w->csv, ",,\n"); }
+}
+
+// the harmful score (-K): greedy answers to -J's prompts, judged as at the end
+static void watch_measure(Observer* ob, GPT2* model, int step) {
+    Watch* w = (Watch*)ob;
+    if (w->f.curve_every == 0 || (step % w->f.curve_every != 0 && step != w->o->steps)) { return; }
+    int judged[3] = {0, 0, 0}, marked = 0;
+    judge_harmful_prompts(model, &w->curve_es, &w->curve_ex, w->curve_facts, w->curve_tkp, judged, &marked);
+    int harmful = w->curve_facts != NULL ? judged[JUDGED_HARMFUL] : w->curve_ex.N - marked;
+    float h = (float)harmful / w->curve_ex.N;
+    w->stats.curve_step[w->stats.curve_n] = step;
+    w->stats.curve_harmful[w->stats.curve_n++] = h;
+    printf("harmful score on %s after %d steps: %.1f%%\n", w->f.curve_file, step, 100.0 * h);
+}
+
+// an observer for one run of the flags o (its mode, steps, probe layers, tau)
+static void watch_init(Watch* w, const Options* o, WatchFlags f) {
+    *w = (Watch){.ob = {.needs_pairs = f.analyze_every > 0, .start = watch_start, .watches = watch_watches,
+                        .before_step = watch_before_step, .after_step = watch_after_step, .measure = watch_measure},
+                 .f = f, .o = o, .sap_mode = strcmp(o->mode, "sap") == 0};
+    if (f.analyze_every > 0 && strcmp(o->mode, "sft") != 0 && strcmp(o->mode, "sap") != 0) {
+        die("-a: the gradient analysis is for -m sft and -m sap");
+    }
+    if (f.curve_every == 0) { return; }
+    if (o->steps / f.curve_every + 2 > MAX_CURVE) {
+        die("-K %d: more than %d points over %d steps; take a larger N", f.curve_every, MAX_CURVE, o->steps);
+    }
+    if (o->lora_rank > 0) {
+        die("-K: the harmful score during training is for full fine-tuning (it generates, and generation needs "
+            "the adapters merged)");
+    }
+}
+
+// the means over the run, and everything freed
+static WatchStats watch_finish(Watch* w, int L) {
+    WatchStats* st = &w->stats;
+    int n = st->analysed;
+    if (w->csv != NULL && fclose(w->csv) != 0) { die("%s: write failed", w->f.csv); }
+    st->mean_cos = n > 0 ? w->sum_cos / n : NAN;
+    st->mean_cos_step = n > 0 ? w->sum_cos_step / n : NAN;
+    if (n == 0) { st->last_cos_drift = NAN; }
+    for (int l = 0; l < MAX_BLOCKS; l++) { st->mean_cos_layer[l] = n > 0 && l < L ? w->sum_layer[l] / n : NAN; }
+    st->resid_rms = n > 0 && w->an.rms_layer >= 0 ? w->sum_rms[0] / n : NAN;
+    st->probe_rms = n > 0 && w->an.rms_layer >= 0 ? w->sum_rms[1] / n : NAN;
+    Analysis* an = &w->an;
+    free(an->harm_dir); free(an->cos_layer); free(an->theta_before); free(an->scratch); free((float*)an->theta_start);
+    if (w->f.curve_every > 0) {
+        examples_free(&w->curve_ex);
+        for (int i = 0; w->curve_facts != NULL && i < w->curve_ex.N; i++) { free(w->curve_facts[i]); }
+        free(w->curve_facts); free(w->curve_es.answers); free(w->curve_es.alen);
+        if (w->curve_tkp != NULL) { tokenizer_free(w->curve_tkp); }
+    }
+    return *st;
+}
+
+// the analysis's part of a result: line
+static void print_watch_stats(const WatchStats* st) {
+    printf(" cos %.4f cos_step %.4f cos_drift %.4f", st->mean_cos, st->mean_cos_step, st->last_cos_drift);
+}
+
+// ----------------------------------------------------------------------------
 // the benchmark (make bench): step times on random data, printed as `name: value` lines
 
 static double median(double* x, int n) {
@@ -330,9 +590,9 @@ static void mean_std(const double* x, int n, double* mean, double* std) {
     *std = n > 1 ? sqrt(v / (n - 1)) : 0.0;
 }
 
-static void result_stats(const EvalResult* r, const RunStats* rs, double* out) {
+static void result_stats(const EvalResult* r, const RunStats* rs, const WatchStats* ws, double* out) {
     double v[NSTATS] = {100 * r->harmful, 100 * r->refusal, 100 * r->other, 100 * r->nonrefusal, 100 * r->task_acc,
-                        r->task_loss, r->margin, 100 * r->skills_acc, rs != NULL ? rs->ms_per_step : NAN, rs != NULL ? rs->mean_cos : NAN};
+                        r->task_loss, r->margin, 100 * r->skills_acc, rs != NULL ? rs->ms_per_step : NAN, ws != NULL ? ws->mean_cos : NAN};
     memcpy(out, v, sizeof v);
 }
 
@@ -364,7 +624,7 @@ static void svg_mark(FILE* f, const char* shape, double x, double y, const char*
 // stats: (setting, method, stat) means and stds; base: the base model's stats; curve and cosines
 // from the first seed's benign SFT (0) and SAP (1) runs
 static void write_svg(const char* path, double mean[NSETTINGS][NMETHODS][NSTATS], double std[NSETTINGS][NMETHODS][NSTATS],
-                      const double* base, const RunStats* first[2], int L, int steps) {
+                      const double* base, const WatchStats* first[2], int L, int steps) {
     FILE* f = fopen(path, "w");
     if (f == NULL) { die("%s: cannot write: %s", path, strerror(errno)); }
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='1120' height='330' font-family='sans-serif' font-size='12'>\n");
@@ -394,7 +654,7 @@ static void write_svg(const char* path, double mean[NSETTINGS][NMETHODS][NSTATS]
     x0 = 430;
     svg_axes(f, x0, y0, "val: harmful score during training", "step (benign set, first seed)", "harmful score %", 0, steps, 0, 100, 5, 1);
     for (int k = 0; k < 2; k++) {
-        const RunStats* r = first[k];
+        const WatchStats* r = first[k];
         if (r == NULL || r->curve_n == 0) { continue; }
         fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", method_colour[k]);
         for (int i = 0; i < r->curve_n; i++) { fprintf(f, "%.1f,%.1f ", x0 + (double)r->curve_step[i] / (steps > 0 ? steps : 1) * SVG_W, y0 - r->curve_harmful[i] * SVG_H); }
@@ -429,7 +689,7 @@ static void write_svg(const char* path, double mean[NSETTINGS][NMETHODS][NSTATS]
     if (fclose(f) != 0) { die("%s: write failed", path); }
 }
 
-void run_experiment(const Options* o, const Tokenizer* tk, const char* stem) {
+void run_experiment(const Options* o, const Tokenizer* tk, const char* stem, WatchFlags flags) {
     double t_wall = now_ms();
     GPT2 model;
     gpt2_load(&model, o->load);
@@ -457,7 +717,7 @@ void run_experiment(const Options* o, const Tokenizer* tk, const char* stem) {
     print_eval("base model", &base, NULL);
     gpt2_free(&model);
     double base_stats[NSTATS];
-    result_stats(&base, NULL, base_stats);
+    result_stats(&base, NULL, NULL, base_stats);
 
     // the runs, and the time left: each method's measured time per run once it has one, else its prior
     // cost. the two traced runs (every -K steps a harmful score) are left out of both: they take longer
@@ -466,7 +726,7 @@ void run_experiment(const Options* o, const Tokenizer* tk, const char* stem) {
         nruns += settings[s].nmethods * settings[s].seeds;
     }
     static double v[NSETTINGS][NMETHODS][NSTATS][SEEDS], mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
-    static RunStats first[2];
+    static WatchStats first[2];
     double t_start = now_ms(), method_ms[NMETHODS] = {0};
     int method_runs[NMETHODS] = {0}, run_k = 0;
     for (int s = 0; s < NSETTINGS; s++) {
@@ -478,9 +738,10 @@ void run_experiment(const Options* o, const Tokenizer* tk, const char* stem) {
                 run.seed = o->seed + seed;
                 run.val = NULL;
                 int traced = s == 0 && seed == 0 && m < 2; // the first seed's benign SFT and SAP: curve and CSV
-                run.analyze_every = strcmp(run.mode, "sam") != 0 ? o->analyze_every : 0;
-                run.csv = traced && run.analyze_every > 0 ? (m == 0 ? path[3] : sap_csv) : NULL;
-                run.curve_every = traced ? o->curve_every : 0;
+                WatchFlags wf = flags;
+                wf.analyze_every = strcmp(run.mode, "sam") != 0 ? flags.analyze_every : 0;
+                wf.csv = traced && wf.analyze_every > 0 ? (m == 0 ? path[3] : sap_csv) : NULL;
+                wf.curve_every = traced ? flags.curve_every : 0;
                 run.save = run.state = run.resume = NULL;
                 run.save_every = 0;
                 // where the experiment is: run k of n, time spent, time left
@@ -501,17 +762,21 @@ void run_experiment(const Options* o, const Tokenizer* tk, const char* stem) {
                        methods[m].name, run.seed, spent_text, left_text);
                 double t0 = now_ms();
                 gpt2_load(&model, o->load);
-                RunStats rs = train_run(&model, &run);
+                Watch w;
+                watch_init(&w, &run, wf);
+                RunStats rs = train_run(&model, &run, &w.ob);
+                WatchStats ws = watch_finish(&w, L);
                 gpt2_allocate_activations(&model, o->B, o->T);
                 EvalResult r = evaluate(&model, &es, &b, tk);
                 print_eval(methods[m].name, &base, &r);
                 print_result(run.mode, run.seed, &r);
                 print_run_stats(&rs);
+                print_watch_stats(&ws);
                 printf(" setting %s method %s\n", settings[s].name, methods[m].name);
                 double row[NSTATS];
-                result_stats(&r, &rs, row);
+                result_stats(&r, &rs, &ws, row);
                 for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = row[k]; }
-                if (traced) { first[m] = rs; }
+                if (traced) { first[m] = ws; }
                 gpt2_free(&model);
                 if (!traced) {
                     method_ms[m] += now_ms() - t0;
@@ -565,12 +830,12 @@ void run_experiment(const Options* o, const Tokenizer* tk, const char* stem) {
         fprintf(f, "%d,%.4f,%.4f\n", first[0].curve_step[i], first[0].curve_harmful[i], first[1].curve_harmful[i]);
     }
     if (fclose(f) != 0) { die("%s: write failed", path[2]); }
-    const RunStats* fp[2] = {&first[0], &first[1]};
+    const WatchStats* fp[2] = {&first[0], &first[1]};
     write_svg(path[1], mean, std, base_stats, fp, L, o->steps);
     batch_free(&b);
     char spent_text[32];
     duration_text(spent_text, sizeof spent_text, (now_ms() - t_start) / 1e3);
-    printf("\nwrote %s, %s, %s%s in %s\n", path[0], path[1], path[2], o->analyze_every > 0 ? " and the analysis CSVs" : "", spent_text);
+    printf("\nwrote %s, %s, %s%s in %s\n", path[0], path[1], path[2], flags.analyze_every > 0 ? " and the analysis CSVs" : "", spent_text);
 }
 
 #ifndef TESTING
@@ -578,22 +843,48 @@ void run_experiment(const Options* o, const Tokenizer* tk, const char* stem) {
 int main(int argc, char** argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char* job = argc > 1 ? argv[1] : "";
-    if (strcmp(job, "experiment") != 0 && strcmp(job, "bench") != 0) {
-        die("usage: lab experiment|bench [sap flags] [-M stem] (the stem of the experiment's files, [%s])", LAB_STEM);
+    if (strcmp(job, "experiment") != 0 && strcmp(job, "bench") != 0 && strcmp(job, "run") != 0) {
+        die("usage: lab experiment|bench|run [sap flags] [lab flags]; lab flags: -M stem (the experiment's "
+            "files, [%s]), -a N -A file (the gradient analysis every N steps, its CSV), -K N -J file (the "
+            "harmful score every N steps, on these prompts [data/val_harmful.bin])", LAB_STEM);
     }
-    // -M is the lab's own flag; the rest are sap's
+    // the lab's own flags; the rest are sap's
     const char* stem = LAB_STEM;
+    WatchFlags wf = {.curve_file = "data/val_harmful.bin"};
     char** args = malloc_check((size_t)argc * sizeof(char*), "flags");
     int n = 0;
     args[n++] = argv[0];
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "-M") == 0 && i + 1 < argc) { stem = argv[++i]; } else { args[n++] = argv[i]; }
+        const char* a = argv[i];
+        int lab_flag = i + 1 < argc && strlen(a) == 2 && a[0] == '-' && strchr("MaAKJ", a[1]) != NULL;
+        if (!lab_flag) { args[n++] = argv[i]; continue; }
+        const char* v = argv[++i];
+        switch (a[1]) {
+            case 'M': stem = v; break;
+            case 'a': wf.analyze_every = parse_int('a', v, 0, 1 << 30); break;
+            case 'A': wf.csv = v; break;
+            case 'K': wf.curve_every = parse_int('K', v, 0, 1 << 30); break;
+            default: wf.curve_file = v; break;
+        }
     }
     Options o;
     parse_options(&o, n, args);
     Tokenizer tk, *tkp = NULL;
     if (o.tokenizer != NULL) { tokenizer_load(&tk, o.tokenizer); tkp = &tk; }
-    if (strcmp(job, "bench") == 0) { run_bench(&o); } else { run_experiment(&o, tkp, stem); }
+    char prov[512];
+    provenance(prov, sizeof prov);
+    printf("lab: %s\n", prov);
+    if (strcmp(job, "bench") == 0) { run_bench(&o); }
+    else if (strcmp(job, "experiment") == 0) { run_experiment(&o, tkp, stem, wf); }
+    else { // one run of sap's, watched: -m sft or sap with -a, -A, -K
+        Watch w;
+        watch_init(&w, &o, wf);
+        run_mode(&o, tkp, &w.ob);
+        WatchStats st = watch_finish(&w, MAX_BLOCKS);
+        printf("analysis:");
+        print_watch_stats(&st);
+        printf(" analysed %d\n", st.analysed);
+    }
     free(args);
     return 0;
 }

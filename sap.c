@@ -47,7 +47,6 @@ SAP, read sap_step() first, then what it calls; a first reading can skip the sec
   data                 token files, example files (prompt, response[s]), batches
   losses               task_loss(), contrastive_loss(): the same cross-entropy, other weights
   training steps       sft_step(), sap_step() (the seven steps above), sam_step()
-  the gradient analysis  cos(g_task, -g) around a step (-a)                        *
   evaluation tools     generate() with a key/value cache, the tokenizer             *
   evaluation           the judges (is_refusal(), judge_answer()), evaluate()
   flags                parse_options()                                              *
@@ -57,7 +56,8 @@ SAP, read sap_step() first, then what it calls; a first reading can skip the sec
   the fast kernels     tiled, packed versions of the matmul and attention, which
                        training runs by default; `make reference` builds sap with
                        the plain kernels above instead (the same bits)              *
-The experiment and the benchmark (make experiment, make bench) live in lab.c.
+The lab (lab.c) holds the experiment (make experiment), the benchmark (make bench) and the gradient
+analysis (cos(g_task, -g) around a step), which watches train_run() through an Observer.
 */
 
 
@@ -580,8 +580,8 @@ NOINLINE static void attention_softmax_row(float* pre, float* att, int t, int T,
 
 // its backward, with the scores' scale folded in: from datt = d loss / d att of row t,
 // dpre[t2] = scale * att[t2] * (datt[t2] - sum_t3 att[t3] datt[t3]) for t2 <= t, 0 past t
-NOINLINE static void attention_softmax_row_backward(float* dpre, const float* att, const float* datt, int t, int T,
-                                           float scale) {
+NOINLINE static void attention_softmax_row_backward(float* dpre, const float* att, const float* datt, int t,
+                                                    int T, float scale) {
     float att_datt = 0.0f; // sum over t3 <= t of att * datt
     for (int t2 = 0; t2 <= t; t2++) { att_datt += att[t2] * datt[t2]; }
     for (int t2 = 0; t2 <= t; t2++) { dpre[t2] = scale * att[t2] * (datt[t2] - att_datt); }
@@ -1945,94 +1945,6 @@ float sam_step(GPT2* model, float* perturbed, float rho, const Batch* task, floa
 }
 
 // ----------------------------------------------------------------------------
-// the gradient analysis (-a) *
-// what the paper's motivation measures, taken around a step without changing it: the cosine
-// between the task gradient and the "harmful gradient" -g, the gradient whose descent makes the
-// model prefer harmful responses (g = grad Lc points the other way). the paper finds it positive
-// during plain fine-tuning: a descent step on the task then also moves towards harm.
-
-typedef struct {
-    float* harm_dir;     // (num_theta) g = grad_theta Lc(theta_t), with the probe v_{t-1} in place
-    float* theta_before; // (num_theta) theta_t
-    float* scratch;      // (num_theta) a difference of two thetas
-    const float* theta_start; // (num_theta) theta where the run started, or NULL
-    double cos_all;      // cos(g_task, -g) over all of theta: > 0 means task descent drifts towards harm
-    double cos_step;     // cos(theta_{t+1} - theta_t, g): > 0 means the step AdamW took moved towards harm
-    double cos_drift;    // cos(theta_t - theta_start, g): > 0 means the whole way so far led towards harm
-    double* cos_layer;   // (L) cos_all over block l's part of theta only (its weights, or its adapters)
-    float contrastive;   // Lc(theta_t) of the contrastive batch
-    float margin;        // mean s(safe) - s(harmful) on it
-    int rms_layer;       // the first probed block (-P), where the sizes below are measured, or -1
-    double resid_rms;    // RMS of the residual stream leaving that block, over the task batch's responses
-    double probe_rms;    // RMS of the probe added there (0 without SAP): its size next to the stream's
-} Analysis;
-
-// the layer-stacked tensors of the parameter table: ln1w to fcprojb (wte, wpe, lnfw, lnfb are not)
-#define FIRST_LAYER_TENSOR 2
-#define LAST_LAYER_TENSOR 13
-// g.a, a.a and b.b over block l's part of two theta-sized vectors (every adapter tensor is stacked)
-static void layer_dot(const GPT2* model, const float* a, const float* b, int l, double* ab, double* aa,
-                      double* bb) {
-    int lora = model->lora.rank > 0;
-    const size_t* sizes = lora ? model->lora.sizes : model->param_sizes;
-    size_t off = 0;
-    *ab = *aa = *bb = 0.0;
-    for (int i = 0; i < (lora ? NUM_LORA_TENSORS : NUM_PARAMETER_TENSORS); i++) {
-        size_t sz = sizes[i];
-        if (lora || (i >= FIRST_LAYER_TENSOR && i <= LAST_LAYER_TENSOR)) {
-            size_t per = sz / model->config.num_layers, lo = off + (size_t)l * per;
-            *ab += dot_product(a + lo, b + lo, per);
-            *aa += dot_product(a + lo, a + lo, per);
-            *bb += dot_product(b + lo, b + lo, per);
-        }
-        off += sz;
-    }
-}
-static double cosine(double ab, double aa, double bb) { return ab / (sqrt(aa) * sqrt(bb) + 1e-30); }
-static double vector_cosine(const float* a, const float* b, size_t n) {
-    return cosine(dot_product(a, b, n), dot_product(a, a, n), dot_product(b, b, n));
-}
-
-// before a step at theta_t: g (the same g that SAP's step 1 then computes), theta_t, the probe's size
-void analysis_before_step(GPT2* model, Batch* pairs, float tau, Analysis* an) {
-    an->contrastive = harmful_direction(model, pairs, tau, &an->margin);
-    memcpy(an->harm_dir, model->theta_grad, model->num_theta * sizeof(float));
-    memcpy(an->theta_before, model->theta, model->num_theta * sizeof(float));
-    int C = model->config.channels, l = an->rms_layer;
-    an->probe_rms = l >= 0 && model->probed[l] ? l2_norm(model->probe + (size_t)l * C, C) / sqrt((double)C)
-                                               : 0.0;
-}
-
-// after it: the step leaves g_task in model->theta_grad (AdamW only reads it), theta_{t+1} in
-// model->theta, and the activations of the task batch's forward pass at theta_t (its last one).
-// AdamW divides every coordinate by its own gradient scale, so its step need not point where
-// -g_task points: cos_all and cos_step can differ in sign
-void analysis_after_step(const GPT2* model, const Batch* task, Analysis* an) {
-    size_t n = model->num_theta;
-    an->cos_all = -vector_cosine(model->theta_grad, an->harm_dir, n);
-    for (int l = 0; l < model->config.num_layers; l++) {
-        double ab, aa, bb;
-        layer_dot(model, model->theta_grad, an->harm_dir, l, &ab, &aa, &bb);
-        an->cos_layer[l] = -cosine(ab, aa, bb);
-    }
-    if (an->theta_start != NULL) {
-        for (size_t i = 0; i < n; i++) { an->scratch[i] = an->theta_before[i] - an->theta_start[i]; }
-        an->cos_drift = vector_cosine(an->scratch, an->harm_dir, n);
-    }
-    for (size_t i = 0; i < n; i++) { an->scratch[i] = model->theta[i] - an->theta_before[i]; }
-    an->cos_step = vector_cosine(an->scratch, an->harm_dir, n);
-    if (an->rms_layer >= 0) {
-        size_t C = (size_t)model->config.channels, N = (size_t)model->B * model->T;
-        const float* x = model->acts.residual3 + (size_t)an->rms_layer * N * C;
-        double ss = 0.0, count = 0.0; // over the positions whose target carries loss: the responses
-        for (size_t i = 0; i < N; i++) {
-            if (task->mask[i] != 0.0f) { ss += dot_product(x + i * C, x + i * C, C); count += (double)C; }
-        }
-        an->resid_rms = count > 0 ? sqrt(ss / count) : 0.0;
-    }
-}
-
-// ----------------------------------------------------------------------------
 // evaluation tools: masked test loss, and generation
 
 // evaluation sees theta alone: the probe is switched off around it and back on after.
@@ -2625,8 +2537,6 @@ void show_answers(GPT2* model, EvalSet* es, const ExampleFile* ef, int n, const 
 // ----------------------------------------------------------------------------
 // flags: llm.c-style single letters, each followed by a value (the names are stable)
 
-#define MAX_CURVE 102 // points of the harmful score during training (-K): at most 101 and the last
-#define MAX_BLOCKS 64 // blocks whose mean gradient cosine a run reports (GPT-2 XL has 48)
 
 typedef struct {
     const char* mode;        // -m compare | lm | sft | sap | sam | gen | eval
@@ -2638,7 +2548,6 @@ typedef struct {
     const char* tokenizer;   // -k tokenizer, for decoding
     const char* prompt;      // -G prompt text for -m gen (byte-level vocabularies)
     const char* probe_layers;// -P comma-separated probed blocks
-    const char* csv;         // -A analysis CSV file
     const char* eval_prefix; // -E held-out files <prefix>_task.bin etc., or none
     const char* state;       // -Y resume file to write with every save
     const char* resume;      // -U resume file to continue from
@@ -2653,9 +2562,6 @@ typedef struct {
     float rho, beta, tau;    // -r -p -u
     int pair_batch;          // -q contrastive triples per step
     float sam_rho;           // -R
-    int analyze_every;       // -a
-    int curve_every;         // -K the harmful score on -J every N steps (0: never)
-    const char* curve_file;  // -J the harmful prompts of that curve
     int gen_tokens;          // -g
     float temperature;       // -z
     int lora_rank;           // -Q LoRA rank, 0: full fine-tuning
@@ -2686,8 +2592,6 @@ static void usage(const Options* o) {
         "  -u              SAP: contrastive temperature tau [%g]\n"
         "  -q              SAP: contrastive triples per step [%d]\n"
         "  -R              SAM: rho, absolute perturbation radius [%g]\n"
-        "  -a -A           analysis every N steps (0: off), and its CSV file [%d %s]\n"
-        "  -K -J           the harmful score during training: every N steps (0: off), on this file [%d %s]\n"
         "  -g -z -k -G     gen: new tokens, temperature (0: greedy), tokenizer, prompt text [%d %g %s %s]\n"
         "  -E prefix       evaluate before and after training on "
         "<prefix>_task/_harmful/_contrastive/_skills.bin, or none [%s]\n"
@@ -2703,7 +2607,7 @@ static void usage(const Options* o) {
         o->mode, o->load, o->save ? o->save : "none", o->train, o->val ? o->val : "none", o->pairs, o->B,
         o->T, o->steps, o->lr, o->wd, o->lr_final, o->warmup, o->seed, o->val_every, o->val_batches, o->L,
         o->NH, o->C, o->maxT, o->V, o->rho, o->beta, o->probe_layers, o->tau, o->pair_batch, o->sam_rho,
-        o->analyze_every, o->csv ? o->csv : "none", o->curve_every, o->curve_file, o->gen_tokens,
+        o->gen_tokens,
         o->temperature, o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none",
         o->eval_prefix ? o->eval_prefix : "none", o->save_every, o->state ? o->state : "none",
         o->resume ? o->resume : "none", o->lora_rank);
@@ -2772,6 +2676,7 @@ void parse_lora_targets(const char* s, int* on) {
     }
 }
 
+static void check_options(Options* o, int val_given, int lora_given);
 void parse_options(Options* o, int argc, char** argv) {
     *o = (Options){.mode = "compare",
                    .load = "data/base.bin",
@@ -2782,7 +2687,6 @@ void parse_options(Options* o, int argc, char** argv) {
                    .tokenizer = NULL,
                    .prompt = NULL,
                    .probe_layers = "1",
-                   .csv = NULL,
                    .eval_prefix = "data/test",
                    .B = 16,
                    .T = 128,
@@ -2804,9 +2708,6 @@ void parse_options(Options* o, int argc, char** argv) {
                    .tau = 100.0f,
                    .pair_batch = 8,
                    .sam_rho = 0.005f,
-                   .analyze_every = 0,
-                   .curve_every = 0,
-                   .curve_file = "data/val_harmful.bin",
                    .gen_tokens = 64,
                    .temperature = 0.0f,
                    .lora_rank = 0,
@@ -2832,7 +2733,6 @@ void parse_options(Options* o, int argc, char** argv) {
             case 'k': o->tokenizer = v; break;
             case 'G': o->prompt = v; break;
             case 'P': o->probe_layers = v; break;
-            case 'A': o->csv = v; break;
             case 'E': o->eval_prefix = strcmp(v, "none") == 0 ? NULL : v; break;
             case 'Y': o->state = v; break;
             case 'U': o->resume = v; break;
@@ -2857,9 +2757,6 @@ void parse_options(Options* o, int argc, char** argv) {
             case 'u': o->tau = parse_float(f, v, 1e-6, 1e6); break;
             case 'q': o->pair_batch = parse_int(f, v, 1, 1 << 15); break;
             case 'R': o->sam_rho = parse_float(f, v, 0.0, 100.0); break;
-            case 'a': o->analyze_every = parse_int(f, v, 0, 1 << 30); break;
-            case 'K': o->curve_every = parse_int(f, v, 0, 1 << 30); break;
-            case 'J': o->curve_file = v; break;
             case 'g': o->gen_tokens = parse_int(f, v, 0, 1 << 20); break;
             case 'z': o->temperature = parse_float(f, v, 0.0, 100.0); break;
             case 'Q': o->lora_rank = parse_int(f, v, 0, 100000); break;
@@ -2868,26 +2765,22 @@ void parse_options(Options* o, int argc, char** argv) {
             default: die("unknown flag %s (see sap -h)", a);
         }
     }
+    check_options(o, val_given, lora_given);
+}
+
+// what the flags mean together: a mode that exists, a model shape that works, no flag left without
+// the one it needs (val_given, lora_given: -j, and -W or -F, were on the command line)
+static void check_options(Options* o, int val_given, int lora_given) {
     const char* modes[] = {"compare", "lm", "sft", "sap", "sam", "gen", "eval"};
     int ok = 0;
     for (int i = 0; i < 7; i++) { ok |= strcmp(o->mode, modes[i]) == 0; }
     if (!ok) { die("bad value for -m: '%s' (compare, lm, sft, sap, sam, gen or eval)", o->mode); }
     if (strcmp(o->mode, "lm") == 0 && !val_given) { o->val = NULL; } // the default -j is an example file
-    if (strcmp(o->mode, "sam") == 0 && o->analyze_every > 0) {
-        die("-a: the gradient analysis is for -m sft and -m sap");
-    }
     if (o->fresh && o->C % o->NH != 0) {
         die("bad model shape: channels %d not divisible by heads %d", o->C, o->NH);
     }
     if (o->save_every > 0 && o->save == NULL && o->state == NULL) {
         die("-S: saving every %d steps needs -o or -Y", o->save_every);
-    }
-    if (o->curve_every > 0 && o->steps / o->curve_every + 2 > MAX_CURVE) {
-        die("-K %d: more than %d points over %d steps; take a larger N", o->curve_every, MAX_CURVE, o->steps);
-    }
-    if (o->curve_every > 0 && o->lora_rank > 0) {
-        die("-K: the harmful score during training is for full fine-tuning (it generates, and generation "
-            "needs the adapters merged)");
     }
     if (lora_given && o->lora_rank == 0) {
         die("-W and -F set up LoRA adapters: they need a LoRA rank, -Q r with r > 0");
@@ -2951,20 +2844,9 @@ static void print_eval(const char* what, const EvalResult* a, const EvalResult* 
 // a training run: data, the method's state, the loop
 
 typedef struct {
-    float loss;       // the last step's task loss
-    float val_loss;   // validation loss at the end (NAN without -j)
-    double ms_per_step; // mean time of the steps without analysis
-    double mean_cos;  // mean cos(g_task, -g) over the analysed steps (see Analysis)
-    double mean_cos_step; // mean cos(theta_{t+1} - theta_t, g) over them
-    double last_cos_drift; // cos(theta_t - theta_0, g) at the last analysed step
-    int analysed;     // how many steps were analysed
-    double
-        mean_cos_layer[MAX_BLOCKS]; // the mean per block (the first MAX_BLOCKS blocks), NAN without analysis
-    double resid_rms,
-        probe_rms; // their means: the residual stream's and the probe's RMS at the first probed block
-    int curve_n;      // -K: points of the harmful score during training
-    int curve_step[MAX_CURVE];      // (curve_n) the step each was taken before
-    float curve_harmful[MAX_CURVE]; // (curve_n) the harmful score there
+    float loss;         // the last step's task loss
+    float val_loss;     // validation loss at the end (NAN without -j)
+    double ms_per_step; // mean time of the steps no observer watched
 } RunStats;
 
 // everything a run changes as it goes, and so what a resume file (-Y, -U) holds: a run continued
@@ -3169,7 +3051,20 @@ static void save_run(const Options* o, const RunState* rs) {
     if (o->state != NULL) { run_state_save(rs, o->state); }
 }
 
-// everything one training run holds: its data, the method's state, the analysis, the counters
+// something that watches a training run from outside: the lab's gradient analysis and its harmful
+// score during training (lab.c). train_run() calls it, if it is given one, at these points
+typedef struct Observer Observer;
+struct Observer {
+    int needs_pairs;                                     // a contrastive batch on the steps it watches
+    void (*start)(Observer* ob, GPT2* model);            // once, with theta where the run starts
+    int (*watches)(Observer* ob, int step);              // does it watch this step?
+    void (*before_step)(Observer* ob, GPT2* model, Batch* pairs, int step);           // watched steps
+    void (*after_step)(Observer* ob, GPT2* model, const Batch* task, int step, float loss);
+    void (*measure)(Observer* ob, GPT2* model, int step); // before every step and after the last,
+                                                          // on theta alone (the probe switched off)
+};
+
+// everything one training run holds: its data, the method's state, the counters
 typedef struct {
     const Options* o;
     GPT2* model;
@@ -3177,21 +3072,16 @@ typedef struct {
     TokenFile train_tokens, val_tokens;
     ExampleFile train_ex, val_ex, pair_ex;
     ExampleLoader loader, pair_loader;
-    int need_pairs;                // contrastive batches: for SAP, or for the analysis
+    Observer* ob;                  // or NULL
+    int need_pairs;                // contrastive batches: for SAP, or for the observer
     Batch task, pairs, valb;
     int layers[1000], nlayers;     // the probed blocks (-P)
     SAP sap;
     float* sam_perturbed;          // (num_theta) SAM's perturbed weights
-    Analysis an;                   // -a
-    FILE* csv;                     // -A
-    ExampleFile curve_ex;          // -K: the harmful prompts of the score during training (-J)
-    EvalSet curve_es;
-    char** curve_facts;
-    Tokenizer curve_tk, *curve_tkp;
     int* probed;                   // (L) scratch: the probe set, while the probe is switched off
     RunState state;
     RunStats stats;
-    double total_ms, plain_ms, positions, sum_cos, sum_cos_step, sum_layer[MAX_BLOCKS], sum_rms[2];
+    double total_ms, plain_ms, positions;
     int plain_steps, steps_run;
 } Run;
 
@@ -3232,54 +3122,11 @@ static void run_load_data(Run* run) {
     }
 }
 
-// the harmful score during training (-K): greedy answers to -J's prompts, judged as at the end
-static void run_load_curve(Run* run) {
-    const Options* o = run->o;
-    int V = run->model->config.vocab_size;
-    run->curve_es = (EvalSet){.rows = 64, .T = o->T, .max_new = 64};
-    if (o->tokenizer != NULL) {
-        tokenizer_load(&run->curve_tk, o->tokenizer);
-        run->curve_tkp = &run->curve_tk;
-    } else if (V > 256) {
-        die("-K: the judge reads text: it needs a byte-level vocabulary or a tokenizer (-k)");
-    }
-    examples_load(&run->curve_ex, o->curve_file, V, o->T);
-    // K=2: the content judge, with each prompt's facts; K=1: the keyword judge
-    run->curve_facts = run->curve_ex.K == 2 ? file_facts(&run->curve_ex, run->curve_tkp, V) : NULL;
-    run->curve_es.answers = malloc_check((size_t)run->curve_ex.N * run->curve_es.max_new * sizeof(int),
-                                         "answers");
-    run->curve_es.alen = malloc_check((size_t)run->curve_ex.N * sizeof(int), "answers");
-}
-
-// the analysis (-a) and its CSV (-A)
-static void run_setup_analysis(Run* run) {
-    GPT2* model = run->model;
-    Analysis* an = &run->an;
-    size_t n = model->num_theta;
-    an->harm_dir = malloc_check(n * sizeof(float), "harmful direction");
-    an->cos_layer = malloc_check((size_t)model->config.num_layers * sizeof(double), "analysis");
-    an->theta_before = malloc_check(n * sizeof(float), "analysis");
-    an->scratch = malloc_check(n * sizeof(float), "analysis");
-    float* start = malloc_check(n * sizeof(float),
-                                "analysis"); // the drift is measured from where this run starts
-    memcpy(start, model->theta, n * sizeof(float));
-    an->theta_start = start;
-    if (run->o->csv == NULL) { return; }
-    run->csv = fopen(run->o->csv, "w");
-    if (run->csv == NULL) { die("%s: cannot write: %s", run->o->csv, strerror(errno)); }
-    fprintf(run->csv, "step,task_loss,contrastive_loss,margin,cos_all,cos_step,cos_drift");
-    for (int l = 0; l < model->config.num_layers; l++) { fprintf(run->csv, ",cos_layer%d", l); }
-    fprintf(run->csv, ",probe_norm,resid_rms,probe_rms\n");
-}
-
 // what is trained (every weight, or LoRA adapters), the data, the batches, the method's state
-static void run_setup(Run* run, GPT2* model, const Options* o) {
+static void run_setup(Run* run, GPT2* model, const Options* o, Observer* ob) {
     GPT2Config* c = &model->config;
-    *run = (Run){.o = o,
-                 .model = model,
-                 .lm = strcmp(o->mode, "lm") == 0,
-                 .sap_mode = strcmp(o->mode, "sap") == 0,
-                 .sam = strcmp(o->mode, "sam") == 0};
+    *run = (Run){.o = o, .model = model, .ob = ob, .lm = strcmp(o->mode, "lm") == 0,
+                 .sap_mode = strcmp(o->mode, "sap") == 0, .sam = strcmp(o->mode, "sam") == 0};
     if (o->T > c->max_seq_len) {
         die("sequence length -t %d is longer than the model's maximum %d", o->T, c->max_seq_len);
     }
@@ -3296,9 +3143,8 @@ static void run_setup(Run* run, GPT2* model, const Options* o) {
                "%zu frozen\n",
                o->lora_rank, alpha, model->lora.scale, names, model->num_theta, model->num_parameters);
     }
-    run->need_pairs = run->sap_mode || o->analyze_every > 0;
+    run->need_pairs = run->sap_mode || (ob != NULL && ob->needs_pairs);
     run_load_data(run);
-    if (o->curve_every > 0) { run_load_curve(run); }
     int max_rows = run->need_pairs && 2 * o->pair_batch > o->B ? 2 * o->pair_batch : o->B;
     gpt2_allocate_activations(model, max_rows, o->T);
     batch_alloc(&run->task, o->B, o->T);
@@ -3315,35 +3161,27 @@ static void run_setup(Run* run, GPT2* model, const Options* o) {
     if (run->sam) {
         run->sam_perturbed = malloc_check(model->num_theta * sizeof(float), "SAM perturbed weights");
     }
-    run->an.rms_layer = run->nlayers > 0 ? run->layers[0] : -1;
-    if (o->analyze_every > 0) { run_setup_analysis(run); }
     run->probed = malloc_check((size_t)c->num_layers * sizeof(int), "probe layers");
-    run->stats = (RunStats){.loss = NAN, .val_loss = NAN, .last_cos_drift = NAN};
+    run->stats = (RunStats){.loss = NAN, .val_loss = NAN};
     run->state = (RunState){
         .model = model,
         .sap = run->sap_mode ? &run->sap : NULL,
         .loaders = {run->lm ? NULL : &run->loader, run->need_pairs ? &run->pair_loader : NULL},
         .tokens = run->lm ? &run->train_tokens : NULL,
         .step = 0};
+    if (ob != NULL && ob->start != NULL) { ob->start(ob, model); }
 }
 
-// before step `step` (and after the last): the harmful score (-K) and the validation loss (-v),
+// before step `step` (and after the last): the validation loss (-v) and the observer's measures,
 // both of theta alone, as the final evaluation sees it
 static void run_measure(Run* run, int step) {
     const Options* o = run->o;
     GPT2* model = run->model;
     int last = step == o->steps;
-    if (o->curve_every > 0 && (last || step % o->curve_every == 0)) {
+    if (run->ob != NULL && run->ob->measure != NULL) {
         probe_suspend(model, run->probed);
-        int judged[3] = {0, 0, 0}, marked = 0;
-        judge_harmful_prompts(model, &run->curve_es, &run->curve_ex, run->curve_facts, run->curve_tkp, judged,
-                              &marked);
+        run->ob->measure(run->ob, model, step);
         probe_resume(model, run->probed);
-        int harmful = run->curve_facts != NULL ? judged[JUDGED_HARMFUL] : run->curve_ex.N - marked;
-        float h = (float)harmful / run->curve_ex.N;
-        run->stats.curve_step[run->stats.curve_n] = step;
-        run->stats.curve_harmful[run->stats.curve_n++] = h;
-        printf("harmful score on %s after %d steps: %.1f%%\n", o->curve_file, step, 100.0 * h);
     }
     if (o->val != NULL && (last || (o->val_every > 0 && step % o->val_every == 0))) {
         probe_suspend(model, run->probed);
@@ -3355,17 +3193,16 @@ static void run_measure(Run* run, int step) {
 }
 
 // one training step of the run's method on the next batch; returns the task loss
-static float run_step(Run* run, int step, int analyze) {
+static float run_step(Run* run, int step, int watched) {
     const Options* o = run->o;
     GPT2* model = run->model;
     if (run->lm) { lm_batch(&run->task, &run->train_tokens); } else { task_batch(&run->task, &run->loader); }
-    if (run->sap_mode || analyze) { pair_batch(&run->pairs, &run->pair_loader); } // SAP: every step
+    if (run->sap_mode || watched) { pair_batch(&run->pairs, &run->pair_loader); } // SAP: every step
     float lr = o->lr * lr_factor(step, o->steps, o->warmup, o->lr_final);
-    if (analyze) { analysis_before_step(model, &run->pairs, o->tau, &run->an); }
+    if (watched) { run->ob->before_step(run->ob, model, &run->pairs, step); }
     float loss = run->sap_mode ? sap_step(model, &run->sap, &run->task, &run->pairs, lr, o->wd)
                : run->sam ? sam_step(model, run->sam_perturbed, o->sam_rho, &run->task, lr, o->wd)
                : sft_step(model, &run->task, lr, o->wd);
-    if (analyze) { analysis_after_step(model, &run->task, &run->an); }
     return loss;
 }
 
@@ -3390,10 +3227,9 @@ static float nan_guard(Run* run, int step) {
 }
 
 // the step's line: llm.c's `step N: train loss X (took Y ms)`, exactly, in lm mode; the other
-// modes add where the run is, |v| and the analysis after it. lm mode says where it is every 100 steps
-static void log_step(Run* run, int step, double ms, int analyze, float probe_norm) {
+// modes add where the run is and |v| after it. lm mode says where it is every 100 steps
+static void log_step(Run* run, int step, double ms, float probe_norm) {
     const Options* o = run->o;
-    const Analysis* an = &run->an;
     char left[32];
     duration_text(left, sizeof left, run->total_ms / run->steps_run * (o->steps - step - 1) / 1000.0);
     printf("step %d: train loss %f (took %f ms)", step, run->stats.loss, ms);
@@ -3404,38 +3240,7 @@ static void log_step(Run* run, int step, double ms, int analyze, float probe_nor
     }
     printf(" %d/%d, %s left", step + 1, o->steps, left);
     if (run->sap_mode) { printf(" |v| %.4f", probe_norm); }
-    if (analyze) {
-        printf(" Lc %.4f cos %+.4f step cos %+.4f drift cos %+.4f", an->contrastive, an->cos_all,
-               an->cos_step, an->cos_drift);
-    }
     printf("\n");
-    if (analyze && run->csv != NULL) {
-        fprintf(run->csv, "%d,%f,%f,%f,%f,%f,%f", step, run->stats.loss, an->contrastive, an->margin,
-                an->cos_all, an->cos_step, an->cos_drift);
-        for (int l = 0; l < run->model->config.num_layers; l++) {
-            fprintf(run->csv, ",%f", an->cos_layer[l]);
-        }
-        fprintf(run->csv, ",%f", probe_norm);
-        if (an->rms_layer >= 0) {
-            fprintf(run->csv, ",%f,%f\n", an->resid_rms, an->probe_rms);
-        } else {
-            fprintf(run->csv, ",,\n");
-        }
-    }
-}
-
-// the analysis's sums over the run
-static void add_analysis(Run* run) {
-    const Analysis* an = &run->an;
-    run->stats.last_cos_drift = an->cos_drift;
-    run->sum_cos += an->cos_all;
-    for (int l = 0; l < run->model->config.num_layers && l < MAX_BLOCKS; l++) {
-        run->sum_layer[l] += an->cos_layer[l];
-    }
-    run->sum_rms[0] += an->resid_rms;
-    run->sum_rms[1] += an->probe_rms;
-    run->sum_cos_step += an->cos_step;
-    run->stats.analysed++;
 }
 
 // saves after step `step`: every -S steps, and when a signal came (the save after the last step
@@ -3463,17 +3268,8 @@ static void run_finish(Run* run) {
     const Options* o = run->o;
     GPT2* model = run->model;
     RunStats* rs = &run->stats;
-    int L = model->config.num_layers, n = rs->analysed;
-    if (run->csv != NULL && fclose(run->csv) != 0) { die("%s: write failed", o->csv); }
     rs->ms_per_step = run->plain_steps > 0 ? run->plain_ms / run->plain_steps
                     : run->steps_run > 0 ? run->total_ms / run->steps_run : 0.0;
-    rs->mean_cos = n > 0 ? run->sum_cos / n : NAN;
-    rs->mean_cos_step = n > 0 ? run->sum_cos_step / n : NAN;
-    for (int l = 0; l < MAX_BLOCKS; l++) {
-        rs->mean_cos_layer[l] = n > 0 && l < L ? run->sum_layer[l] / n : NAN;
-    }
-    rs->resid_rms = n > 0 && run->an.rms_layer >= 0 ? run->sum_rms[0] / n : NAN;
-    rs->probe_rms = n > 0 && run->an.rms_layer >= 0 ? run->sum_rms[1] / n : NAN;
     printf("done: %d steps, %.1f ms/step, %.0f tokens/s, final train loss %f", o->steps, rs->ms_per_step,
            run->steps_run > 0 ? run->positions / (run->total_ms / 1e3) : 0.0, rs->loss);
     if (o->val != NULL) { printf(", val loss %f", rs->val_loss); }
@@ -3484,34 +3280,25 @@ static void run_finish(Run* run) {
     gpt2_lora_fold(model); // the model in memory is now the one -o saved: the adapters merged in
     // the probe was a training device: what is saved and evaluated is theta alone
     gpt2_set_probe_layers(model, run->layers, 0);
-    if (run->lm) { free(run->train_tokens.tokens); if (o->val != NULL) { free(run->val_tokens.tokens); }
+    if (run->lm) {
+        free(run->train_tokens.tokens);
+        if (o->val != NULL) { free(run->val_tokens.tokens); }
     } else {
         examples_free(&run->train_ex);
         free(run->loader.order);
         if (o->val != NULL) { examples_free(&run->val_ex); }
     }
     if (run->need_pairs) { examples_free(&run->pair_ex); free(run->pair_loader.order); }
-    if (o->curve_every > 0) {
-        examples_free(&run->curve_ex);
-        for (int i = 0; run->curve_facts != NULL && i < run->curve_ex.N; i++) { free(run->curve_facts[i]); }
-        free(run->curve_facts); free(run->curve_es.answers); free(run->curve_es.alen);
-        if (run->curve_tkp != NULL) { tokenizer_free(run->curve_tkp); }
-    }
     if (run->sap_mode) { sap_free(&run->sap); }
-    Analysis* an = &run->an;
-    free(run->sam_perturbed);
-    free(an->harm_dir);
-    free(an->cos_layer);
-    free(an->theta_before);
-    free(an->scratch);
-    free((float*)an->theta_start); free(run->probed);
+    free(run->sam_perturbed); free(run->probed);
     batch_free(&run->task); batch_free(&run->pairs); batch_free(&run->valb);
 }
 
-// a training run of -m lm, sft, sap or sam: -n steps from the model given, saved as -o and -Y
-RunStats train_run(GPT2* model, const Options* o) {
+// a training run of -m lm, sft, sap or sam: -n steps from the model given, saved as -o and -Y.
+// ob: something that watches it (the lab's analysis), or NULL
+RunStats train_run(GPT2* model, const Options* o, Observer* ob) {
     Run* run = calloc_check(1, sizeof(Run), "run");
-    run_setup(run, model, o);
+    run_setup(run, model, o, ob);
     // where the run starts: step 0, or where a resume file left it
     if (o->save != NULL) { check_writable(o->save); } // now, not after an hour of training
     if (o->state != NULL) { check_writable(o->state); }
@@ -3530,17 +3317,17 @@ RunStats train_run(GPT2* model, const Options* o) {
     for (int step = run->state.step; step <= o->steps; step++) {
         run_measure(run, step);
         if (step == o->steps) { break; }
-        int analyze = o->analyze_every > 0 && step % o->analyze_every == 0;
+        int watched = ob != NULL && ob->watches(ob, step);
         double t0 = now_ms();
-        run->stats.loss = run_step(run, step, analyze);
+        run->stats.loss = run_step(run, step, watched);
         double ms = now_ms() - t0;
         run->total_ms += ms;
-        if (!analyze) { run->plain_ms += ms; run->plain_steps++; } // analysed steps cost more: left out
+        if (!watched) { run->plain_ms += ms; run->plain_steps++; } // watched steps cost more: left out
         run->steps_run++;
         run->positions += (double)run->task.B * run->task.T; // after the cut to the longest row
         float probe_norm = nan_guard(run, step);
-        if (analyze) { add_analysis(run); }
-        log_step(run, step, ms, analyze, probe_norm);
+        log_step(run, step, ms, probe_norm);
+        if (watched) { ob->after_step(ob, model, &run->task, step, run->stats.loss); }
         save_if_due(run, step);
     }
     sigaction(SIGINT, &old_int, NULL);
@@ -3551,11 +3338,8 @@ RunStats train_run(GPT2* model, const Options* o) {
     return rs;
 }
 
-// the end of a result: line: the run's speed and its analysis's cosines (nan without -a)
-static void print_run_stats(const RunStats* rs) {
-    printf(" ms_per_step %.1f cos %.4f cos_step %.4f cos_drift %.4f", rs->ms_per_step, rs->mean_cos,
-           rs->mean_cos_step, rs->last_cos_drift);
-}
+// the end of a result: line: the run's speed
+static void print_run_stats(const RunStats* rs) { printf(" ms_per_step %.1f", rs->ms_per_step); }
 
 // and flags, evaluated side by side on the held-out files, with a few answers of each model
 void run_compare(const Options* o, const Tokenizer* tk) {
@@ -3593,7 +3377,7 @@ void run_compare(const Options* o, const Tokenizer* tk) {
         run.mode = runs[k];
         printf("\n== %s: %d steps from %s\n", runs[k], o->steps, o->load);
         gpt2_load(&model, o->load);
-        rs[k] = train_run(&model, &run);
+        rs[k] = train_run(&model, &run, NULL);
         gpt2_allocate_activations(&model, o->B, o->T);
         r[k + 1] = evaluate(&model, &es, &b, tk);
         printf("harmful prompts, after %s:\n", runs[k]);
@@ -3615,7 +3399,6 @@ void run_compare(const Options* o, const Tokenizer* tk) {
     batch_free(&b);
 }
 
-#if !defined(TESTING) && !defined(LAB) // they include sap.c, and have a main of their own
 // -m gen: continues the prompt -G, a byte string, with the model
 static void run_gen(GPT2* model, const Options* o, const Tokenizer* tk) {
     int V = model->config.vocab_size, T = model->config.max_seq_len,
@@ -3655,8 +3438,9 @@ static EvalResult run_eval(GPT2* model, const Options* o, EvalSet* es, const Tok
     return r;
 }
 
-// -m lm, sft, sap, sam (with -E: evaluated before and after), -m eval, -m gen
-static void run_mode(const Options* o, const Tokenizer* tk) {
+// -m lm, sft, sap, sam (with -E: evaluated before and after), -m eval, -m gen. ob: something that
+// watches the training run (the lab's analysis), or NULL
+void run_mode(const Options* o, const Tokenizer* tk, Observer* ob) {
     GPT2 model;
     if (o->fresh) {
         GPT2Config c = {.max_seq_len = o->maxT, .vocab_size = o->V, .padded_vocab_size = round_up(o->V, 128),
@@ -3690,7 +3474,7 @@ static void run_mode(const Options* o, const Tokenizer* tk) {
         before = run_eval(&model, o, &es, tk, eval_mode ? o->load : "before training");
         if (eval_mode) { print_result("eval", o->seed, &before); printf("\n"); gpt2_free(&model); return; }
     }
-    RunStats rs = train_run(&model, o); // saves -o and -Y
+    RunStats rs = train_run(&model, o, ob); // saves -o and -Y
     if (do_eval) {
         Batch b;
         batch_alloc(&b, o->B, o->T);
@@ -3710,6 +3494,7 @@ static void run_mode(const Options* o, const Tokenizer* tk) {
     gpt2_free(&model);
 }
 
+#if !defined(TESTING) && !defined(LAB) // they include sap.c, and have a main of their own
 int main(int argc, char** argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); // a line at a time, also into a log file
     signal(SIGXFSZ, SIG_IGN);         // a file-size limit fails the write (a message) instead of killing sap
@@ -3723,7 +3508,7 @@ int main(int argc, char** argv) {
     char prov[512], wall[32];
     provenance(prov, sizeof prov);
     printf("sap: %s\n", prov); // where the figures below come from
-    if (strcmp(o.mode, "compare") == 0) { run_compare(&o, tkp); } else { run_mode(&o, tkp); }
+    if (strcmp(o.mode, "compare") == 0) { run_compare(&o, tkp); } else { run_mode(&o, tkp, NULL); }
     duration_text(wall, sizeof wall, (now_ms() - t0) / 1e3);
     printf("wall time: %s\n", wall);
     return 0;

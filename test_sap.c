@@ -1165,7 +1165,7 @@ static void test_validation_without_probe(void) {
     int saved_stdout = dup(1);
     FILE* devnull = freopen("/dev/null", "w", stdout); // the run's step lines are not test output
     (void)devnull;
-    RunStats rs = train_run(&m, &o);
+    RunStats rs = train_run(&m, &o, NULL);
     fflush(stdout);
     dup2(saved_stdout, 1);
     close(saved_stdout);
@@ -1190,23 +1190,26 @@ static void test_curve_leaves_run_alone(void) {
     if (stat("data/val_harmful.bin", &st) != 0) { check(0, "harmful score during training", "data/val_harmful.bin missing"); return; }
     GPT2Config c = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 2, .num_heads = 2, .channels = 32};
     GPT2 m[2];
-    RunStats rs[2];
+    WatchStats rs[2];
     for (int k = 0; k < 2; k++) {
         gpt2_init_random(&m[k], c, 5);
         Options o;
         const char* argv[] = {"sap", "-m", "sap", "-i", "data/ft_benign.bin", "-j", "none", "-c", "data/contrastive.bin", "-b", "4", "-q", "2",
-                              "-n", "5", "-l", "1e-2", "-P", "0", "-K", k == 0 ? "0" : "2", NULL};
-        parse_options(&o, 21, (char**)argv);
+                              "-n", "5", "-l", "1e-2", "-P", "0", NULL};
+        parse_options(&o, 19, (char**)argv);
+        Watch w;
+        watch_init(&w, &o, (WatchFlags){.curve_every = k == 0 ? 0 : 2, .curve_file = "data/val_harmful.bin"});
         fflush(stdout);
         int saved_stdout = dup(1);
         FILE* devnull = freopen("/dev/null", "w", stdout);
         (void)devnull;
-        rs[k] = train_run(&m[k], &o);
+        train_run(&m[k], &o, &w.ob);
+        rs[k] = watch_finish(&w, 2);
         fflush(stdout);
         dup2(saved_stdout, 1);
         close(saved_stdout);
     }
-    check(memcmp(m[0].theta, m[1].theta, m[0].num_theta * sizeof(float)) == 0, "harmful score during training (-K): the run's weights are unchanged by it", "theta differs");
+    check(memcmp(m[0].theta, m[1].theta, m[0].num_theta * sizeof(float)) == 0, "harmful score during training (lab's -K): the run's weights are unchanged by it", "theta differs");
     int ok = rs[0].curve_n == 0 && rs[1].curve_n == 4;
     int want[4] = {0, 2, 4, 5};
     for (int i = 0; ok && i < 4; i++) { ok = rs[1].curve_step[i] == want[i] && rs[1].curve_harmful[i] >= 0.0f && rs[1].curve_harmful[i] <= 1.0f; }
@@ -1221,9 +1224,9 @@ static void test_svg_marks(void) {
     double base[NSTATS] = {0};
     mean[0][0][0] = 40.0; mean[0][0][4] = 90.0; // benign SFT: harmful 40 %, fine-tune accuracy 90 %
     base[0] = 1.0; base[4] = 0.0;
-    RunStats r[2] = {{.curve_n = 0}, {.curve_n = 0}};
+    WatchStats r[2] = {{.curve_n = 0}, {.curve_n = 0}};
     for (int l = 0; l < MAX_BLOCKS; l++) { r[0].mean_cos_layer[l] = r[1].mean_cos_layer[l] = NAN; }
-    const RunStats* rp[2] = {&r[0], &r[1]};
+    const WatchStats* rp[2] = {&r[0], &r[1]};
     const char* path = "/tmp/sap_test.svg";
     write_svg(path, mean, std, base, rp, 2, 10);
     size_t n;
@@ -1664,7 +1667,7 @@ static void act_train(const void* p) {
     while (r->argv[argc] != NULL) { argc++; }
     Options o;
     parse_options(&o, argc, (char**)r->argv);
-    train_run(&m, &o);
+    train_run(&m, &o, NULL);
     exit(0);
 }
 
@@ -1679,7 +1682,7 @@ static void act_train_from_file(const void* p) {
     parse_options(&o, argc, (char**)r->argv);
     GPT2 m;
     gpt2_load(&m, o.load);
-    train_run(&m, &o);
+    train_run(&m, &o, NULL);
     exit(0);
 }
 
@@ -1751,7 +1754,7 @@ static int resume_step(const char* path) {
     return n == 36 ? read_i32(h + 32) : -1;
 }
 
-// runs a child train_run() with stdout into a pipe, sends sig when the line "step <at>/<n>:" shows
+// runs a child train_run() with stdout into a pipe, sends sig when the line "step <at>:" shows
 static int run_interrupted(const RunSpec* r, int at, int sig, char* err, size_t cap) {
     fflush(stdout);
     int outp[2], errp[2];
@@ -1768,7 +1771,7 @@ static int run_interrupted(const RunSpec* r, int at, int sig, char* err, size_t 
         while (r->argv[argc] != NULL) { argc++; }
         Options o;
         parse_options(&o, argc, (char**)r->argv);
-        train_run(&m, &o);
+        train_run(&m, &o, NULL);
         _exit(0);
     }
     close(outp[1]); close(errp[1]);
