@@ -10,6 +10,7 @@ Both say where their figures come from: the commit, the CPU, the threads, the da
 */
 #define LAB
 #include "sap.c"
+#include <sys/resource.h> // getrusage: the peak memory
 
 // ----------------------------------------------------------------------------
 // the gradient analysis (-a)
@@ -455,8 +456,8 @@ static void print_bench_sap(const char* prefix, const GPT2* lora, double med[2][
 }
 
 // times plain training (SFT) and SAP on one shape, with every weight trained and with LoRA (rank
-// 8 on q and v, the official setting); prefix names the output lines. this VM's speed drifts by
-// tens of percent within seconds, so the four kinds of step are taken in turn, round after round,
+// 8 on q and v, the official setting); prefix names the output lines. a shared machine's speed can
+// drift by tens of percent within seconds, so the four kinds of step are taken in turn, round after round,
 // and each is the median of its rounds: a drift then moves all four alike, and their ratios
 // hold. the peak memory of plain training is read before SAP's buffers and the LoRA model exist.
 // returns SAP / SFT with every weight trained.

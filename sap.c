@@ -60,7 +60,6 @@ The lab (lab.c) holds the experiment (make experiment), the benchmark (make benc
 analysis (cos(g_task, -g) around a step), which watches train_run() through an Observer.
 */
 
-
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
 #include <errno.h>
@@ -73,7 +72,6 @@ analysis (cos(g_task, -g) around a step), which watches train_run() through an O
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
