@@ -61,6 +61,9 @@ analysis (cos(g_task, -g) around a step), which watches train_run() through an O
 */
 
 #define _POSIX_C_SOURCE 200809L
+#ifdef __APPLE__
+#define _DARWIN_C_SOURCE // and sysctlbyname() (the CPU's name), which is not POSIX
+#endif
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -2582,8 +2585,7 @@ static void usage(const Options* o) {
         "  -N n            warm-up: the learning rate rises linearly over the first n steps [%d]\n"
         "  -s              random seed [%d]\n"
         "  -v -x           validate every N steps (0: at the end only), max val batches (lm) [%d %d]\n"
-        "  -L -H -C -T -V  a fresh model instead of -e: layers, heads, channels, max seq len, vocab [%d %d "
-        "%d %d %d]\n"
+        "  -L -H -C -T -V  a fresh model, not -e: layers, heads, channels, length, vocab [%d %d %d %d %d]\n"
         "  -r              SAP: rho, perturbation radius relative to ||theta|| [%g]\n"
         "  -p              SAP: probe learning rate beta [%g]\n"
         "  -P              SAP: probed blocks, comma-separated, or none [%s]\n"
@@ -2591,22 +2593,17 @@ static void usage(const Options* o) {
         "  -q              SAP: contrastive triples per step [%d]\n"
         "  -R              SAM: rho, absolute perturbation radius [%g]\n"
         "  -g -z -k -G     gen: new tokens, temperature (0: greedy), tokenizer, prompt text [%d %g %s %s]\n"
-        "  -E prefix       evaluate before and after training on "
-        "<prefix>_task/_harmful/_contrastive/_skills.bin, or none [%s]\n"
-        "  -S N            save -o (and -Y) every N steps, 0: at the end only; SIGINT/SIGTERM also saves "
-        "[%d]\n"
-        "  -Y file         resume file (weights, optimizer and probe state, data position), written with "
-        "every save [%s]\n"
-        "  -U file         continue the run saved in this resume file (same flags and data; -n is the total) "
-        "[%s]\n"
+        "  -E prefix       evaluate on <prefix>_task/_harmful/_contrastive/_skills.bin, or none [%s]\n"
+        "  -S N            save -o (and -Y) every N steps (0: at the end); SIGINT/SIGTERM also save [%d]\n"
+        "  -Y file         resume file (weights, optimizer and probe state, data order), at every save [%s]\n"
+        "  -U file         continue the run in this resume file (same flags and data; -n is the total) [%s]\n"
         "  -Q r            LoRA rank: train rank-r adapters on a frozen model, 0: full fine-tuning [%d]\n"
         "  -W list         LoRA: adapted matrices of every block, from q,k,v,proj,fc,fcproj [q,v]\n"
         "  -F alpha        LoRA: the adapters' scale is alpha / r [r]\n",
         o->mode, o->load, o->save ? o->save : "none", o->train, o->val ? o->val : "none", o->pairs, o->B,
         o->T, o->steps, o->lr, o->wd, o->lr_final, o->warmup, o->seed, o->val_every, o->val_batches, o->L,
         o->NH, o->C, o->maxT, o->V, o->rho, o->beta, o->probe_layers, o->tau, o->pair_batch, o->sam_rho,
-        o->gen_tokens,
-        o->temperature, o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none",
+        o->gen_tokens, o->temperature, o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none",
         o->eval_prefix ? o->eval_prefix : "none", o->save_every, o->state ? o->state : "none",
         o->resume ? o->resume : "none", o->lora_rank);
 }
@@ -2676,41 +2673,14 @@ void parse_lora_targets(const char* s, int* on) {
 
 static void check_options(Options* o, int val_given, int lora_given);
 void parse_options(Options* o, int argc, char** argv) {
-    *o = (Options){.mode = "compare",
-                   .load = "data/base.bin",
-                   .save = NULL,
-                   .train = "data/ft_benign.bin",
-                   .val = "data/val_task.bin",
-                   .pairs = "data/contrastive.bin",
-                   .tokenizer = NULL,
-                   .prompt = NULL,
-                   .probe_layers = "1",
-                   .eval_prefix = "data/test",
-                   .B = 16,
-                   .T = 128,
-                   .steps = 150,
-                   .seed = 1337,
-                   .lr = 2e-4f,
-                   .wd = 0.0f,
-                   .lr_final = 0.1f,
-                   .val_every = 0,
-                   .val_batches = 20,
-                   .L = 4,
-                   .NH = 4,
-                   .C = 128,
-                   .maxT = 128,
-                   .V = 256,
-                   .fresh = 0,
-                   .rho = 5e-3f,
-                   .beta = 0.2f,
-                   .tau = 100.0f,
-                   .pair_batch = 8,
-                   .sam_rho = 0.005f,
-                   .gen_tokens = 64,
-                   .temperature = 0.0f,
-                   .lora_rank = 0,
-                   .lora_on = {[LORA_Q] = 1, [LORA_V] = 1},
-                   .lora_alpha = 0.0f};
+    *o = (Options){.mode = "compare", .load = "data/base.bin", .train = "data/ft_benign.bin",
+                   .val = "data/val_task.bin", .pairs = "data/contrastive.bin", .probe_layers = "1",
+                   .eval_prefix = "data/test", .B = 16, .T = 128, .steps = 150, .seed = 1337,
+                   .lr = 2e-4f, .wd = 0.0f, .lr_final = 0.1f, .val_batches = 20,
+                   .L = 4, .NH = 4, .C = 128, .maxT = 128, .V = 256,               // a fresh model (-L ...)
+                   .rho = 5e-3f, .beta = 0.2f, .tau = 100.0f, .pair_batch = 8,     // SAP
+                   .sam_rho = 0.005f, .gen_tokens = 64, .temperature = 0.0f,
+                   .lora_on = {[LORA_Q] = 1, [LORA_V] = 1}};                // LoRA: off (-Q 0), q and v
     int val_given = 0, lora_given = 0;
     for (int i = 1; i < argc; i += 2) {
         const char* a = argv[i];
