@@ -12,7 +12,6 @@ UNAME := $(shell uname)
 COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
 CFLAGS += -DSAP_COMMIT='"$(COMMIT)"'
 
-
 # -march=native where the compiler takes it
 ifeq ($(shell $(CC) -march=native -x c -c -o /dev/null /dev/null 2>/dev/null && echo yes),yes)
   CFLAGS += -march=native
