@@ -3605,6 +3605,7 @@ static float* pack_rows(const float* x, int rows, int C) {
     return packed;
 }
 
+// matmul_forward_reference(), faster: tiles of sums kept in registers over packed operands.
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC). the smaller of the two operands is packed:
 // with fewer outputs than positions (every matmul of a training step at the world's shape), the
 // weight, as panels of NR outputs' rows (C x NR each), and a tile takes MR positions; otherwise
@@ -3643,8 +3644,10 @@ void matmul_forward_fast(float* out, const float* inp, const float* weight, cons
     }
 }
 
+// matmul_backward_reference(), faster: the same tiles; the input gradient's KC blocks keep the
+// weight's panels in cache
 void matmul_backward_fast(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int N, int C, int OC) {
+                          const float* weight, int N, int C, int OC) {
     int cp = (C + NR - 1) / NR;
     // dinp (N,C) += dout (N,OC) @ weight (OC,C), the sum over o in blocks of KC, in order. per block,
     // the threads first pack the block's KC rows of the weight into panels (reading each row from
@@ -3749,6 +3752,8 @@ static void causal_products(float* s, int T, const float* x, size_t ldx, const f
     }
 }
 
+// attention_forward_reference(), faster: the scores and the weighted sum as tiles of the matmul,
+// skipping the tiles above the causal diagonal
 void attention_forward_fast(float* out, float* preatt, float* att, const float* inp, int B, int T, int C,
                             int NH) {
     int C3 = 3 * C, hs = C / NH;
@@ -3779,6 +3784,7 @@ void attention_forward_fast(float* out, float* preatt, float* att, const float* 
     }
 }
 
+// attention_backward_reference(), faster: its five products as tiles, the causal skip as forward.
 // keys and values at t2 collect gradient from every later query, so the unit of parallel work is
 // a whole (batch row, head), and every sum has one fixed order. with A = att and dO = dout:
 // dA = dO V^T, dS = scale * A * (dA - rowsum(A * dA)) (the softmax's backward), dQ += dS K,
@@ -3787,7 +3793,7 @@ void attention_forward_fast(float* out, float* preatt, float* att, const float* 
 // their sum at the tile's first row t2: above the diagonal both are zero.
 // datt and dpreatt are scratch (the activation-gradient tensors of the same shape).
 void attention_backward_fast(float* dinp, float* dpreatt, float* datt, const float* dout, const float* inp,
-                        const float* att, int B, int T, int C, int NH) {
+                             const float* att, int B, int T, int C, int NH) {
     int C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     float* scratch = attention_scratch(T, hs);
