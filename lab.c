@@ -874,7 +874,7 @@ int main(int argc, char** argv) {
     if (o.tokenizer != NULL) { tokenizer_load(&tk, o.tokenizer); tkp = &tk; }
     char prov[512];
     provenance(prov, sizeof prov);
-    printf("lab: %s\n", prov);
+    if (strcmp(job, "bench") != 0) { printf("lab: %s\n", prov); } // the bench prints it as a line of its own
     if (strcmp(job, "bench") == 0) { run_bench(&o); }
     else if (strcmp(job, "experiment") == 0) { run_experiment(&o, tkp, stem, wf); }
     else { // one run of sap's, watched: -m sft or sap with -a, -A, -K

@@ -3326,9 +3326,6 @@ void run_compare(const Options* o, const Tokenizer* tk) {
     }
     printf("model: %s, L=%d NH=%d C=%d, %zu parameters; SFT and SAP from it, %d steps each\n", o->load,
            c->num_layers, c->num_heads, c->channels, model.num_parameters, o->steps);
-#ifdef _OPENMP
-    printf("threads: %d\n", omp_get_max_threads());
-#endif
     EvalSet es;
     evalset_load(&es, o->eval_prefix, c->vocab_size, o->T, 64, tk);
     es.has_howto = es.has_howto_pt = es.has_knowledge = 0; // the experiment's columns only: a third less time
