@@ -3489,28 +3489,77 @@ int main(int argc, char** argv) {
 // the matmuls. all three products (forward, input gradient, weight gradient) are made of one
 // micro-kernel, matmul_tile(): a tile of MR x NR outputs whose sums stay in registers while k runs.
 // per k it broadcasts MR values of the left operand and multiplies them with NR contiguous values
-// of the right one, so the inner loop over NR vectorises into MR*NR/w independent multiply-adds
-// for vectors of w floats. a multiply-add takes about 4 cycles and a core starts two per cycle, so
-// about 8 must be in flight: 6 x 16 makes 12 with AVX's 8 floats (12 of its 16 registers; ARM's
-// NEON has 32), and with AVX-512's 16 floats 8 x 32 makes 16 (of 32 registers; 6 x 16 would make
-// only 6: the 124M step took 1.3x as long). the right operand is first copied ("packed") into
-// panels of NR columns, zero-padded at the edge, so that every tile reads one contiguous block.
-// every output is a plain sum over k in increasing order, made by one tile, so the result does not
-// depend on the thread count, nor on the tile's shape, nor on which tile or path computed it.
-#ifdef __AVX512F__
-#define MR 8   // rows of a tile
-#define NR 32  // columns of a tile: the vectorised width
-#else
+// of the right one: MR * NR / VW independent multiply-adds on vectors of VW floats. a multiply-add
+// takes about 4 cycles and a core starts two per cycle, so about 8 must be in flight, and all the
+// sums must fit in the vector registers: with AVX-512 (16 floats, 32 registers) 8 x 32 makes 16;
+// with AVX (8 floats, 16 registers) 6 x 16 makes 12; with 4 floats, 8 x 12 makes 24 of ARM's 32
+// and 6 x 8 makes 12 of SSE's 16. the vectors are GCC's and clang's vector extensions, so the tile
+// has the CPU's full width whatever width the compiler prefers for loops (gcc prefers 256 bits on
+// Intel's AVX-512 CPUs: the 8 x 32 tile then needed 32 registers of 8 floats and spilled to memory,
+// 2.4x slower). other compilers get the same tile in plain C. the right operand is first copied
+// ("packed") into panels of NR columns, zero-padded at the edge, so that every tile reads one
+// contiguous block. every output is a plain sum over k in increasing order, made by one tile, so
+// the result does not depend on the thread count, the tile's shape, nor the vector width.
+#if defined(__AVX512F__)
+#define VW 16 // floats in a vector
+#define MR 8  // rows of a tile
+#define NR 32 // columns of a tile
+#elif defined(__AVX__)
+#define VW 8
 #define MR 6
 #define NR 16
+#elif defined(__aarch64__)
+#define VW 4
+#define MR 8
+#define NR 12
+#else
+#define VW 4
+#define MR 6
+#define NR 8
+#endif
+
+#if defined(__GNUC__) && !defined(PLAIN_TILE)
+#define ALWAYS_INLINE __attribute__((always_inline)) // into each caller, with its constant arguments
+typedef float floatv __attribute__((vector_size(VW * sizeof(float)))); // VW floats, one register
+#define VECTOR_TILE 1
+#else
+#define ALWAYS_INLINE
 #endif
 
 // acc[r][j] = sum_{k<K} a[r*ar + k*ak] * bp[k*NR + j]; then out[r*ldo + j] (+)= acc[r][j] (+ bias[j])
 // for the R <= MR rows and J <= NR columns that are real (rows past R repeat row R-1). with
 // transpose, the tile is stored transposed: out[j*ldo + r] (+)= acc[r][j] (+ bias[r]). either way
 // the bias is indexed by out's column.
-static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar, size_t ak, const float* bp,
+ALWAYS_INLINE static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar, size_t ak, const float* bp,
                                int K, int R, int J, const float* bias, int accumulate, int transpose) {
+    float sum[MR][NR]; // the finished sums
+#ifdef VECTOR_TILE
+    const float* row[MR]; // the left operand's rows
+    for (int r = 0; r < MR; r++) { row[r] = a + (size_t)(r < R ? r : R - 1) * ar; }
+    floatv acc[MR][NR / VW];
+    for (int r = 0; r < MR; r++) { for (int i = 0; i < NR / VW; i++) { acc[r][i] = (floatv){0}; } }
+    for (int k = 0; k < K; k++) {
+        floatv b[NR / VW];
+        memcpy(b, bp + (size_t)k * NR, sizeof b);
+        for (int r = 0; r < MR; r++) {
+            float av = row[r][(size_t)k * ak];
+            for (int i = 0; i < NR / VW; i++) { acc[r][i] += av * b[i]; } // one multiply-add each
+        }
+    }
+    if (R == MR && J == NR && !transpose) { // a whole tile stored in rows: in vectors, as below
+        for (int r = 0; r < MR; r++) {
+            for (int i = 0; i < NR / VW; i++) {
+                floatv v = acc[r][i], o;
+                if (bias != NULL) { memcpy(&o, bias + i * VW, sizeof o); v += o; }
+                float* dst = out + (size_t)r * ldo + i * VW;
+                if (accumulate) { memcpy(&o, dst, sizeof o); v = o + v; }
+                memcpy(dst, &v, sizeof v);
+            }
+        }
+        return;
+    }
+    memcpy(sum, acc, sizeof sum);
+#else
     float acc[MR][NR] = {{0.0f}};
     for (int k = 0; k < K; k++) {
         const float* b = bp + (size_t)k * NR;
@@ -3522,16 +3571,25 @@ static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar
     }
     // out of the loop, through a copy with constant bounds: indexed by a variable, acc would be
     // kept in memory rather than in registers (clang)
-    float sum[MR][NR];
+    memcpy(sum, acc, sizeof sum);
+#endif
     for (int r = 0; r < MR; r++) {
         for (int j = 0; j < NR; j++) {
-            float bv = bias == NULL ? 0.0f : transpose ? bias[r < R ? r : R - 1] : bias[j < J ? j : J - 1];
-            sum[r][j] = acc[r][j] + bv;
+            if (bias != NULL) { sum[r][j] += transpose ? bias[r < R ? r : R - 1] : bias[j < J ? j : J - 1]; }
         }
+    }
+    if (transpose) { // row j of out gets column j of the tile: R contiguous floats
+        for (int j = 0; j < J; j++) {
+            for (int r = 0; r < R; r++) {
+                float* o = out + (size_t)j * ldo + r;
+                *o = accumulate ? *o + sum[r][j] : sum[r][j];
+            }
+        }
+        return;
     }
     for (int r = 0; r < R; r++) {
         for (int j = 0; j < J; j++) {
-            float* o = transpose ? out + (size_t)j * ldo + r : out + (size_t)r * ldo + j;
+            float* o = out + (size_t)r * ldo + j;
             *o = accumulate ? *o + sum[r][j] : sum[r][j];
         }
     }
