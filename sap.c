@@ -264,6 +264,18 @@ static void shuffle(int* a, int n, Rng* r) {
     }
 }
 
+// sum + a * b. sap is compiled to do its arithmetic exactly as written, in the order written (no
+// -ffast-math: see the Makefile), so every compiler and vector width gives the same bits. with a
+// multiply-add instruction in hardware, muladd() is fmaf: one rounding, as the fast matmul's
+// vectorised multiply-adds (without one, CPUs older than about 2013, it rounds twice, and the bits
+// differ from those of other CPUs).
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA) || defined(FP_FAST_FMAF)
+#define HARDWARE_FMA 1
+static inline float muladd(float a, float b, float sum) { return fmaf(a, b, sum); }
+#else
+static inline float muladd(float a, float b, float sum) { return sum + a * b; }
+#endif
+
 // e^x in plain arithmetic, which the compiler vectorises (the C library's expf is a call per
 // element): e^x = 2^k e^r with k = round(x / ln 2) and |r| <= ln2 / 2, e^r from its Taylor series
 // to r^7 (relative error 5e-9), and 2^k written straight into the float's exponent bits. x is
@@ -272,10 +284,15 @@ static void shuffle(int* a, int n, Rng* r) {
 static inline float exp_approx(float x) {
     x = x > -87.0f ? x : -87.0f;
     x = x < 88.0f ? x : 88.0f;
-    float k = floorf(x * 1.44269504f + 0.5f);
-    float r = x - k * 0.693147181f;
-    float er = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120
-             + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    float k = floorf(muladd(x, 1.44269504f, 0.5f));
+    float r = muladd(-k, 0.693147181f, x);
+    float er = muladd(r, 1.0f / 5040, 1.0f / 720); // Horner's rule, one multiply-add per term
+    er = muladd(er, r, 1.0f / 120);
+    er = muladd(er, r, 1.0f / 24);
+    er = muladd(er, r, 1.0f / 6);
+    er = muladd(er, r, 0.5f);
+    er = muladd(er, r, 1.0f);
+    er = muladd(er, r, 1.0f);
     int32_t bits = ((int32_t)k + 127) << 23;
     float two_k;
     memcpy(&two_k, &bits, sizeof two_k);
@@ -391,16 +408,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 // the matmul, the model's main work, in its plain form: every output is a sum, made from zero with
 // one multiply-add after the other in a fixed order, then stored or added to its output (backward
 // passes accumulate). the fast kernels at the end of the file (see "the fast kernels") add in the
-// very same order, so both give the same bits; muladd() makes sure the compiler keeps that order.
-// with a multiply-add instruction in hardware, it is fmaf: one rounding, as the fast kernels'
-// vectorised multiply-adds, and a call the compiler cannot split into partial sums (which
-// -ffast-math would let it do with a plain a * b + sum).
-#if defined(__FMA__) || defined(__ARM_FEATURE_FMA) || defined(FP_FAST_FMAF)
-#define HARDWARE_FMA 1
-static inline float muladd(float a, float b, float sum) { return fmaf(a, b, sum); }
-#else
-static inline float muladd(float a, float b, float sum) { return sum + a * b; }
-#endif
+// very same order, so both give the same bits.
 
 // the sum over o of the input gradient runs in blocks of KC outputs, each block summed from zero
 // and then added: the fast kernel blocks it so that its panels stay in cache, and the reference
@@ -559,9 +567,9 @@ void lora_backward(float* dx, float* dA, float* dB, float* dh, float* dtmp, cons
 
 // causal self-attention. inp (B,T,3C) holds q, k, v; head h uses channels h*hs..(h+1)*hs.
 // preatt, att (B,NH,T,T) keep the scores and their softmax for backward; out (B,T,C).
-// the two row functions below are shared by the reference kernels and the fast ones. their sums
-// may be vectorised in any order (-ffast-math), so they are never inlined: one compiled copy serves
-// both kinds of kernel, and both get the same bits.
+// the two row functions below are shared by the reference kernels and the fast ones, and never
+// inlined: the fast kernels are compiled with fused multiply-adds (see "the fast kernels"), and a
+// copy of a row function inside them would round some of its sums differently.
 #if defined(__GNUC__)
 #define NOINLINE __attribute__((noinline))
 #else
@@ -3486,6 +3494,15 @@ int main(int argc, char** argv) {
 // is built with -DREFERENCE (make reference). each output is summed in the same order as in the
 // plain kernel it reproduces, so both give the same bits (the tests hold them to that).
 
+// their multiply-adds are fused (a * b + c rounded once, as fmaf() in the plain kernels): the
+// rest of sap is compiled without contraction (see the Makefile), here it is switched on
+#if defined(__clang__)
+#pragma clang fp contract(fast)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
 // the matmuls. all three products (forward, input gradient, weight gradient) are made of one
 // micro-kernel, matmul_tile(): a tile of MR x NR outputs whose sums stay in registers while k runs.
 // per k it broadcasts MR values of the left operand and multiplies them with NR contiguous values
@@ -3530,8 +3547,9 @@ typedef float floatv __attribute__((vector_size(VW * sizeof(float)))); // VW flo
 // for the R <= MR rows and J <= NR columns that are real (rows past R repeat row R-1). with
 // transpose, the tile is stored transposed: out[j*ldo + r] (+)= acc[r][j] (+ bias[r]). either way
 // the bias is indexed by out's column.
-ALWAYS_INLINE static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar, size_t ak, const float* bp,
-                               int K, int R, int J, const float* bias, int accumulate, int transpose) {
+ALWAYS_INLINE static inline void matmul_tile(float* out, size_t ldo, const float* a, size_t ar, size_t ak,
+                                             const float* bp, int K, int R, int J, const float* bias,
+                                             int accumulate, int transpose) {
     float sum[MR][NR]; // the finished sums
 #ifdef VECTOR_TILE
     const float* row[MR]; // the left operand's rows
@@ -3900,3 +3918,9 @@ void fast_kernels_reserve(int B, int T, int C, int NH) {
     size_t attention = attention_scratch_need(T, C / NH) * thread_count();
     matmul_scratch(need > attention ? need : attention);
 }
+// the end of the fast kernels: arithmetic as written again (lab.c and the tests include sap.c)
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
