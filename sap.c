@@ -75,6 +75,7 @@ analysis (cos(g_task, -g) around a step), which watches train_run() through an O
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -235,6 +236,63 @@ void provenance(char* out, size_t cap) {
     snprintf(out, cap, "commit %s, %s, %d thread%s, %s", SAP_COMMIT, cpu, threads, threads == 1 ? "" : "s",
              date);
 }
+
+// a busy machine. every kernel ends with its threads waiting for each other, so when another
+// program keeps a CPU busy, the thread the system puts aside holds up the rest, and two threads
+// on two CPUs run slower than one. training therefore looks, every few seconds, at how many CPUs
+// other programs used (the machine's busy time, from /proc/stat, minus sap's own) and runs with
+// the CPUs they leave free: at least one, at most as many threads as at the start. the thread
+// count changes no result. not where OMP_NUM_THREADS is set (it is obeyed), nor without /proc.
+#ifdef _OPENMP
+static struct {
+    int max_threads, threads, active;
+    double ms, busy_s, own_s; // when it last looked, and the two CPU times then
+} adapt;
+
+static int machine_busy_s(double* seconds) { // CPU time the machine has been busy since it started
+    FILE* f = fopen("/proc/stat", "r");
+    unsigned long long t[8] = {0}; // user nice system idle iowait irq softirq steal, in ticks
+    int n = f == NULL ? 0 : fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &t[0], &t[1], &t[2],
+                                   &t[3], &t[4], &t[5], &t[6], &t[7]);
+    if (f != NULL) { fclose(f); }
+    *seconds = (double)(t[0] + t[1] + t[2] + t[5] + t[6] + t[7]) / (double)sysconf(_SC_CLK_TCK);
+    return n >= 4;
+}
+static double own_cpu_s(void) { // CPU time of all of sap's threads
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+void adapt_threads(void) {
+    double busy = 0.0;
+    if (adapt.max_threads == 0) { // the first call: a first look, while sap waits 0.1 s
+        adapt.max_threads = adapt.threads = omp_get_max_threads();
+        adapt.active = adapt.max_threads > 1 && getenv("OMP_NUM_THREADS") == NULL && machine_busy_s(&busy);
+        if (!adapt.active) { return; }
+        adapt.ms = now_ms();
+        adapt.busy_s = busy;
+        adapt.own_s = own_cpu_s();
+        nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 100000000}, NULL);
+    } else if (!adapt.active || now_ms() - adapt.ms < 2000.0) {
+        return; // then every two seconds: /proc/stat counts in ticks of 10 ms
+    }
+    double now = now_ms(), own = own_cpu_s();
+    if (!machine_busy_s(&busy)) { return; }
+    double others = ((busy - adapt.busy_s) - (own - adapt.own_s)) / ((now - adapt.ms) / 1e3);
+    int free_cpus = (int)(omp_get_num_procs() - others + 0.5);
+    int want = free_cpus < 1 ? 1 : free_cpus > adapt.max_threads ? adapt.max_threads : free_cpus;
+    if (want != adapt.threads) {
+        printf("threads: %d (other programs keep %.1f CPUs busy)\n", want, others > 0 ? others : 0.0);
+        omp_set_num_threads(want);
+        adapt.threads = want;
+    }
+    adapt.ms = now;
+    adapt.busy_s = busy;
+    adapt.own_s = own;
+}
+#else
+void adapt_threads(void) {} // one thread: nothing to choose
+#endif
 
 // xorshift64* random numbers: small, seedable, the same on every platform
 typedef struct { uint64_t state; } Rng;
@@ -2114,6 +2172,7 @@ void generate(GPT2* model, int* seqs, int* len, int B, int T, int max_new, float
     if (model->lora.rank > 0) {
         die("internal: generation with LoRA adapters that are not folded into the weights");
     }
+    adapt_threads();
     DecodeState d;
     decode_alloc(&d, &model->config, B, T);
     int* start = malloc_check((size_t)B * sizeof(int), "generation");
@@ -3294,6 +3353,7 @@ RunStats train_run(GPT2* model, const Options* o, Observer* ob) {
         run_measure(run, step);
         if (step == o->steps) { break; }
         int watched = ob != NULL && ob->watches(ob, step);
+        adapt_threads();
         double t0 = now_ms();
         run->stats.loss = run_step(run, step, watched);
         double ms = now_ms() - t0;
