@@ -290,39 +290,82 @@ static double peak_rss_mb(void) {
 #endif
 }
 
-// the machine's fp32 multiply-add peak, measured with plain C: PEAK_ACC independent accumulators
-// per thread, each updated by acc = acc * a + b in a loop the compiler vectorises, so that enough
-// multiply-adds are in flight to hide their latency (128 floats: 8 AVX-512 or 16 AVX2 registers).
-// the best of 5 repeats, with every thread the bench uses. in GFLOP/s (a multiply-add is 2).
-#define PEAK_ACC 128
-static double peak_gflops(void) {
-    const long iters = 40000000; // about 40 ms a repeat: long enough that starting the threads does not count
+// the CPU's fp32 multiply-add peak, with every thread the bench uses: per thread, PEAK_ACC
+// independent sums, each updated by acc = acc * a + b, so that enough multiply-adds are in flight
+// to hide their latency; the best of 5 repeats, in GFLOP/s (a multiply-add is 2). the sums are
+// vectors of VW floats, the matmul tile's width: the CPU's full width (see "the fast kernels" in
+// sap.c), whatever width the compiler prefers for loops. plain_loop: the same sums as a loop of
+// floats that the compiler vectorises as it likes (gcc on Intel: at 256 bits even with AVX-512).
+// multiply-adds are fused here, as in the fast kernels.
+#if defined(__clang__)
+#pragma clang fp contract(fast)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast")
+#endif
+#define PEAK_ACC 12
+static double peak_gflops(int plain_loop) {
+#ifndef VECTOR_TILE
+    plain_loop = 1; // no vector extensions: the plain loop is all there is
+#endif
+    const long iters = 20000000; // 50-100 ms a repeat: long enough that starting the threads does not count
     double best = 0.0;
     for (int rep = 0; rep < 5; rep++) {
         float sink = 0.0f;
         double t0 = now_ms();
         #pragma omp parallel reduction(+:sink)
         {
-            float acc[PEAK_ACC];
-            for (int i = 0; i < PEAK_ACC; i++) { acc[i] = 1e-3f * (float)i; }
+            float acc[PEAK_ACC * VW];
+            for (int i = 0; i < PEAK_ACC * VW; i++) { acc[i] = 1e-3f * (float)i; }
             float a = 0.9999999f, b = 1e-7f;
-            for (long it = 0; it < iters; it++) {
-                #pragma omp simd
-                for (int i = 0; i < PEAK_ACC; i++) { acc[i] = acc[i] * a + b; }
+#ifdef VECTOR_TILE
+            floatv v[PEAK_ACC];
+            memcpy(v, acc, sizeof v);
+            for (long it = 0; it < iters && !plain_loop; it++) {
+                for (int i = 0; i < PEAK_ACC; i++) { v[i] = v[i] * a + b; }
             }
-            for (int i = 0; i < PEAK_ACC; i++) { sink += acc[i]; }
+            memcpy(acc, v, sizeof v);
+#endif
+            for (long it = 0; it < iters && plain_loop; it++) {
+                #pragma omp simd
+                for (int i = 0; i < PEAK_ACC * VW; i++) { acc[i] = acc[i] * a + b; }
+            }
+            for (int i = 0; i < PEAK_ACC * VW; i++) { sink += acc[i]; }
         }
         double ms = now_ms() - t0;
-        double gf = 2.0 * PEAK_ACC * iters * thread_count() / ms / 1e6;
+        double gf = 2.0 * PEAK_ACC * VW * iters * thread_count() / ms / 1e6;
         if (gf > best && isfinite(sink)) { best = gf; }
     }
     return best;
 }
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
 
-// matmul multiply-adds of one forward pass over N positions, times 2 for flops
-static double forward_matmul_flops(const GPT2Config* c, int N) {
+// the instruction set the tile's vectors use, for the bench's header
+static const char* vector_isa(void) {
+#if !defined(VECTOR_TILE)
+    return "plain C (no vector extensions)";
+#elif defined(__AVX512F__)
+    return "AVX-512";
+#elif defined(__AVX__)
+    return "AVX2/AVX";
+#elif defined(__aarch64__)
+    return "NEON";
+#elif defined(__SSE2__)
+    return "SSE2";
+#else
+    return "generic vectors";
+#endif
+}
+
+// matmul multiply-adds of one forward pass over N positions, M of which carry loss (the output
+// layer runs at those only), times 2 for flops
+static double forward_matmul_flops(const GPT2Config* c, int N, int M) {
     double C = c->channels;
-    return 2.0 * N * (c->num_layers * (3 * C * C + C * C + 4 * C * C + 4 * C * C) + C * c->padded_vocab_size);
+    return 2.0 * N * c->num_layers * (3 * C * C + C * C + 4 * C * C + 4 * C * C) + 2.0 * M * C * c->padded_vocab_size;
 }
 
 // one timed plain training step; ms[0..3] get its forward, backward, AdamW and whole time
@@ -384,8 +427,9 @@ static void bench_phases(const char* prefix, GPT2* m, double step_ms) {
             matmul_backward(d.atty, g.attprojw, g.attprojb, d.attproj, a.atty, p.attprojw, N, C, C);
             matmul_backward(d.ln1, g.qkvw, g.qkvb, d.qkv, a.ln1, p.qkvw, N, C, 3 * C);
         }
-        matmul_forward(a.logits, a.lnf, p.wte, NULL, N, C, Vp); // the output layer
-        matmul_backward(d.lnf, g.wte, NULL, d.logits, a.lnf, p.wte, N, C, Vp);
+        int M = m->num_rows; // the output layer, at the positions that carry loss
+        matmul_forward(a.logits, a.lnf_rows, p.wte, NULL, M, C, Vp);
+        matmul_backward(d.lnf_rows, g.wte, NULL, d.logits, a.lnf_rows, p.wte, M, C, Vp);
         t[MATMUL][s] = now_ms() - t0;
         t0 = now_ms();
         for (int l = 0; l < L; l++) {
@@ -410,8 +454,8 @@ static void bench_phases(const char* prefix, GPT2* m, double step_ms) {
         }
         t[GELU_RESIDUAL][s] = now_ms() - t0;
         t0 = now_ms();
-        softmax_crossentropy_forward(a.probs, a.losses, a.logits, m->targets, N, V, Vp);
-        crossentropy_softmax_backward(d.logits, a.probs, m->targets, a.losses, N, V, Vp); // any weights do
+        softmax_crossentropy_forward(a.probs, m->row_values, a.logits, m->row_targets, m->num_rows, V, Vp);
+        crossentropy_softmax_backward(d.logits, a.probs, m->row_targets, m->row_values, m->num_rows, V, Vp);
         t[SOFTMAX][s] = now_ms() - t0;
     }
     double sum = 0.0;
@@ -461,7 +505,8 @@ static void print_bench_sap(const char* prefix, const GPT2* lora, double med[2][
 // and each is the median of its rounds: a drift then moves all four alike, and their ratios
 // hold. the peak memory of plain training is read before SAP's buffers and the LoRA model exist.
 // returns SAP / SFT with every weight trained.
-static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer, double peak, int full) {
+static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int steps, int pairs, int probe_layer, double peak, int full,
+                          int scaling) {
     GPT2 m[2]; // every weight trained, LoRA
     Batch task, pb;
     batch_alloc(&task, B, T);
@@ -490,8 +535,18 @@ static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int 
     }
     // t[k][c][s]: model k, round s; columns: SFT forward, backward, AdamW, step; SAP step, its 4 phases
     double* t = calloc_check((size_t)2 * 9 * (steps + 1), sizeof(double), "bench");
+    double* one = calloc_check((size_t)steps + 1, sizeof(double), "bench"); // with scaling: 1-thread steps
     for (int s = 0; s <= steps; s++) { // round 0 is the warm-up
         for (int k = 0; k < models; k++) {
+#ifdef _OPENMP
+            if (scaling && k == 0) { // the same step with one thread, in the same round
+                int threads = omp_get_max_threads();
+                omp_set_num_threads(1);
+                timed_sft_step(&m[k], &task, ms);
+                omp_set_num_threads(threads);
+                if (s > 0) { one[s - 1] = ms[3]; }
+            }
+#endif
             timed_sft_step(&m[k], &task, ms);
             if (full) {
                 double t0 = now_ms();
@@ -510,15 +565,22 @@ static double bench_shape(const char* prefix, GPT2Config cfg, int B, int T, int 
     printf("%s_forward_ms: %.1f\n", prefix, med[0][0]);
     printf("%s_backward_ms: %.1f\n", prefix, med[0][1]);
     printf("%s_update_ms: %.1f\n", prefix, med[0][2]);
-    double gflops = 3.0 * forward_matmul_flops(&cfg, B * T) / med[0][3] / 1e6; // forward, backward's two products
+    // the flops a step does: forward, and backward's two products
+    double gflops = 3.0 * forward_matmul_flops(&cfg, B * T, m[0].num_rows) / med[0][3] / 1e6;
     printf("%s_gflops: %.1f\n", prefix, gflops);
     printf("%s_share_of_peak: %.2f\n", prefix, gflops / peak);
     printf("%s_tokens_per_s: %.0f\n", prefix, B * T / (med[0][3] / 1e3));
     if (full) { printf("%s_peak_rss_mb: %.0f\n", prefix, plain_rss); }
+    if (scaling && one[0] > 0.0) {
+        double one_ms = median(one, steps);
+        printf("%s_one_thread_sft_step_ms: %.1f\n", prefix, one_ms);
+        printf("%s_threads_speedup: %.2f\n", prefix, one_ms / med[0][3]); // all threads over one
+    }
     bench_phases(prefix, &m[0], med[0][3]);
     if (full) { print_bench_sap(prefix, &m[1], med); }
     fflush(stdout);
     free(t);
+    free(one);
     for (int k = 0; k < models; k++) { gpt2_free(&m[k]); }
     if (full) { for (int k = 0; k < 2; k++) { sap_free(&sap[k]); } }
     batch_free(&task); batch_free(&pb);
@@ -531,20 +593,25 @@ void run_bench(const Options* o) {
     provenance(prov, sizeof prov);
     printf("provenance: %s\n", prov);
     printf("threads: %d\n", thread_count());
-    double peak = peak_gflops();
-    printf("peak_gflops: %.1f\n", peak);
+    printf("compiler: %s\n", __VERSION__);
+    printf("vector_isa: %s\n", vector_isa());
+    printf("vector_floats: %d\n", VW);
+    printf("tile: %d x %d\n", MR, NR);
+    double peak = peak_gflops(0);
+    printf("peak_gflops: %.1f\n", peak); // the CPU's, at VW floats: every share below is of this
+    printf("peak_gflops_plain_loop: %.1f\n", peak_gflops(1)); // at the width the compiler chose
     // the shape of the shipped base model (data/base.bin) first, at the default batch sizes (its
     // peak memory is then its own); then plain training at 128 and 256 channels (128: the first
     // world's model), then GPT-2 124M
     GPT2Config world = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 6, .num_heads = 6, .channels = 192};
-    double ratio = bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1, peak, 1);
+    double ratio = bench_shape("world", world, o->B, o->T, o->steps, o->pair_batch, 1, peak, 1, 1);
     printf("sap_over_sft: %.2f\n", ratio); // at the world's default shape and batch sizes
     GPT2Config c128 = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 4, .num_heads = 4, .channels = 128};
-    bench_shape("c128", c128, o->B, o->T, o->steps, o->pair_batch, 1, peak, 0);
+    bench_shape("c128", c128, o->B, o->T, o->steps, o->pair_batch, 1, peak, 0, 0);
     GPT2Config c256 = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 6, .num_heads = 8, .channels = 256};
-    bench_shape("c256", c256, o->B, o->T, o->steps, o->pair_batch, 1, peak, 0);
+    bench_shape("c256", c256, o->B, o->T, o->steps, o->pair_batch, 1, peak, 0, 0);
     GPT2Config gpt2 = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12, .num_heads = 12, .channels = 768};
-    bench_shape("gpt2_124m", gpt2, 4, 64, o->steps > 5 ? 5 : o->steps, 2, 3, peak, 1);
+    bench_shape("gpt2_124m", gpt2, 4, 64, o->steps > 5 ? 5 : o->steps, 2, 3, peak, 1, 0);
     printf("wall_time_s: %.0f\n", (now_ms() - t_wall) / 1e3);
 }
 

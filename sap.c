@@ -932,8 +932,8 @@ static void carve_lora(float** A, float** B, float* memory, const size_t* sizes)
     carve(memory, t, sizes, NUM_LORA_TENSORS);
 }
 
-#define NUM_ACTIVATION_TENSORS 30
-#define LORA_H_TENSOR 23 // the first of LoRA's tensors in the table below
+#define NUM_ACTIVATION_TENSORS 31
+#define LORA_H_TENSOR 24 // the first of LoRA's tensors in the table below
 typedef struct {
     float* encoded;   // (B, T, C) embeddings: the residual stream entering block 0
     float* ln1;       // (L, B, T, C)
@@ -955,9 +955,11 @@ typedef struct {
     float* lnf;       // (B, T, C)
     float* lnf_mean;  // (B, T)
     float* lnf_rstd;  // (B, T)
-    float* logits;    // (B, T, Vp)
-    float* probs;     // (B, T, Vp)
-    float* losses;    // (B, T) cross-entropy of each position
+    // the output layer and its softmax run only at the M positions that carry loss (see gpt2_forward)
+    float* lnf_rows;  // (M, C) lnf at those positions, in order (M <= B*T)
+    float* logits;    // (M, Vp)
+    float* probs;     // (M, Vp)
+    float* losses;    // (B, T) cross-entropy of each position, 0 where no loss is taken
     float* lora_h[NUM_LORA_TARGETS]; // (L, B, T, r) A x of each adapted kind (LoRA only)
     // LoRA's scratch: B transposed (forward), scale * dy (its gradient tensor, backward)
     float* lora_tmp;  // (max(B*T, r), 4*C), or C wide without an fc adapter
@@ -969,8 +971,8 @@ static void activation_sizes(size_t* sizes, const GPT2Config* c, const LoRA* lor
     size_t s[NUM_ACTIVATION_TENSORS] = {BT * C, L * BT * C, L * BT, L * BT, L * BT * 3 * C, L * BT * C,
                                         L * B * NH * T * T, L * B * NH * T * T, L * BT * C, L * BT * C,
                                         L * BT * C, L * BT, L * BT, L * BT * 4 * C, L * BT * 4 * C,
-                                        L * BT * C, L * BT * C, BT * C, BT, BT, BT * Vp, BT * Vp, BT};
-    // LoRA's tensors follow the 23 of the model: lora_h of each kind, then lora_tmp
+                                        L * BT * C, L * BT * C, BT * C, BT, BT, BT * C, BT * Vp, BT * Vp, BT};
+    // LoRA's tensors follow the 24 of the model: lora_h of each kind, then lora_tmp
     for (int t = 0; t < NUM_LORA_TARGETS; t++) { s[LORA_H_TENSOR + t] = lora->on[t] ? L * BT * r : 0; }
     size_t tmp_rows = BT > r ? BT : r; // B transposed is r rows
     s[LORA_H_TENSOR + NUM_LORA_TARGETS] = r == 0 ? 0 : tmp_rows * (lora->on[LORA_FC] ? 4 * C : C);
@@ -981,8 +983,9 @@ static void carve_activations(ActivationTensors* a, float* memory, const size_t*
         &a->encoded,   &a->ln1,       &a->ln1_mean,  &a->ln1_rstd,  &a->qkv,       &a->atty,
         &a->preatt,    &a->att,       &a->attproj,   &a->residual2, &a->ln2,       &a->ln2_mean,
         &a->ln2_rstd,  &a->fch,       &a->fch_gelu,  &a->fcproj,    &a->residual3, &a->lnf,
-        &a->lnf_mean,  &a->lnf_rstd,  &a->logits,    &a->probs,     &a->losses,    &a->lora_h[0],
-        &a->lora_h[1], &a->lora_h[2], &a->lora_h[3], &a->lora_h[4], &a->lora_h[5], &a->lora_tmp};
+        &a->lnf_mean,  &a->lnf_rstd,  &a->lnf_rows,  &a->logits,    &a->probs,     &a->losses,
+        &a->lora_h[0], &a->lora_h[1], &a->lora_h[2], &a->lora_h[3], &a->lora_h[4], &a->lora_h[5],
+        &a->lora_tmp};
     carve(memory, t, sizes, NUM_ACTIVATION_TENSORS);
 }
 
@@ -1014,6 +1017,10 @@ typedef struct {
     int B, T;                     // the shape of the last forward pass
     int* inputs;                  // (max_B, max_T) tokens of the last forward pass
     int* targets;                 // (max_B, max_T) their next tokens
+    int num_rows;                 // M: the positions of the last forward pass that carry loss
+    int* rows;                    // (M) their indices, in order
+    int* row_targets;             // (M) their targets
+    float* row_values;            // (M) scratch: their losses (forward), their loss weights (backward)
     // the safety probe: a C-vector added to the residual stream after each probed block.
     // rows of unprobed layers are never read. one allocation: probe then its gradient.
     float* probe_memory;
@@ -1052,6 +1059,9 @@ static void gpt2_allocate_parameters(GPT2* model) {
     model->grads_acts_memory = NULL;
     model->inputs = NULL;
     model->targets = NULL;
+    model->rows = NULL;
+    model->row_targets = NULL;
+    model->row_values = NULL;
     model->max_B = model->max_T = model->B = model->T = 0;
 }
 
@@ -1213,6 +1223,7 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
         die("batch %d x %d is too large for this model", B, T);
     }
     free(model->acts_memory); free(model->grads_acts_memory); free(model->inputs); free(model->targets);
+    free(model->rows); free(model->row_targets); free(model->row_values);
     activation_sizes(model->act_sizes, &model->config, &model->lora, B, T);
     model->num_activations = 0;
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { model->num_activations += model->act_sizes[i]; }
@@ -1223,6 +1234,9 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
     fast_kernels_reserve(B, T, c->channels, c->num_heads); // their scratch, now rather than in a step
     model->inputs = malloc_check((size_t)B * T * sizeof(int), "inputs");
     model->targets = malloc_check((size_t)B * T * sizeof(int), "targets");
+    model->rows = malloc_check((size_t)B * T * sizeof(int), "loss positions");
+    model->row_targets = malloc_check((size_t)B * T * sizeof(int), "loss positions");
+    model->row_values = malloc_check((size_t)B * T * sizeof(float), "loss positions");
     model->max_B = B;
     model->max_T = T;
 }
@@ -1230,6 +1244,7 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
 void gpt2_free(GPT2* model) {
     free(model->params_memory); free(model->grads_memory); free(model->opt_memory);
     free(model->acts_memory); free(model->grads_acts_memory); free(model->inputs); free(model->targets);
+    free(model->rows); free(model->row_targets); free(model->row_values);
     free(model->probe_memory); free(model->probed); free(model->lora.memory);
 }
 
@@ -1387,7 +1402,10 @@ static ActivationTensors layer_activations(ActivationTensors a, int l, int B, in
 
 // the forward pass on B rows of T tokens; with targets, losses[b*T+t] = -log p(targets[b*T+t]).
 // the probed forward pass is this same pass: blocks in the probe set add their probe.
-void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int T) {
+// mask (B*T, or NULL for all): the positions whose loss is wanted. the output layer and the softmax,
+// the largest part of a step at GPT-2's vocabulary, run only there (fine-tuning rows are mostly
+// prompt and padding); losses elsewhere are 0, and backward needs weight 0 there.
+void gpt2_forward(GPT2* model, const int* inputs, const int* targets, const float* mask, int B, int T) {
     if (B > model->max_B || T > model->max_T) {
         die("internal: batch %dx%d exceeds the allocated %dx%d", B, T, model->max_B, model->max_T);
     }
@@ -1422,8 +1440,23 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
     }
     float* residual = a.residual3 + (size_t)(L - 1) * N * C;
     layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, p.lnfw, p.lnfb, N, C);
-    matmul_forward(a.logits, a.lnf, p.wte, NULL, N, C, Vp);
-    softmax_crossentropy_forward(a.probs, a.losses, a.logits, targets, N, V, Vp);
+    // the M positions that carry loss, gathered into lnf_rows; then logits, softmax and losses there
+    int M = 0;
+    for (int n = 0; n < N; n++) {
+        if (mask != NULL && mask[n] == 0.0f) { continue; }
+        model->rows[M] = n;
+        model->row_targets[M] = targets != NULL ? targets[n] : 0;
+        memcpy(a.lnf_rows + (size_t)M * C, a.lnf + (size_t)n * C, (size_t)C * sizeof(float));
+        M++;
+    }
+    model->num_rows = M;
+    matmul_forward(a.logits, a.lnf_rows, p.wte, NULL, M, C, Vp);
+    const int* row_targets = targets != NULL ? model->row_targets : NULL;
+    softmax_crossentropy_forward(a.probs, model->row_values, a.logits, row_targets, M, V, Vp);
+    if (targets != NULL) { // the M losses to their positions, 0 elsewhere
+        for (int n = 0; n < N; n++) { a.losses[n] = 0.0f; }
+        for (int m = 0; m < M; m++) { a.losses[model->rows[m]] = model->row_values[m]; }
+    }
 }
 
 // the passes read theta through the named tensors (model->params, or the adapters): pointing them
@@ -1439,8 +1472,8 @@ void gpt2_zero_grad(GPT2* model) {
 }
 
 // the activation gradients that backward accumulates into start at zero: only those (attention
-// uses its two as scratch, probs and losses get none), for the last pass's N positions, and only
-// blocks l0..L-1, the ones the pass visits
+// uses its two as scratch, probs and losses get none), for the last pass's N positions (M for the
+// output layer's), and only blocks l0..L-1, the ones the pass visits
 static void zero_activation_grads(GPT2* model, int l0) {
     ActivationTensors d = model->grads_acts;
     size_t L = model->config.num_layers, NC = (size_t)model->B * model->T * model->config.channels;
@@ -1452,7 +1485,9 @@ static void zero_activation_grads(GPT2* model, int l0) {
     }
     if (l0 == 0) { memset(d.encoded, 0, NC * sizeof(float)); }
     memset(d.lnf, 0, NC * sizeof(float));
-    memset(d.logits, 0, NC / model->config.channels * model->config.padded_vocab_size * sizeof(float));
+    size_t M = model->num_rows, C = model->config.channels; // the output layer's M positions
+    memset(d.lnf_rows, 0, M * C * sizeof(float));
+    memset(d.logits, 0, M * model->config.padded_vocab_size * sizeof(float));
 }
 
 // backward from the loss sum_n weights[n] * losses[n] of the last forward pass. the gradients of
@@ -1471,8 +1506,19 @@ void gpt2_backward(GPT2* model, const float* weights, int probe_only) {
     int grads = !probe_only;                                 // theta's gradient (else the probe's only)
     int weight_grads = grads && model->lora.rank == 0;       // theta is every weight
     zero_activation_grads(model, probe_only && model->lowest_probe < L ? model->lowest_probe : 0);
-    crossentropy_softmax_backward(d.logits, a.probs, model->targets, weights, N, V, Vp);
-    matmul_backward(d.lnf, weight_grads ? g.wte : NULL, NULL, d.logits, a.lnf, p.wte, N, C, Vp);
+    // the output layer, at the M positions that carry loss (gpt2_forward); d lnf is 0 elsewhere
+    int M = model->num_rows;
+    for (int m = 0, n = 0; n < N; n++) {
+        if (m < M && model->rows[m] == n) { model->row_values[m++] = weights[n]; }
+        else if (weights[n] != 0.0f && isfinite(weights[n])) { // (a NaN loss: the NaN guard stops it)
+            die("internal: a loss weight at position %d, which the forward pass left out", n);
+        }
+    }
+    crossentropy_softmax_backward(d.logits, a.probs, model->row_targets, model->row_values, M, V, Vp);
+    matmul_backward(d.lnf_rows, weight_grads ? g.wte : NULL, NULL, d.logits, a.lnf_rows, p.wte, M, C, Vp);
+    for (int m = 0; m < M; m++) {
+        memcpy(d.lnf + (size_t)model->rows[m] * C, d.lnf_rows + (size_t)m * C, (size_t)C * sizeof(float));
+    }
     float* residual = a.residual3 + (size_t)(L - 1) * N * C;
     float* dresidual = d.residual3 + (size_t)(L - 1) * N * C;
     layernorm_backward(dresidual, weight_grads ? g.lnfw : NULL, weight_grads ? g.lnfb : NULL, d.lnf, residual,
@@ -1839,7 +1885,7 @@ static float weighted_loss(const GPT2* model, const float* weights) {
 
 // task loss L(theta, v; D): forward, and the mean cross-entropy over response targets
 float task_loss(GPT2* model, const Batch* b) {
-    gpt2_forward(model, b->inputs, b->targets, b->B, b->T);
+    gpt2_forward(model, b->inputs, b->targets, b->mask, b->B, b->T);
     return weighted_loss(model, b->weights);
 }
 
@@ -1853,7 +1899,7 @@ static double sigmoid(double x) { return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x)
 //   safe rows get weight +sigmoid(-Delta_i / tau) / (tau n), harmful rows the negative of it.
 // *margin is the mean of Delta_i = s(safe) - s(harmful).
 float contrastive_loss(GPT2* model, Batch* b, float tau, float* margin) {
-    gpt2_forward(model, b->inputs, b->targets, b->B, b->T);
+    gpt2_forward(model, b->inputs, b->targets, b->mask, b->B, b->T);
     int n = b->B / 2, T = b->T;
     const float* losses = model->acts.losses;
     double loss = 0.0, sum_delta = 0.0;
@@ -2036,7 +2082,7 @@ float eval_loss_examples(GPT2* model, const ExampleFile* ef, Batch* b) {
             example_row(ef, i0 + r, 0, e.max_T, e.inputs + o, e.targets + o, e.mask + o);
         }
         batch_trim(&e);
-        gpt2_forward(model, e.inputs, e.targets, e.B, e.T);
+        gpt2_forward(model, e.inputs, e.targets, e.mask, e.B, e.T);
         for (int j = 0; j < e.B * e.T; j++) {
             sum += (double)e.mask[j] * model->acts.losses[j];
             count += e.mask[j];

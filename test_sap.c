@@ -282,7 +282,7 @@ static void tiny_model(GPT2* m, int B, int T, uint64_t seed) {
 typedef struct { GPT2* m; Batch* b; } ModelCtx;
 static double f_model(void* p) {
     ModelCtx* c = p;
-    gpt2_forward(c->m, c->b->inputs, c->b->targets, c->b->B, c->b->T);
+    gpt2_forward(c->m, c->b->inputs, c->b->targets, NULL, c->b->B, c->b->T);
     double s = 0.0;
     for (int n = 0; n < c->b->B * c->b->T; n++) { s += (double)c->b->weights[n] * c->m->acts.losses[n]; }
     return s;
@@ -386,7 +386,7 @@ static void test_forward_matches_reference(Rng* r) {
     fill_normal(m.probe + 8, 8, 0.5f, r);
     int inp[8], tgt[8];
     for (int t = 0; t < 8; t++) { inp[t] = rng_u32(r) % 20; tgt[t] = rng_u32(r) % 20; }
-    gpt2_forward(&m, inp, tgt, 1, 8);
+    gpt2_forward(&m, inp, tgt, NULL, 1, 8);
     double ours = 0;
     for (int t = 0; t < 8; t++) { ours += m.acts.losses[t]; }
     ours /= 8;
@@ -720,7 +720,7 @@ static void test_generation(void) {
     for (int row = 0; row < 2; row++) {
         int start = row == 0 ? 3 : 1;
         for (int t = start; t < len[row]; t++) {
-            gpt2_forward(&m, seqs + row * 8, NULL, 1, t);
+            gpt2_forward(&m, seqs + row * 8, NULL, NULL, 1, t);
             const float* lg = m.acts.logits + (size_t)(t - 1) * m.config.padded_vocab_size;
             int best = 0;
             for (int v = 1; v < m.config.vocab_size; v++) { if (lg[v] > lg[best]) { best = v; } }
@@ -2121,7 +2121,7 @@ static void fuzz_one(const uint8_t* data, size_t size) {
         int tok[4] = {0, 0, 0, 0};
         float w[4] = {0.25f, 0.25f, 0.25f, 0.25f};
         gpt2_zero_grad(&fz_model);
-        gpt2_forward(&fz_model, tok, tok, 1, T);
+        gpt2_forward(&fz_model, tok, tok, NULL, 1, T);
         gpt2_backward(&fz_model, w, 0);
     } else if (FUZZ == 2) {
         tokens_from_bytes(&fz_tokens, data, size, path, FUZZ_V);
@@ -2297,6 +2297,48 @@ static void test_lora_model_gradients(Rng* r) {
     gpt2_free(&m);
 }
 
+// the output layer runs only at the positions that carry loss (the mask): the loss and every
+// gradient must be those of the pass over all positions, bit for bit (the positions left out add
+// exact zeros there). with a probe, so that its gradient is checked too, and LoRA off and on
+static void test_loss_positions(Rng* r) {
+    for (int lora = 0; lora < 2; lora++) {
+        GPT2 m;
+        tiny_model(&m, 3, 7, 29);
+        int qv[NUM_LORA_TARGETS] = {[LORA_Q] = 1, [LORA_V] = 1};
+        if (lora) { gpt2_lora_init(&m, 2, 2.0f, qv, 5); gpt2_allocate_activations(&m, 3, 7); }
+        int layer = 0;
+        gpt2_set_probe_layers(&m, &layer, 1);
+        for (int i = 0; i < m.config.channels; i++) { m.probe[i] = 0.01f * (float)(i % 5); }
+        Batch b;
+        batch_alloc(&b, 3, 7);
+        random_batch(&b, 20, r);
+        float* grads[2];
+        float* dprobe[2];
+        float loss[2];
+        int rows[2];
+        for (int k = 0; k < 2; k++) { // with the mask, then every position
+            gpt2_zero_grad(&m);
+            gpt2_forward(&m, b.inputs, b.targets, k == 0 ? b.mask : NULL, b.B, b.T);
+            loss[k] = weighted_loss(&m, b.weights);
+            rows[k] = m.num_rows;
+            gpt2_backward(&m, b.weights, 0);
+            grads[k] = malloc(m.num_theta * 4);
+            dprobe[k] = malloc(m.config.channels * 4);
+            memcpy(grads[k], m.theta_grad, m.num_theta * 4);
+            memcpy(dprobe[k], m.dprobe, m.config.channels * 4);
+        }
+        int same = memcmp(&loss[0], &loss[1], 4) == 0 && memcmp(grads[0], grads[1], m.num_theta * 4) == 0 &&
+                   memcmp(dprobe[0], dprobe[1], m.config.channels * 4) == 0;
+        check(same && rows[0] < rows[1] && rows[1] == 21,
+              lora ? "the output layer at loss positions only (LoRA): the same loss and gradients, bit for bit"
+                   : "the output layer at loss positions only: the same loss, weight and probe gradients, bit for bit",
+              "loss %.9g vs %.9g, rows %d of %d", loss[0], loss[1], rows[0], rows[1]);
+        for (int k = 0; k < 2; k++) { free(grads[k]); free(dprobe[k]); }
+        batch_free(&b);
+        gpt2_free(&m);
+    }
+}
+
 // with B = 0 (as gpt2_lora_init leaves it) the adapted model is the base model, bit for bit
 static void test_lora_starts_at_base(Rng* r) {
     GPT2 a, m;
@@ -2309,8 +2351,8 @@ static void test_lora_starts_at_base(Rng* r) {
     random_batch(&b, 20, r);
     task_loss(&a, &b);
     task_loss(&m, &b);
-    size_t nl = (size_t)2 * 6 * a.config.padded_vocab_size;
-    int same = memcmp(a.acts.logits, m.acts.logits, nl * 4) == 0 && memcmp(a.acts.losses, m.acts.losses, 12 * 4) == 0;
+    size_t nl = (size_t)a.num_rows * a.config.padded_vocab_size; // the positions that carry loss
+    int same = a.num_rows == m.num_rows && memcmp(a.acts.logits, m.acts.logits, nl * 4) == 0 && memcmp(a.acts.losses, m.acts.losses, 12 * 4) == 0;
     double asum = 0.0;
     for (size_t i = 0; i < m.lora.sizes[0]; i++) { asum += fabs(m.lora.A[LORA_Q][i]); }
     check(same && asum > 0.0, "LoRA with B = 0 (its start): the forward equals the base model's, bit for bit", "differs (|A| %g)", asum);
@@ -2328,10 +2370,10 @@ static void test_lora_small_batch(void) {
     int in[4] = {1, 2, 3, 4}, tg[4] = {2, 3, 4, 5};
     float w[4] = {0.25f, 0.25f, 0.25f, 0.25f};
     gpt2_zero_grad(&m);
-    gpt2_forward(&m, in, tg, 1, 4);
+    gpt2_forward(&m, in, tg, NULL, 1, 4);
     gpt2_backward(&m, w, 0);
-    check(m.lora.sizes[0] > 0 && m.act_sizes[29] >= (size_t)8 * 4 * 8 && isfinite(m.acts.losses[3]) && isfinite(l2_norm(m.theta_grad, m.num_theta)),
-          "LoRA: a batch of fewer positions than the rank runs, within its buffers", "scratch %zu floats", m.act_sizes[29]);
+    check(m.lora.sizes[0] > 0 && m.act_sizes[LORA_H_TENSOR + NUM_LORA_TARGETS] >= (size_t)8 * 4 * 8 && isfinite(m.acts.losses[3]) && isfinite(l2_norm(m.theta_grad, m.num_theta)),
+          "LoRA: a batch of fewer positions than the rank runs, within its buffers", "scratch %zu floats", m.act_sizes[LORA_H_TENSOR + NUM_LORA_TARGETS]);
     gpt2_free(&m);
 }
 
@@ -2352,7 +2394,7 @@ static void test_lora_merge(Rng* r) {
         batch_alloc(&b, 2, 6);
         random_batch(&b, 20, r);
         task_loss(&m, &b);
-        size_t nl = (size_t)2 * 6 * m.config.padded_vocab_size;
+        size_t nl = (size_t)m.num_rows * m.config.padded_vocab_size; // the positions that carry loss
         float* lo = malloc(nl * 4);
         memcpy(lo, m.acts.logits, nl * 4);
         gpt2_save(&m, path);
@@ -2672,6 +2714,7 @@ int main(int argc, char** argv) {
     test_sigterm_nothing_saved();
     test_lora_kernel(&r);
     test_lora_model_gradients(&r);
+    test_loss_positions(&r);
     test_lora_starts_at_base(&r);
     test_lora_small_batch();
     test_lora_merge(&r);
