@@ -122,9 +122,12 @@ fuzz: test_sap.c sap.c lab.c test_sap
 	done
 
 # step times, GFLOP/s and peak memory, for the world's shape and GPT-2 124M, into results/bench.txt
-bench: lab
+# another build on the same machine: make bench BUILD="-march=x86-64-v3" NAME=avx2 compiles the lab
+# with those flags added and writes results/bench_avx2.txt
+bench: FORCE
 	@mkdir -p results
-	./lab bench -n 10 | tee results/bench.txt
+	$(CC) $(CFLAGS) $(BUILD) -DSAP_BUILD='"$(strip $(CC) $(BUILD))"' -o lab_bench lab.c $(LDLIBS)
+	./lab_bench bench -n 10 | tee results/bench$(if $(NAME),_$(NAME)).txt
 
 # the shipped world: data/world.c makes every file in data/ (except base.bin) from a seed
 data/world: data/world.c
@@ -142,7 +145,7 @@ data-check: data/world
 	@echo "data-check: data/ is what data/world.c makes"
 
 clean:
-	rm -f sap sap_reference lab test_sap test_sap_asan data/world
+	rm -f sap sap_reference lab lab_bench test_sap test_sap_asan data/world
 	rm -rf .data-check $(addprefix .fuzz/,$(FUZZ_TARGETS))
 
 .PHONY: all test clean data data-check pretrained base experiment experiment-lora bench asan fuzz reference FORCE

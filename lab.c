@@ -593,6 +593,10 @@ void run_bench(const Options* o) {
     provenance(prov, sizeof prov);
     printf("provenance: %s\n", prov);
     printf("threads: %d\n", thread_count());
+#ifndef SAP_BUILD
+#define SAP_BUILD "cc"
+#endif
+    printf("build: %s, make's flags (-march=native unless BUILD says otherwise)\n", SAP_BUILD);
     printf("compiler: %s\n", __VERSION__);
     printf("vector_isa: %s\n", vector_isa());
     printf("vector_floats: %d\n", VW);
