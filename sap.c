@@ -358,15 +358,25 @@ static inline float exp_approx(float x) {
 }
 
 // sums that do not depend on the thread count: a fixed number of chunks, each summed by one
-// thread in order, then the chunk sums added in order
+// thread, then the chunk sums added in order. in a chunk, its element j goes to the sum of lane
+// j mod LANES, and the lanes are added in order at the end: a fixed order, whose lanes the compiler
+// can keep in vector registers (one running sum would wait 4 cycles per element: 80 ms for the
+// norm of GPT-2's 124M weights)
 #define NCHUNKS 64
+#define LANES 8
 static double dot_product(const float* a, const float* b, size_t n) {
     double part[NCHUNKS];
     #pragma omp parallel for schedule(static)
     for (int c = 0; c < NCHUNKS; c++) {
         size_t lo = n * c / NCHUNKS, hi = n * (c + 1) / NCHUNKS;
+        double lane[LANES] = {0.0};
+        size_t i = lo;
+        for (; i + LANES <= hi; i += LANES) {
+            for (int k = 0; k < LANES; k++) { lane[k] += (double)a[i + k] * b[i + k]; }
+        }
+        for (; i < hi; i++) { lane[(i - lo) % LANES] += (double)a[i] * b[i]; }
         double s = 0.0;
-        for (size_t i = lo; i < hi; i++) { s += (double)a[i] * b[i]; }
+        for (int k = 0; k < LANES; k++) { s += lane[k]; }
         part[c] = s;
     }
     double s = 0.0;
@@ -3621,13 +3631,13 @@ int main(int argc, char** argv) {
 // of the right one: MR * NR / VW independent multiply-adds on vectors of VW floats. a multiply-add
 // takes about 4 cycles and a core starts two per cycle, so about 8 must be in flight, and all the
 // sums must fit in the vector registers: with AVX-512 (16 floats, 32 registers) 8 x 32 makes 16;
-// with AVX (8 floats, 16 registers) 6 x 16 makes 12; with 4 floats, 8 x 12 makes 24 of ARM's 32
-// and 6 x 8 makes 12 of SSE's 16. the vectors are GCC's and clang's vector extensions, so the tile
-// has the CPU's full width whatever width the compiler prefers for loops (gcc prefers 256 bits on
-// Intel's AVX-512 CPUs: the 8 x 32 tile then needed 32 registers of 8 floats and spilled to memory,
-// 2.4x slower). other compilers get the same tile in plain C. the right operand is first copied
-// ("packed") into panels of NR columns, zero-padded at the edge, so that every tile reads one
-// contiguous block. every output is a plain sum over k in increasing order, made by one tile, so
+// with AVX (8 floats, 16 registers) 6 x 16 makes 12; with 4 floats, 12 x 8 makes 24 of ARM's 32
+// and 6 x 8 makes 12 of SSE's 16: a row of the tile is two vectors. the vectors are GCC's and
+// clang's vector extensions, so the tile has the CPU's full width whatever width the compiler
+// prefers for loops (gcc prefers 256 bits on Intel's AVX-512 CPUs: the 8 x 32 tile then needed 32
+// registers of 8 floats and spilled to memory, 2.4x slower). other compilers get the same tile in
+// plain C. the right operand is first copied ("packed") into panels of NR columns, zero-padded at
+// the edge, so that every tile reads one contiguous block. every output is a plain sum over k in increasing order, made by one tile, so
 // the result does not depend on the thread count, the tile's shape, nor the vector width.
 #if defined(__AVX512F__)
 #define VW 16 // floats in a vector
@@ -3639,8 +3649,8 @@ int main(int argc, char** argv) {
 #define NR 16
 #elif defined(__aarch64__)
 #define VW 4
-#define MR 8
-#define NR 12
+#define MR 12
+#define NR 8
 #else
 #define VW 4
 #define MR 6
@@ -3655,6 +3665,28 @@ typedef float floatv __attribute__((vector_size(VW * sizeof(float)))); // VW flo
 #define ALWAYS_INLINE
 #endif
 
+#ifdef VECTOR_TILE
+// the tile's sums: acc[r] (NR = 2 VW floats) = sum over k < K of row[r][k * ak] * bp[k*NR..k*NR+NR-1].
+// a function of its own, not inlined: the compiler then keeps all MR x 2 sums and the panel's two
+// vectors in registers (inlined into the kernels' loops, gcc spilled a vector to memory)
+NOINLINE static void tile_sums(floatv acc[MR][2], const float* const row[MR], size_t ak, const float* bp,
+                               int K) {
+    floatv sum[MR][2];
+    for (int r = 0; r < MR; r++) { sum[r][0] = sum[r][1] = (floatv){0}; }
+    for (int k = 0; k < K; k++) {
+        floatv b0, b1; // row k of the panel
+        memcpy(&b0, bp + (size_t)k * NR, sizeof b0);
+        memcpy(&b1, bp + (size_t)k * NR + VW, sizeof b1);
+        for (int r = 0; r < MR; r++) {
+            float av = row[r][(size_t)k * ak];
+            sum[r][0] += av * b0; // one multiply-add each
+            sum[r][1] += av * b1;
+        }
+    }
+    memcpy(acc, sum, sizeof sum);
+}
+#endif
+
 // acc[r][j] = sum_{k<K} a[r*ar + k*ak] * bp[k*NR + j]; then out[r*ldo + j] (+)= acc[r][j] (+ bias[j])
 // for the R <= MR rows and J <= NR columns that are real (rows past R repeat row R-1). with
 // transpose, the tile is stored transposed: out[j*ldo + r] (+)= acc[r][j] (+ bias[r]). either way
@@ -3666,16 +3698,8 @@ ALWAYS_INLINE static inline void matmul_tile(float* out, size_t ldo, const float
 #ifdef VECTOR_TILE
     const float* row[MR]; // the left operand's rows
     for (int r = 0; r < MR; r++) { row[r] = a + (size_t)(r < R ? r : R - 1) * ar; }
-    floatv acc[MR][NR / VW];
-    for (int r = 0; r < MR; r++) { for (int i = 0; i < NR / VW; i++) { acc[r][i] = (floatv){0}; } }
-    for (int k = 0; k < K; k++) {
-        floatv b[NR / VW];
-        memcpy(b, bp + (size_t)k * NR, sizeof b);
-        for (int r = 0; r < MR; r++) {
-            float av = row[r][(size_t)k * ak];
-            for (int i = 0; i < NR / VW; i++) { acc[r][i] += av * b[i]; } // one multiply-add each
-        }
-    }
+    floatv acc[MR][2];
+    tile_sums(acc, row, ak, bp, K);
     if (R == MR && J == NR && !transpose) { // a whole tile stored in rows: in vectors, as below
         for (int r = 0; r < MR; r++) {
             for (int i = 0; i < NR / VW; i++) {
