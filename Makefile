@@ -15,10 +15,11 @@ UNAME := $(shell uname)
 COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
 CFLAGS += -DSAP_COMMIT='"$(COMMIT)"'
 
-# -march=native where the compiler takes it
+# -march=native where the compiler takes it; BUILD adds flags after it (another -march, say)
 ifeq ($(shell $(CC) -march=native -x c -c -o /dev/null /dev/null 2>/dev/null && echo yes),yes)
   CFLAGS += -march=native
 endif
+CFLAGS += $(BUILD)
 
 # OpenMP, found automatically: -fopenmp on Linux, Homebrew's libomp on macOS
 ifdef NO_OMP
@@ -126,7 +127,7 @@ fuzz: test_sap.c sap.c lab.c test_sap
 # with those flags added and writes results/bench_avx2.txt
 bench: FORCE
 	@mkdir -p results
-	$(CC) $(CFLAGS) $(BUILD) -DSAP_BUILD='"$(strip $(CC) $(BUILD))"' -o lab_bench lab.c $(LDLIBS)
+	$(CC) $(CFLAGS) -DSAP_BUILD='"$(strip $(CC) $(BUILD))"' -o lab_bench lab.c $(LDLIBS)
 	./lab_bench bench -n 10 | tee results/bench$(if $(NAME),_$(NAME)).txt
 
 # the shipped world: data/world.c makes every file in data/ (except base.bin) from a seed
