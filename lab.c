@@ -297,12 +297,7 @@ static double peak_rss_mb(void) {
 // sap.c), whatever width the compiler prefers for loops. plain_loop: the same sums as a loop of
 // floats that the compiler vectorises as it likes (gcc on Intel: at 256 bits even with AVX-512).
 // multiply-adds are fused here, as in the fast kernels.
-#if defined(__clang__)
-#pragma clang fp contract(fast)
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=fast")
-#endif
+FUSED_BEGIN
 #define PEAK_ACC 12
 static double peak_gflops(int plain_loop) {
 #ifndef VECTOR_TILE
@@ -338,11 +333,7 @@ static double peak_gflops(int plain_loop) {
     }
     return best;
 }
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif
+FUSED_END
 
 // the instruction set the tile's vectors use, for the bench's header
 static const char* vector_isa(void) {

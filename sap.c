@@ -3617,13 +3617,20 @@ int main(int argc, char** argv) {
 // plain kernel it reproduces, so both give the same bits (the tests hold them to that).
 
 // their multiply-adds are fused (a * b + c rounded once, as fmaf() in the plain kernels): the
-// rest of sap is compiled without contraction (see the Makefile), here it is switched on
+// rest of sap is compiled without contraction (see the Makefile), here it is switched on, from
+// FUSED_BEGIN to FUSED_END
 #if defined(__clang__)
-#pragma clang fp contract(fast)
+#define FUSED_BEGIN _Pragma("clang fp contract(fast)")
+#define FUSED_END _Pragma("clang fp contract(off)")
 #elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=fast")
+#define FUSED_BEGIN _Pragma("GCC push_options") \
+                    _Pragma("GCC optimize(\"fp-contract=fast\")")
+#define FUSED_END _Pragma("GCC pop_options")
+#else
+#define FUSED_BEGIN
+#define FUSED_END
 #endif
+FUSED_BEGIN
 
 // the matmuls. all three products (forward, input gradient, weight gradient) are made of one
 // micro-kernel, matmul_tile(): a tile of MR x NR outputs whose sums stay in registers while k runs.
@@ -3637,8 +3644,9 @@ int main(int argc, char** argv) {
 // prefers for loops (gcc prefers 256 bits on Intel's AVX-512 CPUs: the 8 x 32 tile then needed 32
 // registers of 8 floats and spilled to memory, 2.4x slower). other compilers get the same tile in
 // plain C. the right operand is first copied ("packed") into panels of NR columns, zero-padded at
-// the edge, so that every tile reads one contiguous block. every output is a plain sum over k in increasing order, made by one tile, so
-// the result does not depend on the thread count, the tile's shape, nor the vector width.
+// the edge, so that every tile reads one contiguous block. every output is a plain sum over k in
+// increasing order, made by one tile, so the result does not depend on the thread count, the
+// tile's shape, nor the vector width.
 #if defined(__AVX512F__)
 #define VW 16 // floats in a vector
 #define MR 8  // rows of a tile
@@ -4054,9 +4062,4 @@ void fast_kernels_reserve(int B, int T, int C, int NH) {
     size_t attention = attention_scratch_need(T, C / NH) * thread_count();
     matmul_scratch(need > attention ? need : attention);
 }
-// the end of the fast kernels: arithmetic as written again (lab.c and the tests include sap.c)
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif
+FUSED_END // the end of the fast kernels: arithmetic as written again (lab.c and the tests include sap.c)
