@@ -2641,9 +2641,6 @@ static void test_fast_steps(Rng* r, int lora) {
     size_t LC = (size_t)c.num_layers * c.channels;
     int ok = agree(loss[0], loss[1], 4, &e[0]) & agree(m[0].theta, m[1].theta, m[0].num_theta, &e[1])
            & agree(m[0].probe, m[1].probe, LC, &e[2]);
-#ifndef HARDWARE_FMA
-    ok = fabs(loss[0][3] - loss[1][3]) < 1e-3; // four steps of Adam from float-rounding differences: the losses only
-#endif
     check(ok, lora ? "2 SFT and 2 SAP steps with LoRA: fast and plain kernels give the same losses, adapters and probe"
                    : "2 SFT and 2 SAP steps: fast and plain kernels give the same losses, weights and probe",
           "differences %g %g %g", e[0], e[1], e[2]);
