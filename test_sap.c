@@ -515,6 +515,9 @@ static void act_layers(const void* p) { int l[4]; parse_layers(p, l, 4); }
 static void act_save_readonly(const void* p) { GPT2 m; gpt2_init_random(&m, tiny_config(), 1); gpt2_save(&m, p); }
 static void* volatile sink; // keeps the compiler from eliding the allocation below
 static void act_oom(const void* p) { (void)p; sink = malloc_check((size_t)1 << 62, "a test buffer"); }
+// sizes next to SIZE_MAX: a large block is rounded up to whole huge pages, which must not wrap around
+static void act_oom_max(const void* p) { (void)p; sink = malloc_check(SIZE_MAX - 4096, "a test buffer"); }
+static void act_oom_calloc(const void* p) { (void)p; sink = calloc_check(SIZE_MAX / 8, 16, "a test buffer"); }
 static void act_t_too_long(const void* p) { (void)p; GPT2 m; gpt2_init_random(&m, tiny_config(), 1); gpt2_allocate_activations(&m, 1, 9); }
 static void act_small_token_batch(const void* p) { TokenFile t; tokens_load(&t, p, 20); int in[64], tg[64]; tokens_next_batch(&t, 4, 16, in, tg); }
 
@@ -653,9 +656,12 @@ static void test_bad_input(void) {
     expect_error("sequence length longer than the model's maximum", act_t_too_long, NULL, "longer than the model's maximum 8");
 #ifdef __SANITIZE_ADDRESS__
     expect_error_lines("out of memory", act_oom, NULL, "out of memory", 2); // AddressSanitizer adds a warning line of its own
+    expect_error_lines("out of memory: a size next to SIZE_MAX", act_oom_max, NULL, "out of memory", 2);
 #else
     expect_error("out of memory", act_oom, NULL, "out of memory");
+    expect_error("out of memory: a size next to SIZE_MAX", act_oom_max, NULL, "out of memory");
 #endif
+    expect_error("out of memory: n x size past SIZE_MAX", act_oom_calloc, NULL, "out of memory");
     expect_error("write failure: directory does not exist", act_save_readonly, "/tmp/sap_no_such_dir/x.bin", "/tmp/sap_no_such_dir/x.bin.tmp: cannot write");
 }
 
