@@ -265,10 +265,11 @@ void provenance(char* out, size_t cap) {
 
 // a busy machine. every kernel ends with its threads waiting for each other, so when another
 // program keeps a CPU busy, the thread the system puts aside holds up the rest, and two threads
-// on two CPUs run slower than one. training therefore looks, every few seconds, at how many CPUs
-// other programs used (the machine's busy time, from /proc/stat, minus sap's own) and runs with
-// the CPUs they leave free: at least one, at most as many threads as at the start. the thread
-// count changes no result. not where OMP_NUM_THREADS is set (it is obeyed), nor without /proc.
+// on two CPUs run slower than one. training, evaluation and generation therefore look, every two
+// seconds at most, at how many CPUs other programs used (the machine's busy time, from /proc/stat,
+// minus sap's own) and run with the CPUs they leave free: at least one, at most as many threads as
+// at the start. the thread count changes no result. not where OMP_NUM_THREADS is set (it is
+// obeyed), nor without /proc.
 #ifdef _OPENMP
 static struct {
     int max_threads, threads, active;
@@ -2618,6 +2619,7 @@ static void judge_harmful_prompts(GPT2* model, EvalSet* es, const ExampleFile* h
 
 // batch: scratch of at least 2 rows x T (for the margin) and es->rows x T (for the loss)
 EvalResult evaluate(GPT2* model, EvalSet* es, Batch* batch, const Tokenizer* tk) {
+    adapt_threads(); // on a busy machine (see adapt_threads), before the first evaluation too
     EvalResult r;
     int V = model->config.vocab_size;
     if (batch->B < 2) { die("evaluation needs batches of at least 2 rows (-b 2 or more, or -E none)"); }
