@@ -117,7 +117,7 @@ static void die(const char* fmt, ...) {
 // a large block (the weights, their gradients, Adam's moments, the activations: at GPT-2's size
 // each hundreds of megabytes) is aligned to 2 MB and asks Linux for huge pages of that size: a pass
 // over 500 MB of weights then needs 250 address translations instead of 120,000, and its vectors
-// never straddle two cache lines (malloc's large blocks start 16 bytes into a page). a GPT-2 124M
+// never straddle two cache lines (glibc's large blocks start 16 bytes into a page). a GPT-2 124M
 // step is 15-20% faster (make bench). a block that must start at zero is zeroed by MADV_DONTNEED,
 // which on Linux gives pages that read as zeros until written: like calloc's, pages never touched
 // (a LoRA model's full-size gradients) cost no memory. elsewhere: plain malloc and calloc
