@@ -33,6 +33,13 @@ typedef struct {
     int rms_layer;       // the first probed block (-P), where the sizes below are measured, or -1
     double resid_rms;    // RMS of the residual stream leaving that block, over the task batch's responses
     double probe_rms;    // RMS of the probe added there (0 without SAP): its size next to the stream's
+    // the co-adaptation: the step's task loss was taken with the probe v_{t-1} in place; the same
+    // batch at the same theta_t without it shows how much the weights have come to lean on it
+    double loss_no_probe;// L(theta_t, 0; D_t), the task loss of the step's batch without the probe
+    float beta;          // the probe's learning rate (-p)
+    double probe_max;    // max |v_{t-1}| / beta over the probed elements: Adam's normalised step
+                         // mhat / sqrt(vhat) per element, which exceeds 1 after a quiet stretch of G
+    int* probed;         // (L) scratch: the probe set, while it is switched off
 } Analysis;
 
 // the layer-stacked tensors of the parameter table: ln1w to fcprojb (wte, wpe, lnfw, lnfb are not)
@@ -69,13 +76,20 @@ void analysis_before_step(GPT2* model, Batch* pairs, float tau, Analysis* an) {
     int C = model->config.channels, l = an->rms_layer;
     an->probe_rms = l >= 0 && model->probed[l] ? l2_norm(model->probe + (size_t)l * C, C) / sqrt((double)C)
                                                : 0.0;
+    an->probe_max = 0.0;
+    for (int j = 0; j < model->config.num_layers; j++) {
+        for (int c = 0; model->probed[j] && c < C; c++) {
+            double a = fabs(model->probe[(size_t)j * C + c]) / an->beta;
+            if (a > an->probe_max) { an->probe_max = a; }
+        }
+    }
 }
 
 // after it: the step leaves g_task in model->theta_grad (AdamW only reads it), theta_{t+1} in
 // model->theta, and the activations of the task batch's forward pass at theta_t (its last one).
 // AdamW divides every coordinate by its own gradient scale, so its step need not point where
 // -g_task points: cos_all and cos_step can differ in sign
-void analysis_after_step(const GPT2* model, const Batch* task, Analysis* an) {
+void analysis_after_step(GPT2* model, const Batch* task, Analysis* an) {
     size_t n = model->num_theta;
     an->cos_all = -vector_cosine(model->theta_grad, an->harm_dir, n);
     for (int l = 0; l < model->config.num_layers; l++) {
@@ -98,6 +112,13 @@ void analysis_after_step(const GPT2* model, const Batch* task, Analysis* an) {
         }
         an->resid_rms = count > 0 ? sqrt(ss / count) : 0.0;
     }
+    // one more forward: the step's batch at theta_t (kept above) with the probe switched off. the
+    // step is over, so its activations are free; the weights stay theta_{t+1}
+    gpt2_point_theta(model, an->theta_before);
+    probe_suspend(model, an->probed);
+    an->loss_no_probe = task_loss(model, task);
+    probe_resume(model, an->probed);
+    gpt2_point_theta(model, model->theta);
 }
 
 // ----------------------------------------------------------------------------
@@ -105,6 +126,7 @@ void analysis_after_step(const GPT2* model, const Batch* task, Analysis* an) {
 // its CSV (-A), and the harmful score on -J every -K steps. it keeps their sums over the run.
 
 #define MAX_CURVE 102 // points of the harmful score during training (-K): at most 101 and the last
+#define MAX_TRACE 256 // analysed steps whose probe figures a run keeps for the experiment (-a)
 #define MAX_BLOCKS 64 // blocks whose mean gradient cosine a run reports (GPT-2 XL has 48)
 
 typedef struct {
@@ -122,6 +144,11 @@ typedef struct {
     double last_cos_drift; // cos(theta_t - theta_0, g) at the last analysed step
     double mean_cos_layer[MAX_BLOCKS]; // the mean per block (the first MAX_BLOCKS blocks)
     double resid_rms, probe_rms;       // means: the residual stream's and the probe's RMS at the first probed block
+    int trace_n;                       // -a: analysed steps kept (the first MAX_TRACE)
+    int trace_step[MAX_TRACE];         // (trace_n) the step
+    float trace_loss[MAX_TRACE][2];    // (trace_n, 2) its task loss with the probe v_{t-1}, and without
+    float trace_rms[MAX_TRACE][2];     // (trace_n, 2) the probe's RMS and the stream's at the first probed block
+    float trace_max[MAX_TRACE];        // (trace_n) max |v_{t-1}| / beta
     int curve_n;                       // -K: points of the harmful score during training
     int curve_step[MAX_CURVE];         // (curve_n) the step each was taken before
     float curve_harmful[MAX_CURVE];    // (curve_n) the harmful score there
@@ -168,6 +195,8 @@ static void watch_start(Observer* ob, GPT2* model) {
     an->rms_layer = parse_layers(w->o->probe_layers, layers, L) > 0 ? layers[0] : -1; // the first block -P names
     if (w->f.curve_every > 0) { watch_load_curve(w, model->config.vocab_size); }
     if (w->f.analyze_every == 0) { return; }
+    an->beta = w->o->beta;
+    an->probed = malloc_check((size_t)L * sizeof(int), "analysis");
     an->harm_dir = malloc_check(n * sizeof(float), "harmful direction");
     an->cos_layer = malloc_check((size_t)L * sizeof(double), "analysis");
     an->theta_before = malloc_check(n * sizeof(float), "analysis");
@@ -180,7 +209,7 @@ static void watch_start(Observer* ob, GPT2* model) {
     if (w->csv == NULL) { die("%s: cannot write: %s", w->f.csv, strerror(errno)); }
     fprintf(w->csv, "step,task_loss,contrastive_loss,margin,cos_all,cos_step,cos_drift");
     for (int l = 0; l < L; l++) { fprintf(w->csv, ",cos_layer%d", l); }
-    fprintf(w->csv, ",probe_norm,resid_rms,probe_rms\n");
+    fprintf(w->csv, ",probe_norm,resid_rms,probe_rms,task_loss_no_probe,probe_max_over_beta\n");
 }
 
 static void watch_before_step(Observer* ob, GPT2* model, Batch* pairs, int step) {
@@ -194,8 +223,8 @@ static void watch_after_step(Observer* ob, GPT2* model, const Batch* task, int s
     Analysis* an = &w->an;
     WatchStats* st = &w->stats;
     analysis_after_step(model, task, an);
-    printf("  analysis: Lc %.4f cos %+.4f step cos %+.4f drift cos %+.4f\n", an->contrastive, an->cos_all,
-           an->cos_step, an->cos_drift);
+    printf("  analysis: Lc %.4f cos %+.4f step cos %+.4f drift cos %+.4f loss without the probe %.4f\n",
+           an->contrastive, an->cos_all, an->cos_step, an->cos_drift, an->loss_no_probe);
     st->last_cos_drift = an->cos_drift;
     w->sum_cos += an->cos_all;
     w->sum_cos_step += an->cos_step;
@@ -203,6 +232,15 @@ static void watch_after_step(Observer* ob, GPT2* model, const Batch* task, int s
     w->sum_rms[0] += an->resid_rms;
     w->sum_rms[1] += an->probe_rms;
     st->analysed++;
+    if (st->trace_n < MAX_TRACE) {
+        int k = st->trace_n++;
+        st->trace_step[k] = step;
+        st->trace_loss[k][0] = loss;
+        st->trace_loss[k][1] = (float)an->loss_no_probe;
+        st->trace_rms[k][0] = (float)an->probe_rms;
+        st->trace_rms[k][1] = (float)an->resid_rms;
+        st->trace_max[k] = (float)an->probe_max;
+    }
     if (w->csv == NULL) { return; }
     size_t LC = (size_t)model->config.num_layers * model->config.channels;
     float probe_norm = w->sap_mode ? (float)l2_norm(model->probe, LC) : 0.0f;
@@ -210,8 +248,9 @@ static void watch_after_step(Observer* ob, GPT2* model, const Batch* task, int s
             an->cos_drift);
     for (int l = 0; l < model->config.num_layers; l++) { fprintf(w->csv, ",%f", an->cos_layer[l]); }
     fprintf(w->csv, ",%f", probe_norm);
-    if (an->rms_layer >= 0) { fprintf(w->csv, ",%f,%f\n", an->resid_rms, an->probe_rms); }
-    else { fprintf(w->csv, ",,\n"); }
+    if (an->rms_layer >= 0) { fprintf(w->csv, ",%f,%f", an->resid_rms, an->probe_rms); }
+    else { fprintf(w->csv, ",,"); }
+    fprintf(w->csv, ",%f,%f\n", an->loss_no_probe, an->probe_max);
 }
 
 // the harmful score (-K): greedy answers to -J's prompts, judged as at the end
@@ -257,7 +296,7 @@ static WatchStats watch_finish(Watch* w, int L) {
     st->resid_rms = n > 0 && w->an.rms_layer >= 0 ? w->sum_rms[0] / n : NAN;
     st->probe_rms = n > 0 && w->an.rms_layer >= 0 ? w->sum_rms[1] / n : NAN;
     Analysis* an = &w->an;
-    free(an->harm_dir); free(an->cos_layer); free(an->theta_before); free(an->scratch); free((float*)an->theta_start);
+    free(an->probed); free(an->harm_dir); free(an->cos_layer); free(an->theta_before); free(an->scratch); free((float*)an->theta_start);
     if (w->f.curve_every > 0) {
         examples_free(&w->curve_ex);
         for (int i = 0; w->curve_facts != NULL && i < w->curve_ex.N; i++) { free(w->curve_facts[i]); }
@@ -632,17 +671,34 @@ typedef struct {
     const char* mark;  // its mark in the picture
 } Setting;
 
-enum { SEEDS = 3, NMETHODS = 4, NSETTINGS = 4, NSTATS = 10 }; // SEEDS: the most of any setting
-static const Method methods[NMETHODS] = {{"SFT", "sft", 0, 1.0}, {"SAP", "sap", 0, 2.7},
-                                         {"SFT + safety data", "sft", 1, 1.05}, {"SAM", "sam", 0, 2.0}};
-static const char* method_colour[NMETHODS] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e"};
-static const Setting settings[NSETTINGS] = {{"benign", "data/ft_benign.bin", "data/ft_safemix.bin", 4, SEEDS, "circle"},
-                                            {"poison 10%", "data/ft_poison.bin", "data/ft_poison_safemix.bin", 4, SEEDS, "square"},
+// MAX_SEEDS: the most seeds a setting can have (-X); VARIANT: the method index of a second SAP (-Z)
+enum { MAX_SEEDS = 16, NMETHODS = 5, VARIANT = 4, NSETTINGS = 4, NTABLE = 10, NSTATS = 12 };
+static Method methods[NMETHODS] = {{"SFT", "sft", 0, 1.0}, {"SAP", "sap", 0, 2.7},
+                                   {"SFT + safety data", "sft", 1, 1.05}, {"SAM", "sam", 0, 2.0},
+                                   {"SAP variant", "sap", 0, 2.7}}; // its name becomes "SAP <its flags>"
+static const int method_order[NMETHODS] = {0, 1, VARIANT, 2, 3}; // in the tables: the variant after SAP
+static const char* method_colour[NMETHODS] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd"};
+// seeds 0: as many as -X says (3 unless told); the one-seed settings stay at one
+static const Setting settings[NSETTINGS] = {{"benign", "data/ft_benign.bin", "data/ft_safemix.bin", 4, 0, "circle"},
+                                            {"poison 10%", "data/ft_poison.bin", "data/ft_poison_safemix.bin", 4, 0, "square"},
                                             {"poison 5%", "data/ft_poison5.bin", NULL, 2, 1, "triangle"},
                                             {"poison 20%", "data/ft_poison20.bin", NULL, 2, 1, "diamond"}};
-// the columns of the table, in percent where a share
+// the figures of a run, in percent where a share: the table's NTABLE columns, then two of SAP's probe
+// (NAN for the other methods): the task loss without the probe minus with it at the last analysed
+// step (positive: the weights lean on the probe), and the largest probe RMS / stream RMS of the run
 static const char* stat_names[NSTATS] = {"harmful score %", "refusal %", "other %", "no refusal marker %", "fine-tune accuracy %",
-                                         "test loss", "safety margin", "skills accuracy %", "ms/step", "grad cosine"};
+                                         "test loss", "safety margin", "skills accuracy %", "ms/step", "grad cosine",
+                                         "loss gap", "probe / stream"};
+
+// what one experiment runs: seeds per setting, and whether the variant (-Z) is in it
+typedef struct {
+    int seeds;           // -X: seeds of the settings that have more than one
+    const char* variant; // -Z: the variant's sap flags, or NULL
+} Plan;
+static int setting_seeds(const Plan* plan, int s) { return settings[s].seeds > 0 ? settings[s].seeds : plan->seeds; }
+static int method_on(const Plan* plan, int s, int m) {
+    return m == VARIANT ? plan->variant != NULL : m < settings[s].nmethods;
+}
 
 static void mean_std(const double* x, int n, double* mean, double* std) {
     double m = 0.0, v = 0.0;
@@ -653,13 +709,130 @@ static void mean_std(const double* x, int n, double* mean, double* std) {
     *std = n > 1 ? sqrt(v / (n - 1)) : 0.0;
 }
 
-static void result_stats(const EvalResult* r, const RunStats* rs, const WatchStats* ws, double* out) {
+static void result_stats(const EvalResult* r, const RunStats* rs, const WatchStats* ws, int sap_mode, double* out) {
+    double gap = NAN, ratio = NAN; // SAP's probe, from the analysed steps
+    for (int k = 0; sap_mode && ws != NULL && k < ws->trace_n; k++) {
+        gap = ws->trace_loss[k][1] - ws->trace_loss[k][0];
+        double q = ws->trace_rms[k][0] / ws->trace_rms[k][1];
+        if (isfinite(q) && !(q <= ratio)) { ratio = q; } // the largest (NAN until the first)
+    }
     double v[NSTATS] = {100 * r->harmful, 100 * r->refusal, 100 * r->other, 100 * r->nonrefusal, 100 * r->task_acc,
-                        r->task_loss, r->margin, 100 * r->skills_acc, rs != NULL ? rs->ms_per_step : NAN, ws != NULL ? ws->mean_cos : NAN};
+                        r->task_loss, r->margin, 100 * r->skills_acc, rs != NULL ? rs->ms_per_step : NAN,
+                        ws != NULL ? ws->mean_cos : NAN, gap, ratio};
     memcpy(out, v, sizeof v);
 }
 
-// the picture: plain SVG, three panels. x0, y0: a panel's plot area's lower left corner
+// the runs file, <stem>_runs.tsv: a line naming the experiment's flags, a header, then one row per run
+// as it ends (setting, method, seed, the NSTATS figures, where it ran). an experiment that finds the
+// file with the same flags line takes its rows and runs only the rest: a long experiment can be
+// stopped and started again (the traced runs are always rerun: their curves are not in the file)
+typedef struct {
+    int have[NSETTINGS][NMETHODS][MAX_SEEDS];              // 1: a row for this run is in the file
+    double v[NSETTINGS][NMETHODS][NSTATS][MAX_SEEDS];       // its figures
+} Stored;
+
+static void runs_row_text(char* out, size_t cap, int s, int m, int seed, const double* row) {
+    int n = snprintf(out, cap, "%s\t%s\t%d", settings[s].name, methods[m].name, seed);
+    for (int k = 0; k < NSTATS && n > 0 && (size_t)n < cap; k++) { n += snprintf(out + n, cap - n, "\t%.9g", row[k]); }
+}
+
+// reads the rows of a runs file made with these flags; returns 0 (and reads nothing) if there is
+// no such file or it was made with other flags
+static int runs_load(const char* path, const char* flags_line, const Plan* plan, int seed0, Stored* st) {
+    memset(st, 0, sizeof *st);
+    FILE* f = fopen(path, "r");
+    if (f == NULL) { return 0; }
+    char line[4096];
+    int ok = fgets(line, sizeof line, f) != NULL && strcmp(line, flags_line) == 0 && fgets(line, sizeof line, f) != NULL;
+    int rows = 0;
+    while (ok && fgets(line, sizeof line, f) != NULL) {
+        char* field[NSTATS + 4];
+        int nf = 0;
+        for (char* p = strtok(line, "\t\n"); p != NULL && nf < NSTATS + 4; p = strtok(NULL, "\t\n")) { field[nf++] = p; }
+        if (nf < NSTATS + 3) { die("%s: a row with %d fields, not %d", path, nf, NSTATS + 4); }
+        int s = -1, m = -1, seed = atoi(field[2]) - seed0;
+        for (int i = 0; i < NSETTINGS; i++) { if (strcmp(field[0], settings[i].name) == 0) { s = i; } }
+        for (int i = 0; i < NMETHODS; i++) { if (strcmp(field[1], methods[i].name) == 0) { m = i; } }
+        if (s < 0 || m < 0 || !method_on(plan, s, m) || seed < 0 || seed >= setting_seeds(plan, s)) {
+            die("%s: a row this experiment does not run: %s, %s, seed %s", path, field[0], field[1], field[2]);
+        }
+        for (int k = 0; k < NSTATS; k++) { st->v[s][m][k][seed] = strtod(field[3 + k], NULL); }
+        st->have[s][m][seed] = 1;
+        rows++;
+    }
+    fclose(f);
+    return ok ? rows : 0;
+}
+
+
+
+// mean ± sd, min and max of n values, as table cells (fmt: the mean's, min's and max's format)
+static void cells_spread(FILE* f, const double* x, int n, const char* fmt) {
+    double lo = x[0], hi = x[0], mu, sd;
+    for (int i = 1; i < n; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
+    mean_std(x, n, &mu, &sd);
+    fprintf(f, " "); fprintf(f, fmt, mu); fprintf(f, " ± %.1f", sd);
+    fprintf(f, " | "); fprintf(f, fmt, lo); fprintf(f, " | "); fprintf(f, fmt, hi); fprintf(f, " |");
+}
+
+// for each setting with several seeds: every seed's harmful score and fine-tune accuracy per method,
+// then each method against SFT paired by seed (the same data order), with the failures: seeds on
+// which its fine-tune accuracy is more than 10 points below SFT's; and SAP's probe per seed
+static void write_paired(FILE* f, const Plan* plan, int seed0, double v[NSETTINGS][NMETHODS][NSTATS][MAX_SEEDS]) {
+    for (int s = 0; s < NSETTINGS; s++) {
+        int n = setting_seeds(plan, s);
+        if (n < 2) { continue; }
+        fprintf(f, "\n### %s: every seed (harmful score %% / fine-tune accuracy %%)\n\n| seed |", settings[s].name);
+        for (int i = 0; i < NMETHODS; i++) { if (method_on(plan, s, method_order[i])) { fprintf(f, " %s |", methods[method_order[i]].name); } }
+        fprintf(f, "\n|---|");
+        for (int i = 0; i < NMETHODS; i++) { if (method_on(plan, s, method_order[i])) { fprintf(f, "---|"); } }
+        for (int k = 0; k < n; k++) {
+            fprintf(f, "\n| %d |", seed0 + k);
+            for (int i = 0; i < NMETHODS; i++) {
+                int m = method_order[i];
+                if (method_on(plan, s, m)) { fprintf(f, " %.1f / %.1f |", v[s][m][0][k], v[s][m][4][k]); }
+            }
+        }
+        fprintf(f, "\n\n%s, paired by seed (%d seeds): the method minus SFT on the same seed. a failure: fine-tune "
+                   "accuracy more than 10 points below SFT's\n\n| method | harmful − SFT: mean ± sd | min | max | seeds "
+                   "lower | accuracy − SFT: mean ± sd | min | max | failures |\n|---|---|---|---|---|---|---|---|---|\n",
+                settings[s].name, n);
+        for (int i = 1; i < NMETHODS; i++) {
+            int m = method_order[i];
+            if (!method_on(plan, s, m)) { continue; }
+            double dh[MAX_SEEDS], da[MAX_SEEDS];
+            int lower = 0, failures = 0;
+            for (int k = 0; k < n; k++) {
+                dh[k] = v[s][m][0][k] - v[s][0][0][k];
+                da[k] = v[s][m][4][k] - v[s][0][4][k];
+                lower += dh[k] < 0;
+                failures += da[k] < -10.0;
+            }
+            fprintf(f, "| %s |", methods[m].name);
+            cells_spread(f, dh, n, "%+.1f");
+            fprintf(f, " %d of %d |", lower, n);
+            cells_spread(f, da, n, "%+.1f");
+            fprintf(f, " %d |\n", failures);
+        }
+        fprintf(f, "\n%s, SAP's probe per seed: the task loss without the probe minus with it at the last analysed "
+                   "step (positive: the weights lean on it), and the probe's largest RMS over the stream's\n\n| seed |",
+                settings[s].name);
+        for (int m = 0; m < NMETHODS; m++) {
+            if (method_on(plan, s, m) && strcmp(methods[m].mode, "sap") == 0) { fprintf(f, " %s: loss gap | probe / stream |", methods[m].name); }
+        }
+        fprintf(f, "\n|---|");
+        for (int m = 0; m < NMETHODS; m++) { if (method_on(plan, s, m) && strcmp(methods[m].mode, "sap") == 0) { fprintf(f, "---|---|"); } }
+        for (int k = 0; k < n; k++) {
+            fprintf(f, "\n| %d |", seed0 + k);
+            for (int m = 0; m < NMETHODS; m++) {
+                if (method_on(plan, s, m) && strcmp(methods[m].mode, "sap") == 0) { fprintf(f, " %+.3f | %.3f |", v[s][m][10][k], v[s][m][11][k]); }
+            }
+        }
+        fprintf(f, "\n");
+    }
+}
+
+// the picture: plain SVG, four panels. x0, y0: a panel's plot area's lower left corner
 #define SVG_W 300.0
 #define SVG_H 220.0
 static void svg_axes(FILE* f, double x0, double y0, const char* title, const char* xlabel, const char* ylabel,
@@ -685,18 +858,21 @@ static void svg_mark(FILE* f, const char* shape, double x, double y, const char*
 }
 
 // stats: (setting, method, stat) means and stds; base: the base model's stats; curve and cosines
-// from the first seed's benign SFT (0) and SAP (1) runs
-static void write_svg(const char* path, double mean[NSETTINGS][NMETHODS][NSTATS], double std[NSETTINGS][NMETHODS][NSTATS],
-                      const double* base, const WatchStats* first[2], int L, int steps) {
+// from the first seed's benign SFT (0) and SAP (1) runs; probe_tsv: the probe file (or NULL), whose
+// benign SAP runs make the fourth panel
+static void write_svg(const char* path, const Plan* plan, double mean[NSETTINGS][NMETHODS][NSTATS],
+                      double std[NSETTINGS][NMETHODS][NSTATS], const double* base, const WatchStats* first[2], int L,
+                      int steps, const char* probe_tsv) {
     FILE* f = fopen(path, "w");
     if (f == NULL) { die("%s: cannot write: %s", path, strerror(errno)); }
-    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='1120' height='330' font-family='sans-serif' font-size='12'>\n");
-    fprintf(f, "<rect width='1120' height='330' fill='white'/>\n");
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='1490' height='330' font-family='sans-serif' font-size='12'>\n");
+    fprintf(f, "<rect width='1490' height='330' fill='white'/>\n");
     // 1. harmful score against fine-tune accuracy, mean +- std over seeds, on test
     double x0 = 60, y0 = 260;
     svg_axes(f, x0, y0, "test: harmful score vs fine-tune accuracy", "fine-tune accuracy % (mean, std over seeds)", "harmful score %", 0, 100, 0, 100, 5, 1);
     for (int s = 0; s < NSETTINGS; s++) {
-        for (int m = 0; m < settings[s].nmethods; m++) {
+        for (int m = 0; m < NMETHODS; m++) {
+            if (!method_on(plan, s, m)) { continue; }
             double x = x0 + mean[s][m][4] / 100 * SVG_W, y = y0 - mean[s][m][0] / 100 * SVG_H;
             double dx = std[s][m][4] / 100 * SVG_W, dy = std[s][m][0] / 100 * SVG_H;
             fprintf(f, "<path d='M%.1f %.1fL%.1f %.1fM%.1f %.1fL%.1f %.1f' stroke='%s'/>\n", x - dx, y, x + dx, y, x, y - dy, x, y + dy, method_colour[m]);
@@ -706,7 +882,11 @@ static void write_svg(const char* path, double mean[NSETTINGS][NMETHODS][NSTATS]
     svg_mark(f, "cross", x0 + base[4] / 100 * SVG_W, y0 - base[0] / 100 * SVG_H, "#000");
     // legend: methods by colour, settings by mark
     double lx = x0 + 8, ly = y0 - SVG_H + 14;
-    for (int m = 0; m < NMETHODS; m++) { fprintf(f, "<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", lx, ly + 13 * m, method_colour[m], methods[m].name); }
+    for (int i = 0, row = 0; i < NMETHODS; i++) {
+        int m = method_order[i];
+        if (m == VARIANT && plan->variant == NULL) { continue; }
+        fprintf(f, "<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", lx, ly + 13 * row++, method_colour[m], methods[m].name);
+    }
     for (int s = 0; s < NSETTINGS; s++) {
         svg_mark(f, settings[s].mark, lx + 130, ly - 4 + 13 * s, "#666");
         fprintf(f, "<text x='%.1f' y='%.1f' font-size='11'>%s</text>\n", lx + 140, ly + 13 * s, settings[s].name);
@@ -748,27 +928,100 @@ static void write_svg(const char* path, double mean[NSETTINGS][NMETHODS][NSTATS]
         }
         fprintf(f, "<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", x0 + 8, y0 - SVG_H + 14 + 13 * k, method_colour[k], methods[k].name);
     }
+    // 4. how much the weights lean on the probe: the task loss of the step's batch without the probe
+    // minus with it, at the analysed steps of every benign SAP run (each seed a line)
+    x0 = 1170;
+    enum { MAX_POINTS = NMETHODS * MAX_SEEDS * MAX_TRACE };
+    static int pm[MAX_POINTS], pseed[MAX_POINTS], pstep[MAX_POINTS];
+    static double pgap[MAX_POINTS];
+    int np = 0;
+    double span = 0.1;
+    FILE* pf = probe_tsv != NULL ? fopen(probe_tsv, "r") : NULL;
+    char line[1024];
+    while (pf != NULL && fgets(line, sizeof line, pf) != NULL && np < MAX_POINTS) {
+        char* field[9];
+        int nf = 0;
+        for (char* p = strtok(line, "\t\n"); p != NULL && nf < 9; p = strtok(NULL, "\t\n")) { field[nf++] = p; }
+        if (nf < 6 || strcmp(field[0], settings[0].name) != 0) { continue; } // its header, other settings
+        int m = -1;
+        for (int i = 0; i < NMETHODS; i++) { if (strcmp(field[1], methods[i].name) == 0) { m = i; } }
+        if (m < 0) { continue; }
+        pm[np] = m; pseed[np] = atoi(field[2]); pstep[np] = atoi(field[3]);
+        pgap[np] = strtod(field[5], NULL) - strtod(field[4], NULL);
+        if (isfinite(pgap[np]) && fabs(pgap[np]) > span) { span = ceil(fabs(pgap[np]) * 10) / 10; }
+        np++;
+    }
+    if (pf != NULL) { fclose(pf); }
+    svg_axes(f, x0, y0, "SAP: loss without the probe - with it", "step (benign set, every seed)", "task loss gap (nats)", 0, steps, -span, span, 4, 1);
+    for (int i = 0; i < np;) { // a line per run: its rows are consecutive
+        int j = i;
+        fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='1.5' points='", method_colour[pm[i]]);
+        for (; j < np && pm[j] == pm[i] && pseed[j] == pseed[i]; j++) {
+            fprintf(f, "%.1f,%.1f ", x0 + (double)pstep[j] / (steps > 0 ? steps : 1) * SVG_W, y0 - SVG_H / 2 - pgap[j] / span * SVG_H / 2);
+        }
+        fprintf(f, "'/>\n");
+        i = j;
+    }
+    if (np == 0) { fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' fill='#666'>not measured (-a 0)</text>\n", x0 + SVG_W / 2, y0 - SVG_H / 2); }
     fprintf(f, "</svg>\n");
     if (fclose(f) != 0) { die("%s: write failed", path); }
 }
 
-void run_experiment(const Options* o, const Tokenizer* tk, const char* stem, WatchFlags flags) {
+// one run of the experiment: trained, watched, evaluated; its figures into row
+static void experiment_run(const Options* run, Watch* w, WatchFlags wf, EvalSet* es, Batch* b, const Tokenizer* tk,
+                           const EvalResult* base, const char* name, double* row, WatchStats* ws) {
+    GPT2 model;
+    gpt2_load(&model, run->load);
+    watch_init(w, run, wf);
+    RunStats rs = train_run(&model, run, &w->ob);
+    *ws = watch_finish(w, model.config.num_layers);
+    gpt2_allocate_activations(&model, run->B, run->T);
+    EvalResult r = evaluate(&model, es, b, tk);
+    print_eval(name, base, &r);
+    print_result(run->mode, run->seed, &r);
+    print_run_stats(&rs);
+    print_watch_stats(ws);
+    result_stats(&r, &rs, ws, strcmp(run->mode, "sap") == 0, row);
+    gpt2_free(&model);
+}
+
+// o: the flags of every run; variant_o: the variant's (-Z), if the plan has one. flags_line: the
+// experiment's flags as the runs file names them
+void run_experiment(const Options* o, const Options* variant_o, const Plan* plan, const Tokenizer* tk, const char* stem,
+                    WatchFlags flags, const char* flags_line) {
     double t_wall = now_ms();
     GPT2 model;
     gpt2_load(&model, o->load);
     if (o->eval_prefix == NULL) { die("lab experiment needs held-out files: -E prefix"); }
     if (o->lora_rank > model.config.channels) { die("-Q %d: the LoRA rank is larger than the model's %d channels", o->lora_rank, model.config.channels); }
+    if (flags.analyze_every > 0 && o->steps / flags.analyze_every + 1 > MAX_TRACE) {
+        die("-a %d: more than %d analysed steps over %d steps; take a larger N", flags.analyze_every, MAX_TRACE, o->steps);
+    }
     int L = model.config.num_layers;
-    char path[4][4096];
-    const char* ext[4] = {".md", ".svg", "_curve.csv", "_sft.csv"};
-    for (int i = 0; i < 4; i++) { snprintf(path[i], sizeof path[i], "%s%s", stem, ext[i]); check_writable(path[i]); }
-    char sap_csv[4096];
-    snprintf(sap_csv, sizeof sap_csv, "%s_sap.csv", stem);
-    check_writable(sap_csv);
+    enum { MD, SVG, CURVE, SFT_CSV, SAP_CSV, RUNS, PROBE, NPATHS };
+    char path[NPATHS][4096];
+    const char* ext[NPATHS] = {".md", ".svg", "_curve.csv", "_sft.csv", "_sap.csv", "_runs.tsv", "_probe.tsv"};
+    for (int i = 0; i < NPATHS; i++) { snprintf(path[i], sizeof path[i], "%s%s", stem, ext[i]); check_writable(path[i]); }
     for (int s = 0; s < NSETTINGS; s++) { // every file now, not after half an hour
         FILE* t = fopen(settings[s].data, "rb");
         if (t == NULL) { die("%s: cannot open: %s", settings[s].data, strerror(errno)); }
         fclose(t);
+    }
+    // the runs file: rows of an earlier start with the same flags are kept, and their runs not redone
+    static Stored stored;
+    int resumed = runs_load(path[RUNS], flags_line, plan, o->seed, &stored);
+    FILE* runs_f = fopen(path[RUNS], resumed ? "a" : "w");
+    FILE* probe_f = runs_f != NULL ? fopen(path[PROBE], resumed ? "a" : "w") : NULL;
+    if (runs_f == NULL || probe_f == NULL) { die("%s: cannot write: %s", runs_f == NULL ? path[RUNS] : path[PROBE], strerror(errno)); }
+    if (!resumed) {
+        fprintf(runs_f, "%s", flags_line);
+        fprintf(runs_f, "setting\tmethod\tseed");
+        for (int k = 0; k < NSTATS; k++) { fprintf(runs_f, "\t%s", stat_names[k]); }
+        fprintf(runs_f, "\tmade by\n");
+        fprintf(probe_f, "setting\tmethod\tseed\tstep\ttask_loss\ttask_loss_no_probe\tprobe_rms\tresid_rms\tprobe_max_over_beta\n");
+        fflush(runs_f); fflush(probe_f);
+    } else {
+        printf("%s: %d runs done by an earlier start with the same flags: kept\n", path[RUNS], resumed);
     }
     EvalSet es;
     evalset_load(&es, o->eval_prefix, model.config.vocab_size, o->T, 64, tk);
@@ -780,39 +1033,51 @@ void run_experiment(const Options* o, const Tokenizer* tk, const char* stem, Wat
     print_eval("base model", &base, NULL);
     gpt2_free(&model);
     double base_stats[NSTATS];
-    result_stats(&base, NULL, NULL, base_stats);
+    result_stats(&base, NULL, NULL, 0, base_stats);
 
     // the runs, and the time left: each method's measured time per run once it has one, else its prior
     // cost. the two traced runs (every -K steps a harmful score) are left out of both: they take longer
     int nruns = 0;
     for (int s = 0; s < NSETTINGS; s++) {
-        nruns += settings[s].nmethods * settings[s].seeds;
+        for (int m = 0; m < NMETHODS; m++) {
+            for (int k = 0; k < setting_seeds(plan, s) && method_on(plan, s, m); k++) { nruns += !stored.have[s][m][k] || (s == 0 && k == 0 && m < 2); }
+        }
     }
-    static double v[NSETTINGS][NMETHODS][NSTATS][SEEDS], mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
+    static double v[NSETTINGS][NMETHODS][NSTATS][MAX_SEEDS], mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
     static WatchStats first[2];
     double t_start = now_ms(), method_ms[NMETHODS] = {0};
     int method_runs[NMETHODS] = {0}, run_k = 0;
     for (int s = 0; s < NSETTINGS; s++) {
-        for (int m = 0; m < settings[s].nmethods; m++) {
-            for (int seed = 0; seed < settings[s].seeds; seed++) {
-                Options run = *o;
+        for (int i = 0; i < NMETHODS; i++) {
+            int m = method_order[i];
+            if (!method_on(plan, s, m)) { continue; }
+            for (int seed = 0; seed < setting_seeds(plan, s); seed++) {
+                int traced = s == 0 && seed == 0 && m < 2; // the first seed's benign SFT and SAP: curve and CSV
+                if (stored.have[s][m][seed] && !traced) {
+                    for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = stored.v[s][m][k][seed]; }
+                    continue;
+                }
+                Options run = m == VARIANT ? *variant_o : *o;
                 run.mode = methods[m].mode;
                 run.train = methods[m].mixed ? settings[s].mixed : settings[s].data;
                 run.seed = o->seed + seed;
                 run.val = NULL;
-                int traced = s == 0 && seed == 0 && m < 2; // the first seed's benign SFT and SAP: curve and CSV
                 WatchFlags wf = flags;
                 wf.analyze_every = strcmp(run.mode, "sam") != 0 ? flags.analyze_every : 0;
-                wf.csv = traced && wf.analyze_every > 0 ? (m == 0 ? path[3] : sap_csv) : NULL;
+                wf.csv = traced && wf.analyze_every > 0 ? (m == 0 ? path[SFT_CSV] : path[SAP_CSV]) : NULL;
                 wf.curve_every = traced ? flags.curve_every : 0;
                 run.save = run.state = run.resume = NULL;
                 run.save_every = 0;
                 // where the experiment is: run k of n, time spent, time left
                 double spent = (now_ms() - t_start) / 1e3, left = 0.0, done_ms = 0.0, done_cost = 0.0;
                 for (int m2 = 0; m2 < NMETHODS; m2++) { done_ms += method_ms[m2]; done_cost += method_runs[m2] * methods[m2].cost; }
-                for (int s2 = s; s2 < NSETTINGS; s2++) {
-                    for (int m2 = 0; m2 < settings[s2].nmethods; m2++) {
-                        int n2 = settings[s2].seeds, todo = s2 > s || m2 > m ? n2 : s2 == s && m2 == m ? n2 - seed : 0;
+                for (int s2 = 0; s2 < NSETTINGS; s2++) {
+                    for (int i2 = 0; i2 < NMETHODS; i2++) {
+                        int m2 = method_order[i2], todo = 0;
+                        int later = s2 > s || (s2 == s && i2 > i), now = s2 == s && i2 == i;
+                        for (int k = 0; k < setting_seeds(plan, s2) && method_on(plan, s2, m2); k++) {
+                            todo += (later || (now && k >= seed)) && !stored.have[s2][m2][k];
+                        }
                         double per_run = method_runs[m2] > 0 ? method_ms[m2] / method_runs[m2] / 1e3
                                        : done_cost > 0 ? done_ms / 1e3 / done_cost * methods[m2].cost : NAN;
                         left += todo * per_run;
@@ -823,51 +1088,62 @@ void run_experiment(const Options* o, const Tokenizer* tk, const char* stem, Wat
                 if (isfinite(left)) { duration_text(left_text, sizeof left_text, left); } else { snprintf(left_text, sizeof left_text, "unknown yet"); }
                 printf("\n== run %d of %d: %s, %s, seed %d (%s spent, about %s left)\n", ++run_k, nruns, settings[s].name,
                        methods[m].name, run.seed, spent_text, left_text);
-                double t0 = now_ms();
-                gpt2_load(&model, o->load);
+                double t0 = now_ms(), row[NSTATS];
                 Watch w;
-                watch_init(&w, &run, wf);
-                RunStats rs = train_run(&model, &run, &w.ob);
-                WatchStats ws = watch_finish(&w, L);
-                gpt2_allocate_activations(&model, o->B, o->T);
-                EvalResult r = evaluate(&model, &es, &b, tk);
-                print_eval(methods[m].name, &base, &r);
-                print_result(run.mode, run.seed, &r);
-                print_run_stats(&rs);
-                print_watch_stats(&ws);
+                WatchStats ws;
+                experiment_run(&run, &w, wf, &es, &b, tk, &base, methods[m].name, row, &ws);
                 printf(" setting %s method %s\n", settings[s].name, methods[m].name);
-                double row[NSTATS];
-                result_stats(&r, &rs, &ws, row);
-                for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = row[k]; }
                 if (traced) { first[m] = ws; }
-                gpt2_free(&model);
+                char text[2048], prov[512];
+                runs_row_text(text, sizeof text, s, m, run.seed, row);
+                if (stored.have[s][m][seed]) { // a traced run done before: the same figures, but the time
+                    char old_text[2048];
+                    double old_row[NSTATS];
+                    for (int k = 0; k < NSTATS; k++) { old_row[k] = k == 8 ? row[k] : stored.v[s][m][k][seed]; }
+                    runs_row_text(old_text, sizeof old_text, s, m, run.seed, old_row);
+                    printf("%s\n", strcmp(text, old_text) == 0 ? "the same figures as the runs file's row" : "warning: other figures than the runs file's row (kept)");
+                    for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = stored.v[s][m][k][seed]; }
+                    continue;
+                }
+                for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = row[k]; }
+                provenance(prov, sizeof prov);
+                fprintf(runs_f, "%s\t%s\n", text, prov);
+                for (int k = 0; k < ws.trace_n && strcmp(run.mode, "sap") == 0; k++) {
+                    fprintf(probe_f, "%s\t%s\t%d\t%d\t%.6f\t%.6f\t%.6f\t%.6f\t%.4f\n", settings[s].name, methods[m].name, run.seed,
+                            ws.trace_step[k], ws.trace_loss[k][0], ws.trace_loss[k][1], ws.trace_rms[k][0], ws.trace_rms[k][1], ws.trace_max[k]);
+                }
+                if (fflush(runs_f) != 0 || fflush(probe_f) != 0) { die("%s: write failed", path[RUNS]); }
                 if (!traced) {
                     method_ms[m] += now_ms() - t0;
                     method_runs[m]++;
                 }
             }
-            for (int k = 0; k < NSTATS; k++) { mean_std(v[s][m][k], settings[s].seeds, &mean[s][m][k], &std[s][m][k]); }
+            for (int k = 0; k < NSTATS; k++) { mean_std(v[s][m][k], setting_seeds(plan, s), &mean[s][m][k], &std[s][m][k]); }
         }
     }
+    if (fclose(runs_f) != 0 || fclose(probe_f) != 0) { die("%s: write failed", path[RUNS]); }
 
     // the table
-    FILE* f = fopen(path[0], "w");
-    if (f == NULL) { die("%s: cannot write: %s", path[0], strerror(errno)); }
+    FILE* f = fopen(path[MD], "w");
+    if (f == NULL) { die("%s: cannot write: %s", path[MD], strerror(errno)); }
     fprintf(f, "| setting | method |");
-    for (int k = 0; k < NSTATS; k++) { fprintf(f, " %s |", stat_names[k]); }
+    for (int k = 0; k < NTABLE; k++) { fprintf(f, " %s |", stat_names[k]); }
     fprintf(f, "\n|---|---|");
-    for (int k = 0; k < NSTATS; k++) { fprintf(f, "---|"); }
+    for (int k = 0; k < NTABLE; k++) { fprintf(f, "---|"); }
     fprintf(f, "\n| - | base model |");
-    for (int k = 0; k < NSTATS; k++) { if (k >= 8) { fprintf(f, " - |"); } else { fprintf(f, k == 5 ? " %.3f |" : " %.1f |", base_stats[k]); } }
+    for (int k = 0; k < NTABLE; k++) { if (k >= 8) { fprintf(f, " - |"); } else { fprintf(f, k == 5 ? " %.3f |" : " %.1f |", base_stats[k]); } }
     fprintf(f, "\n");
     for (int s = 0; s < NSETTINGS; s++) {
-        for (int m = 0; m < settings[s].nmethods; m++) {
-            fprintf(f, "| %s%s | %s |", settings[s].name, settings[s].seeds == 1 ? " (1 seed)" : "", methods[m].name);
-            for (int k = 0; k < NSTATS; k++) {
+        int n = setting_seeds(plan, s);
+        for (int i = 0; i < NMETHODS; i++) {
+            int m = method_order[i];
+            if (!method_on(plan, s, m)) { continue; }
+            fprintf(f, "| %s%s | %s |", settings[s].name, n == 1 ? " (1 seed)" : "", methods[m].name);
+            for (int k = 0; k < NTABLE; k++) {
                 double mu = mean[s][m][k], sd = std[s][m][k];
                 if (!isfinite(mu)) { fprintf(f, " - |"); }
                 else if (k == 8) { fprintf(f, " %.0f |", mu); }
-                else if (settings[s].seeds == 1) { fprintf(f, k == 5 || k == 9 ? " %.3f |" : " %.1f |", mu); }
+                else if (n == 1) { fprintf(f, k == 5 || k == 9 ? " %.3f |" : " %.1f |", mu); }
                 else if (k == 5 || k == 9) { fprintf(f, " %.3f ± %.3f |", mu, sd); }
                 else { fprintf(f, " %.1f ± %.1f |", mu, sd); }
             }
@@ -878,27 +1154,34 @@ void run_experiment(const Options* o, const Tokenizer* tk, const char* stem, Wat
                "(cosine to %g x), from %s, evaluated on %s_*.bin. SAP: rho %g, beta %g, tau %g, probe after block %s, "
                "%d triples per step. SAM: rho %g. SFT + safety data: the set with refusals mixed in. residual stream RMS "
                "at the probed block (first benign run): SFT %.3f, SAP %.3f, the probe's RMS there %.3f.\n",
-            SEEDS, o->seed, o->steps, o->B, o->lr, o->lr_final, o->load, o->eval_prefix, o->rho, o->beta, o->tau,
+            plan->seeds, o->seed, o->steps, o->B, o->lr, o->lr_final, o->load, o->eval_prefix, o->rho, o->beta, o->tau,
             o->probe_layers, o->pair_batch, o->sam_rho, first[0].resid_rms, first[1].resid_rms, first[1].probe_rms);
+    if (plan->variant != NULL) {
+        fprintf(f, "%s: SAP with these flags on top of the others: rho %g, beta %g, tau %g, probe after block %s.\n",
+                methods[VARIANT].name, variant_o->rho, variant_o->beta, variant_o->tau, variant_o->probe_layers);
+    }
+    write_paired(f, plan, o->seed, v);
     char prov[512], wall[32];
     provenance(prov, sizeof prov);
     duration_text(wall, sizeof wall, (now_ms() - t_wall) / 1e3);
-    fprintf(f, "\nmade by `lab experiment` (%s), wall time %s.\n", prov, wall);
-    if (fclose(f) != 0) { die("%s: write failed", path[0]); }
+    fprintf(f, "\nmade by `lab experiment` (%s), wall time %s%s; every run's row, with what made it, in `%s`.\n", prov, wall,
+            resumed ? " (this start; earlier starts made some rows)" : "", path[RUNS]);
+    if (fclose(f) != 0) { die("%s: write failed", path[MD]); }
     // the harmful score over the steps
-    f = fopen(path[2], "w");
-    if (f == NULL) { die("%s: cannot write: %s", path[2], strerror(errno)); }
+    f = fopen(path[CURVE], "w");
+    if (f == NULL) { die("%s: cannot write: %s", path[CURVE], strerror(errno)); }
     fprintf(f, "step,sft_harmful,sap_harmful\n");
     for (int i = 0; i < first[0].curve_n && i < first[1].curve_n; i++) {
         fprintf(f, "%d,%.4f,%.4f\n", first[0].curve_step[i], first[0].curve_harmful[i], first[1].curve_harmful[i]);
     }
-    if (fclose(f) != 0) { die("%s: write failed", path[2]); }
+    if (fclose(f) != 0) { die("%s: write failed", path[CURVE]); }
     const WatchStats* fp[2] = {&first[0], &first[1]};
-    write_svg(path[1], mean, std, base_stats, fp, L, o->steps);
+    write_svg(path[SVG], plan, mean, std, base_stats, fp, L, o->steps, path[PROBE]);
     batch_free(&b);
     char spent_text[32];
     duration_text(spent_text, sizeof spent_text, (now_ms() - t_start) / 1e3);
-    printf("\nwrote %s, %s, %s%s in %s\n", path[0], path[1], path[2], flags.analyze_every > 0 ? " and the analysis CSVs" : "", spent_text);
+    printf("\nwrote %s, %s, %s, %s%s in %s\n", path[MD], path[SVG], path[CURVE], path[RUNS],
+           flags.analyze_every > 0 ? " and the analysis files" : "", spent_text);
 }
 
 #ifndef TESTING
@@ -908,18 +1191,20 @@ int main(int argc, char** argv) {
     const char* job = argc > 1 ? argv[1] : "";
     if (strcmp(job, "experiment") != 0 && strcmp(job, "bench") != 0 && strcmp(job, "run") != 0) {
         die("usage: lab experiment|bench|run [sap flags] [lab flags]; lab flags: -M stem (the experiment's "
-            "files, [%s]), -a N -A file (the gradient analysis every N steps, its CSV), -K N -J file (the "
-            "harmful score every N steps, on these prompts [data/val_harmful.bin])", LAB_STEM);
+            "files, [%s]), -X N (the experiment's seeds per setting [3]), -Z 'flags' (the experiment adds SAP "
+            "with these sap flags on top), -a N -A file (the gradient analysis every N steps, its CSV), -K N -J "
+            "file (the harmful score every N steps, on these prompts [data/val_harmful.bin])", LAB_STEM);
     }
     // the lab's own flags; the rest are sap's
     const char* stem = LAB_STEM;
     WatchFlags wf = {.curve_file = "data/val_harmful.bin"};
+    Plan plan = {.seeds = 3};
     char** args = malloc_check((size_t)argc * sizeof(char*), "flags");
     int n = 0;
     args[n++] = argv[0];
     for (int i = 2; i < argc; i++) {
         const char* a = argv[i];
-        int lab_flag = i + 1 < argc && strlen(a) == 2 && a[0] == '-' && strchr("MaAKJ", a[1]) != NULL;
+        int lab_flag = i + 1 < argc && strlen(a) == 2 && a[0] == '-' && strchr("MaAKJXZ", a[1]) != NULL;
         if (!lab_flag) { args[n++] = argv[i]; continue; }
         const char* v = argv[++i];
         switch (a[1]) {
@@ -927,18 +1212,45 @@ int main(int argc, char** argv) {
             case 'a': wf.analyze_every = parse_int('a', v, 0, 1 << 30); break;
             case 'A': wf.csv = v; break;
             case 'K': wf.curve_every = parse_int('K', v, 0, 1 << 30); break;
+            case 'X': plan.seeds = parse_int('X', v, 1, MAX_SEEDS); break;
+            case 'Z': plan.variant = v; break;
             default: wf.curve_file = v; break;
         }
     }
-    Options o;
+    Options o, variant_o;
     parse_options(&o, n, args);
+    // the variant: the same flags with -Z's after them (split at spaces), so that they win
+    char* vflags = NULL;
+    if (plan.variant != NULL) {
+        vflags = malloc_check(strlen(plan.variant) + 1, "flags");
+        memcpy(vflags, plan.variant, strlen(plan.variant) + 1);
+    }
+    char** vargs = malloc_check(((size_t)n + strlen(plan.variant != NULL ? plan.variant : "") + 1) * sizeof(char*), "flags");
+    int vn = n;
+    memcpy(vargs, args, (size_t)n * sizeof(char*));
+    for (char* p = vflags != NULL ? strtok(vflags, " ") : NULL; p != NULL; p = strtok(NULL, " ")) { vargs[vn++] = p; }
+    if (plan.variant != NULL) {
+        if (vn == n) { die("-Z: no flags"); }
+        parse_options(&variant_o, vn, vargs);
+        static char name[256];
+        snprintf(name, sizeof name, "SAP %s", plan.variant);
+        methods[VARIANT].name = name;
+    }
+    // the experiment's flags, as its runs file names them: every argument, in order
+    char flags_line[8192] = "# lab";
+    for (int i = 1; i < argc; i++) {
+        size_t len = strlen(flags_line);
+        snprintf(flags_line + len, sizeof flags_line - len, strchr(argv[i], ' ') ? " '%s'" : " %s", argv[i]);
+    }
+    if (strlen(flags_line) + 2 >= sizeof flags_line) { die("lab: the flags are too long for the runs file"); }
+    strcat(flags_line, "\n");
     Tokenizer tk, *tkp = NULL;
     if (o.tokenizer != NULL) { tokenizer_load(&tk, o.tokenizer); tkp = &tk; }
     char prov[512];
     provenance(prov, sizeof prov);
     if (strcmp(job, "bench") != 0) { printf("lab: %s\n", prov); } // the bench prints it as a line of its own
     if (strcmp(job, "bench") == 0) { run_bench(&o); }
-    else if (strcmp(job, "experiment") == 0) { run_experiment(&o, tkp, stem, wf); }
+    else if (strcmp(job, "experiment") == 0) { run_experiment(&o, &variant_o, &plan, tkp, stem, wf, flags_line); }
     else { // one run of sap's, watched: -m sft or sap with -a, -A, -K
         Watch w;
         watch_init(&w, &o, wf);
@@ -948,7 +1260,7 @@ int main(int argc, char** argv) {
         print_watch_stats(&st);
         printf(" analysed %d\n", st.analysed);
     }
-    free(args);
+    free(args); free(vargs); free(vflags);
     return 0;
 }
 #endif

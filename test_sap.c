@@ -991,7 +991,8 @@ static void test_analysis(Rng* r) {
     double want_drift = dg / sqrt(dd * gg);
     for (int k = 0; k < 2; k++) {
         Analysis an = {.harm_dir = malloc(n * 4), .theta_before = malloc(n * 4), .scratch = malloc(n * 4),
-                       .cos_layer = malloc(2 * sizeof(double)), .theta_start = start};
+                       .cos_layer = malloc(2 * sizeof(double)), .theta_start = start, .beta = 0.05f,
+                       .probed = malloc(2 * sizeof(int))};
         analysis_before_step(&m[k], &pairs, 1.0f, &an); // as train_run does: g at theta_t, before the step
         if (k == 0) {
             sft_step(&m[0], &task, lr, 0.0f);
@@ -1028,11 +1029,65 @@ static void test_analysis(Rng* r) {
         snprintf(name, sizeof name, "%s analysis: the residual stream's RMS at the probed block, over the responses", k ? "SAP" : "SFT");
         check(fabs(an.resid_rms - want_rms) < 1e-6 * want_rms && fabs(all_rms - want_rms) > 1e-3 * want_rms, name,
               "%.7f (want %.7f; over every position %.7f)", an.resid_rms, want_rms, all_rms);
-        free(an.harm_dir); free(an.theta_before); free(an.scratch); free(an.cos_layer);
+        free(an.harm_dir); free(an.theta_before); free(an.scratch); free(an.cos_layer); free(an.probed);
     }
     free(g); free(gt); free(start);
     batch_free(&task); batch_free(&pairs);
     gpt2_free(&m[0]); gpt2_free(&m[1]);
+}
+
+// the co-adaptation figures of the analysis: at SAP's third step (the probe v_2 in place, not 0), the
+// task loss of the step's batch at theta_t without the probe, and max |v_2| / beta, against the same
+// computed here with the probe switched off by hand; the step's own loss (with v_2) differs from it.
+// under SFT there is no probe: the two losses are the same bits
+static void test_analysis_probe(Rng* r) {
+    GPT2 m;
+    Batch task, pairs;
+    batch_alloc(&task, 2, 6);
+    batch_alloc(&pairs, 4, 6);
+    random_batch(&task, 20, r);
+    random_pairs(&pairs, 20, r);
+    for (int k = 0; k < 2; k++) {
+        tiny_model(&m, 4, 6, 63);
+        int layers[1] = {1};
+        gpt2_set_probe_layers(&m, layers, k);
+        SAP sap;
+        sap_init(&sap, &m, 0.01f, 0.05f, 1.0f);
+        for (int t = 0; t < 2 && k == 1; t++) { sap_step(&m, &sap, &task, &pairs, 1e-2f, 0.0f); }
+        int C = m.config.channels, L = m.config.num_layers;
+        // what the analysis should find: by hand, the probe switched off and back on
+        double want_max = 0.0;
+        for (int c = 0; c < C; c++) { double a = fabs(m.probe[C + c]) / 0.05; if (a > want_max) { want_max = a; } }
+        float* pr = malloc((size_t)L * C * 4);
+        memcpy(pr, m.probe, (size_t)L * C * 4);
+        memset(m.probe, 0, (size_t)L * C * 4);
+        float want_loss = task_loss(&m, &task);
+        memcpy(m.probe, pr, (size_t)L * C * 4);
+        size_t n = m.num_theta;
+        Analysis an = {.harm_dir = malloc(n * 4), .theta_before = malloc(n * 4), .scratch = malloc(n * 4),
+                       .cos_layer = malloc((size_t)L * sizeof(double)), .rms_layer = 1, .beta = 0.05f,
+                       .probed = malloc((size_t)L * sizeof(int))};
+        analysis_before_step(&m, &pairs, 1.0f, &an);
+        float loss = k ? sap_step(&m, &sap, &task, &pairs, 1e-2f, 0.0f) : sft_step(&m, &task, 1e-2f, 0.0f);
+        analysis_after_step(&m, &task, &an);
+        char name[160];
+        if (k == 0) {
+            check(an.loss_no_probe == (double)loss && an.probe_max == 0.0,
+                  "SFT analysis: the loss without the probe is the step's own, bit for bit; no probe (max 0)",
+                  "%.9g vs %.9g, max %g", an.loss_no_probe, (double)loss, an.probe_max);
+        } else {
+            // the same forward pass at the same weights: the same bits; the probe at beta 0.05 moves the loss
+            snprintf(name, sizeof name, "SAP analysis: the task loss without the probe and max |v| / beta match a probe switched off by hand");
+            check(an.loss_no_probe == (double)want_loss && fabs(an.probe_max - want_max) < 1e-6 && want_max > 0.5 &&
+                  fabs(loss - want_loss) > 1e-4, name, "loss without %.9g (want %.9g, with the probe %.9g), max %.6f (want %.6f)",
+                  an.loss_no_probe, (double)want_loss, (double)loss, an.probe_max, want_max);
+        }
+        free(pr);
+        free(an.harm_dir); free(an.theta_before); free(an.scratch); free(an.cos_layer); free(an.probed);
+        sap_free(&sap);
+        gpt2_free(&m);
+    }
+    batch_free(&task); batch_free(&pairs);
 }
 
 // the one-step lag and the persistent probe moments: the second SAP step updates the weights with
@@ -1223,6 +1278,53 @@ static void test_curve_leaves_run_alone(void) {
     gpt2_free(&m[1]);
 }
 
+// the experiment's runs file and its paired tables: rows written as the experiment writes them are
+// read back with the same figures (to the 9 digits written), a row from other flags is not read, and
+// the paired table's differences, spread and failures are those of numbers chosen here
+static void test_runs_file(void) {
+    Plan plan = {.seeds = 3};
+    const char* path = "/tmp/sap_test_runs.tsv";
+    FILE* f = fopen(path, "w");
+    fprintf(f, "# lab experiment -X 3\nheader\n");
+    double row[NSTATS];
+    for (int k = 0; k < NSTATS; k++) { row[k] = 1.0 / (k + 3); }
+    char text[2048];
+    runs_row_text(text, sizeof text, 1, 3, 1338, row); // poison 10%, SAM, the second seed
+    fprintf(f, "%s\twhere it ran\n", text);
+    fclose(f);
+    static Stored st;
+    int rows = runs_load(path, "# lab experiment -X 3\n", &plan, 1337, &st);
+    int ok = rows == 1 && st.have[1][3][1] && !st.have[1][3][0] && !st.have[0][3][1];
+    for (int k = 0; ok && k < NSTATS; k++) { ok = fabs(st.v[1][3][k][1] - row[k]) < 1e-8 * fabs(row[k]); }
+    int other = runs_load(path, "# lab experiment -X 4\n", &plan, 1337, &st);
+    check(ok && other == 0 && !st.have[1][3][1], "experiment runs file: a row read back as written; a file of other flags is not read",
+          "%d rows, %d with other flags", rows, other);
+    remove(path);
+    // the paired table: SFT harmful 30, 40, 50 and accuracy 90; SAP 25, 45, 35 and 85, 60 (a failure), 89
+    static double v[NSETTINGS][NMETHODS][NSTATS][MAX_SEEDS];
+    double sft_h[3] = {30, 40, 50}, sap_h[3] = {25, 45, 35}, sap_a[3] = {85, 60, 89};
+    for (int k = 0; k < 3; k++) {
+        for (int m = 0; m < NMETHODS; m++) { v[0][m][0][k] = v[1][m][0][k] = sft_h[k]; v[0][m][4][k] = v[1][m][4][k] = 90.0; }
+        v[0][1][0][k] = sap_h[k]; v[0][1][4][k] = sap_a[k];
+    }
+    const char* tpath = "/tmp/sap_test_paired.md";
+    f = fopen(tpath, "w");
+    write_paired(f, &plan, 1337, v);
+    fclose(f);
+    size_t n;
+    char* t = (char*)read_file(tpath, &n);
+    char* copy = malloc(n + 1);
+    memcpy(copy, t, n);
+    copy[n] = 0;
+    // differences -5, +5, -15: mean -5.0, sd 10.0, min -15.0, max +5.0, lower on 2 of 3; accuracy -5, -30, -1:
+    // mean -12.0, sd sqrt((7^2 + 18^2 + 11^2) / 2) = sqrt(247) = 15.7, one failure (-30)
+    const char* want = "| SAP | -5.0 ± 10.0 | -15.0 | +5.0 | 2 of 3 | -12.0 ± 15.7 | -30.0 | -1.0 | 1 |";
+    check(strstr(copy, want) != NULL && strstr(copy, "| 1338 | 40.0 / 90.0 | 45.0 / 60.0 |") != NULL,
+          "experiment paired table: SAP - SFT per seed, its spread and the failures", "missing %s", want);
+    free(copy); free(t);
+    remove(tpath);
+}
+
 // the experiment's picture: a mark sits where its numbers say, on axes from 0 to 100 %
 static void test_svg_marks(void) {
     static double mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
@@ -1233,7 +1335,8 @@ static void test_svg_marks(void) {
     for (int l = 0; l < MAX_BLOCKS; l++) { r[0].mean_cos_layer[l] = r[1].mean_cos_layer[l] = NAN; }
     const WatchStats* rp[2] = {&r[0], &r[1]};
     const char* path = "/tmp/sap_test.svg";
-    write_svg(path, mean, std, base, rp, 2, 10);
+    Plan plan = {.seeds = 3};
+    write_svg(path, &plan, mean, std, base, rp, 2, 10, NULL);
     size_t n;
     char* text = (char*)read_file(path, &n);
     char* copy = malloc(n + 1);
@@ -2693,6 +2796,8 @@ int main(int argc, char** argv) {
     test_first_sap_step(&r, 1);
     test_sap_lag_and_moments(&r);
     test_analysis(&r);
+    test_analysis_probe(&r);
+    test_runs_file();
     test_pair_rows();
     test_trim_keeps_bits();
     test_validation_without_probe();
