@@ -103,15 +103,7 @@ void analysis_after_step(GPT2* model, const Batch* task, Analysis* an) {
     }
     for (size_t i = 0; i < n; i++) { an->scratch[i] = model->theta[i] - an->theta_before[i]; }
     an->cos_step = vector_cosine(an->scratch, an->harm_dir, n);
-    if (an->rms_layer >= 0) {
-        size_t C = (size_t)model->config.channels, N = (size_t)model->B * model->T;
-        const float* x = model->acts.residual3 + (size_t)an->rms_layer * N * C;
-        double ss = 0.0, count = 0.0; // over the positions whose target carries loss: the responses
-        for (size_t i = 0; i < N; i++) {
-            if (task->mask[i] != 0.0f) { ss += dot_product(x + i * C, x + i * C, C); count += (double)C; }
-        }
-        an->resid_rms = count > 0 ? sqrt(ss / count) : 0.0;
-    }
+    if (an->rms_layer >= 0) { an->resid_rms = stream_rms(model, task, an->rms_layer); } // over the responses
     // one more forward: the step's batch at theta_t (kept above) with the probe switched off. the
     // step is over, so its activations are free; the weights stay theta_{t+1}
     gpt2_point_theta(model, an->theta_before);
@@ -425,7 +417,7 @@ static void timed_sap_passes(GPT2* m, SAP* sap, const Batch* task, Batch* pairs,
     gpt2_backward(m, task->weights, 0);
     double t3 = now_ms();
     gpt2_update(m, 1e-5f, 0.0f);
-    probe_update(m, sap);
+    probe_update(m, sap, task);
     double t4 = now_ms();
     ms[0] = t1 - t0; ms[1] = t2 - t1; ms[2] = t3 - t2; ms[3] = t4 - t3;
 }

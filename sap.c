@@ -2001,6 +2001,8 @@ typedef struct {
     float* probe_v;      // (L, C) Adam second moment of G, persists across steps
     int probe_step;      // Adam steps taken on the probe
     double g_norm;       // ||g|| of the last step, for the NaN guard
+    float cap;           // sap's own variant (-f), not the paper's: each probed block's RMS at most
+                         // cap times the residual stream's RMS there; 0 (sap_init's): no cap
 } SAP;
 
 void sap_init(SAP* sap, const GPT2* model, float rho, float beta, float tau) {
@@ -2012,6 +2014,7 @@ void sap_init(SAP* sap, const GPT2* model, float rho, float beta, float tau) {
     sap->probe_m = sap->probe_opt + LC;
     sap->probe_v = sap->probe_opt + 2 * LC;
     sap->probe_step = 0;
+    sap->cap = 0.0f;
 }
 void sap_free(SAP* sap) { free(sap->theta_prime); free(sap->probe_opt); }
 
@@ -2033,10 +2036,24 @@ void probe_gradient_at(GPT2* model, float* theta_prime, const Batch* task) {
     gpt2_point_theta(model, model->theta); // back to theta_t, which never changed
 }
 
+// the RMS of the residual stream leaving block l (where the probe is added), over the positions of
+// batch b whose target carries loss (the responses), from the last forward pass on b
+double stream_rms(const GPT2* model, const Batch* b, int l) {
+    size_t C = (size_t)model->config.channels, N = (size_t)model->B * model->T;
+    const float* x = model->acts.residual3 + (size_t)l * N * C;
+    double ss = 0.0, count = 0.0;
+    for (size_t i = 0; i < N; i++) {
+        if (b->mask[i] != 0.0f) { ss += dot_product(x + i * C, x + i * C, C); count += (double)C; }
+    }
+    return count > 0 ? sqrt(ss / count) : 0.0;
+}
+
 // step 7: the probe is rebuilt from zero, v = 0 - beta * mhat / (sqrt(vhat) + eps), so its size is
-// about beta per element whatever the size of G. (with v reset to 0 each step, weight decay on v
-// would have nothing to act on, so there is none.)
-static void probe_update(GPT2* model, SAP* sap) {
+// about beta per element whatever the size of G (more after a quiet stretch of G: mhat / sqrt(vhat)
+// can exceed 1). (with v reset to 0 each step, weight decay on v would have nothing to act on, so
+// there is none.) with sap's own cap (-f, not the paper's), a block's probe larger than cap times
+// the stream's RMS there (task: its forward pass at theta_t, step 5's) is scaled down to that size
+static void probe_update(GPT2* model, SAP* sap, const Batch* task) {
     int L = model->config.num_layers, C = model->config.channels;
     sap->probe_step++;
     float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
@@ -2048,6 +2065,14 @@ static void probe_update(GPT2* model, SAP* sap) {
             sap->probe_v[i] = b2 * sap->probe_v[i] + (1.0f - b2) * sap->G[i] * sap->G[i];
             float mhat = sap->probe_m[i] / c1, vhat = sap->probe_v[i] / c2;
             model->probe[i] = 0.0f - sap->beta * mhat / (sqrtf(vhat) + eps);
+        }
+        if (sap->cap > 0.0f) {
+            float* v = model->probe + (size_t)l * C;
+            double rms = l2_norm(v, C) / sqrt((double)C), limit = sap->cap * stream_rms(model, task, l);
+            if (rms > limit) {
+                float scale = (float)(limit / rms);
+                for (int c = 0; c < C; c++) { v[c] *= scale; }
+            }
         }
     }
 }
@@ -2077,7 +2102,7 @@ float sap_step(GPT2* model, SAP* sap, const Batch* task, Batch* pairs, float lr,
     // 6. theta_{t+1} = AdamW(theta_t, g_task)
     gpt2_update(model, lr, wd);
     // 7. v_t = 0, then one Adam step on v with gradient G and learning rate beta
-    probe_update(model, sap);
+    probe_update(model, sap, task);
     return loss;
 }
 
@@ -2718,6 +2743,7 @@ typedef struct {
     int L, NH, C, maxT, V;   // -L -H -C -T -V: a fresh model of this shape
     int fresh;               // any of them was given
     float rho, beta, tau;    // -r -p -u
+    float probe_cap;         // -f sap's own variant: the probe's RMS at most this times the stream's (0: off)
     int pair_batch;          // -q contrastive triples per step
     float sam_rho;           // -R
     int gen_tokens;          // -g
@@ -2747,6 +2773,8 @@ static void usage(const Options* o) {
         "  -p              SAP: probe learning rate beta [%g]\n"
         "  -P              SAP: probed blocks, comma-separated, or none [%s]\n"
         "  -u              SAP: contrastive temperature tau [%g]\n"
+        "  -f kappa        SAP, sap's own variant: cap each probed block's RMS at kappa times the\n"
+        "                  residual stream's RMS there (not in the paper), 0: no cap [%g]\n"
         "  -q              SAP: contrastive triples per step [%d]\n"
         "  -R              SAM: rho, absolute perturbation radius [%g]\n"
         "  -g -z -k -G     gen: new tokens, temperature (0: greedy), tokenizer, prompt text [%d %g %s %s]\n"
@@ -2759,7 +2787,7 @@ static void usage(const Options* o) {
         "  -F alpha        LoRA: the adapters' scale is alpha / r [r]\n",
         o->mode, o->load, o->save ? o->save : "none", o->train, o->val ? o->val : "none", o->pairs, o->B,
         o->T, o->steps, o->lr, o->wd, o->lr_final, o->warmup, o->seed, o->val_every, o->val_batches, o->L,
-        o->NH, o->C, o->maxT, o->V, o->rho, o->beta, o->probe_layers, o->tau, o->pair_batch, o->sam_rho,
+        o->NH, o->C, o->maxT, o->V, o->rho, o->beta, o->probe_layers, o->tau, o->probe_cap, o->pair_batch, o->sam_rho,
         o->gen_tokens, o->temperature, o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none",
         o->eval_prefix ? o->eval_prefix : "none", o->save_every, o->state ? o->state : "none",
         o->resume ? o->resume : "none", o->lora_rank);
@@ -2879,6 +2907,7 @@ void parse_options(Options* o, int argc, char** argv) {
             case 'V': o->V = parse_int(f, v, 1, 65536); o->fresh = 1; break;
             case 'r': o->rho = parse_float(f, v, 0.0, 1.0); break;
             case 'p': o->beta = parse_float(f, v, 0.0, 100.0); break;
+            case 'f': o->probe_cap = parse_float(f, v, 0.0, 100.0); break;
             case 'u': o->tau = parse_float(f, v, 1e-6, 1e6); break;
             case 'q': o->pair_batch = parse_int(f, v, 1, 1 << 15); break;
             case 'R': o->sam_rho = parse_float(f, v, 0.0, 100.0); break;
@@ -3280,8 +3309,11 @@ static void run_setup(Run* run, GPT2* model, const Options* o, Observer* ob) {
     memset(model->probe, 0, (size_t)c->num_layers * c->channels * sizeof(float)); // v_0 = 0
     if (run->sap_mode) {
         sap_init(&run->sap, model, o->rho, o->beta, o->tau);
-        printf("sap: rho %g, beta %g, tau %g, probe layers %s, %d triples per step\n", o->rho, o->beta,
+        run->sap.cap = o->probe_cap;
+        printf("sap: rho %g, beta %g, tau %g, probe layers %s, %d triples per step", o->rho, o->beta,
                o->tau, o->probe_layers, o->pair_batch);
+        if (o->probe_cap > 0.0f) { printf(", the probe capped at %g x the stream's RMS (sap's own variant)", o->probe_cap); }
+        printf("\n");
     }
     if (run->sam) {
         run->sam_perturbed = malloc_check(model->num_theta * sizeof(float), "SAM perturbed weights");

@@ -1278,6 +1278,58 @@ static void test_curve_leaves_run_alone(void) {
     gpt2_free(&m[1]);
 }
 
+// sap's own variant, the probe's cap (-f): after one SAP step from the same start, the capped probe is
+// the uncapped one scaled down, to an RMS of cap times the stream's RMS at the probed block (computed
+// here by hand from the task pass's activations, over the response positions); a cap above the
+// probe's size leaves it as it was, bit for bit
+static void test_probe_cap(Rng* r) {
+    Batch task, pairs;
+    batch_alloc(&task, 2, 6);
+    batch_alloc(&pairs, 4, 6);
+    random_batch(&task, 20, r);
+    random_pairs(&pairs, 20, r);
+    float caps[3] = {0.0f, 0.05f, 100.0f};
+    float* probe[3];
+    double want_rms = 0.0;
+    int C = 0;
+    for (int k = 0; k < 3; k++) {
+        GPT2 m;
+        tiny_model(&m, 4, 6, 65);
+        int layers[1] = {1};
+        gpt2_set_probe_layers(&m, layers, 1);
+        SAP sap;
+        sap_init(&sap, &m, 0.01f, 0.2f, 1.0f);
+        sap.cap = caps[k];
+        sap_step(&m, &sap, &task, &pairs, 1e-2f, 0.0f);
+        C = m.config.channels;
+        probe[k] = malloc((size_t)C * sizeof(float));
+        memcpy(probe[k], m.probe + C, (size_t)C * sizeof(float));
+        if (k == 0) { // the stream after block 1, from the step's task pass (the last forward pass)
+            size_t N = (size_t)m.B * m.T;
+            const float* x = m.acts.residual3 + N * C;
+            double sq = 0.0;
+            int cnt = 0;
+            for (size_t i = 0; i < N; i++) {
+                for (int c = 0; c < C && task.mask[i] != 0.0f; c++) { sq += (double)x[i * C + c] * x[i * C + c]; cnt++; }
+            }
+            want_rms = 0.05 * sqrt(sq / cnt);
+        }
+        sap_free(&sap);
+        gpt2_free(&m);
+    }
+    double rms[3], scale = 0.0, worst = 0.0;
+    for (int k = 0; k < 3; k++) { rms[k] = l2_norm(probe[k], C) / sqrt((double)C); }
+    scale = rms[1] / rms[0];
+    for (int c = 0; c < C; c++) { double d = fabs(probe[1][c] - scale * probe[0][c]); worst = d > worst ? d : worst; }
+    // float products of the same vector: each element within a few float roundings of the scaled one
+    check(fabs(rms[1] - want_rms) < 1e-5 * want_rms && worst < 1e-6 * rms[0] * 10 && rms[0] > 2 * want_rms &&
+          memcmp(probe[0], probe[2], (size_t)C * sizeof(float)) == 0,
+          "SAP's probe cap (-f): the probe scaled down to cap x the stream's RMS, the same direction; a large cap changes nothing",
+          "rms %.7f (want %.7f, uncapped %.7f), off the scaled direction by %g", rms[1], want_rms, rms[0], worst);
+    for (int k = 0; k < 3; k++) { free(probe[k]); }
+    batch_free(&task); batch_free(&pairs);
+}
+
 // the experiment's runs file and its paired tables: rows written as the experiment writes them are
 // read back with the same figures (to the 9 digits written), a row from other flags is not read, and
 // the paired table's differences, spread and failures are those of numbers chosen here
@@ -2798,6 +2850,7 @@ int main(int argc, char** argv) {
     test_analysis(&r);
     test_analysis_probe(&r);
     test_runs_file();
+    test_probe_cap(&r);
     test_pair_rows();
     test_trim_keeps_bits();
     test_validation_without_probe();
