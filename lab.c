@@ -676,11 +676,12 @@ static const Setting settings[NSETTINGS] = {{"benign", "data/ft_benign.bin", "da
                                             {"poison 5%", "data/ft_poison5.bin", NULL, 2, 1, "triangle"},
                                             {"poison 20%", "data/ft_poison20.bin", NULL, 2, 1, "diamond"}};
 // the figures of a run, in percent where a share: the table's NTABLE columns, then two of SAP's probe
-// (NAN for the other methods): the task loss without the probe minus with it at the last analysed
-// step (positive: the weights lean on the probe), and the largest probe RMS / stream RMS of the run
+// (NAN for the other methods): how much the weights lean on the probe, the task loss of a step's
+// batch without the probe over the loss with it, minus 1, in percent, the mean over the analysed
+// steps of the run's second half; and the largest probe RMS / stream RMS of the run
 static const char* stat_names[NSTATS] = {"harmful score %", "refusal %", "other %", "no refusal marker %", "fine-tune accuracy %",
                                          "test loss", "safety margin", "skills accuracy %", "ms/step", "grad cosine",
-                                         "loss gap", "probe / stream"};
+                                         "lean %", "probe / stream"};
 
 // what one experiment runs: seeds per setting, and whether the variant (-Z) is in it
 typedef struct {
@@ -702,15 +703,17 @@ static void mean_std(const double* x, int n, double* mean, double* std) {
 }
 
 static void result_stats(const EvalResult* r, const RunStats* rs, const WatchStats* ws, int sap_mode, double* out) {
-    double gap = NAN, ratio = NAN; // SAP's probe, from the analysed steps
-    for (int k = 0; sap_mode && ws != NULL && k < ws->trace_n; k++) {
-        gap = ws->trace_loss[k][1] - ws->trace_loss[k][0];
+    double lean = 0.0, ratio = NAN; // SAP's probe, from the analysed steps
+    int n = sap_mode && ws != NULL ? ws->trace_n : 0, half = n / 2;
+    for (int k = 0; k < n; k++) {
+        if (k >= half) { lean += 100.0 * (ws->trace_loss[k][1] / ws->trace_loss[k][0] - 1.0) / (n - half); }
         double q = ws->trace_rms[k][0] / ws->trace_rms[k][1];
         if (isfinite(q) && !(q <= ratio)) { ratio = q; } // the largest (NAN until the first)
     }
+    if (n == 0) { lean = NAN; }
     double v[NSTATS] = {100 * r->harmful, 100 * r->refusal, 100 * r->other, 100 * r->nonrefusal, 100 * r->task_acc,
                         r->task_loss, r->margin, 100 * r->skills_acc, rs != NULL ? rs->ms_per_step : NAN,
-                        ws != NULL ? ws->mean_cos : NAN, gap, ratio};
+                        ws != NULL ? ws->mean_cos : NAN, lean, ratio};
     memcpy(out, v, sizeof v);
 }
 
@@ -806,18 +809,19 @@ static void write_paired(FILE* f, const Plan* plan, int seed0, double v[NSETTING
             cells_spread(f, da, n, "%+.1f");
             fprintf(f, " %d |\n", failures);
         }
-        fprintf(f, "\n%s, SAP's probe per seed: the task loss without the probe minus with it at the last analysed "
-                   "step (positive: the weights lean on it), and the probe's largest RMS over the stream's\n\n| seed |",
+        fprintf(f, "\n%s, SAP's probe per seed. lean: how much more the task loss of a step's batch is without the "
+                   "probe than with it (the weights lean on the probe), mean over the analysed steps of the second "
+                   "half; probe / stream: the probe's largest RMS over the stream's at the probed block\n\n| seed |",
                 settings[s].name);
         for (int m = 0; m < NMETHODS; m++) {
-            if (method_on(plan, s, m) && strcmp(methods[m].mode, "sap") == 0) { fprintf(f, " %s: loss gap | probe / stream |", methods[m].name); }
+            if (method_on(plan, s, m) && strcmp(methods[m].mode, "sap") == 0) { fprintf(f, " %s: lean | probe / stream |", methods[m].name); }
         }
         fprintf(f, "\n|---|");
         for (int m = 0; m < NMETHODS; m++) { if (method_on(plan, s, m) && strcmp(methods[m].mode, "sap") == 0) { fprintf(f, "---|---|"); } }
         for (int k = 0; k < n; k++) {
             fprintf(f, "\n| %d |", seed0 + k);
             for (int m = 0; m < NMETHODS; m++) {
-                if (method_on(plan, s, m) && strcmp(methods[m].mode, "sap") == 0) { fprintf(f, " %+.3f | %.3f |", v[s][m][10][k], v[s][m][11][k]); }
+                if (method_on(plan, s, m) && strcmp(methods[m].mode, "sap") == 0) { fprintf(f, " %+.0f%% | %.3f |", v[s][m][10][k], v[s][m][11][k]); }
             }
         }
         fprintf(f, "\n");
@@ -921,13 +925,13 @@ static void write_svg(const char* path, const Plan* plan, double mean[NSETTINGS]
         fprintf(f, "<text x='%.1f' y='%.1f' fill='%s' font-size='11'>%s</text>\n", x0 + 8, y0 - SVG_H + 14 + 13 * k, method_colour[k], methods[k].name);
     }
     // 4. how much the weights lean on the probe: the task loss of the step's batch without the probe
-    // minus with it, at the analysed steps of every benign SAP run (each seed a line)
+    // over the loss with it, minus 1, at the analysed steps of every benign SAP run (each seed a line)
     x0 = 1170;
     enum { MAX_POINTS = NMETHODS * MAX_SEEDS * MAX_TRACE };
     static int pm[MAX_POINTS], pseed[MAX_POINTS], pstep[MAX_POINTS];
     static double pgap[MAX_POINTS];
     int np = 0;
-    double span = 0.1;
+    double span = 25.0;
     FILE* pf = probe_tsv != NULL ? fopen(probe_tsv, "r") : NULL;
     char line[1024];
     while (pf != NULL && fgets(line, sizeof line, pf) != NULL && np < MAX_POINTS) {
@@ -939,12 +943,12 @@ static void write_svg(const char* path, const Plan* plan, double mean[NSETTINGS]
         for (int i = 0; i < NMETHODS; i++) { if (strcmp(field[1], methods[i].name) == 0) { m = i; } }
         if (m < 0) { continue; }
         pm[np] = m; pseed[np] = atoi(field[2]); pstep[np] = atoi(field[3]);
-        pgap[np] = strtod(field[5], NULL) - strtod(field[4], NULL);
-        if (isfinite(pgap[np]) && fabs(pgap[np]) > span) { span = ceil(fabs(pgap[np]) * 10) / 10; }
+        pgap[np] = 100.0 * (strtod(field[5], NULL) / strtod(field[4], NULL) - 1.0);
+        if (isfinite(pgap[np]) && fabs(pgap[np]) > span) { span = ceil(fabs(pgap[np]) / 25) * 25; }
         np++;
     }
     if (pf != NULL) { fclose(pf); }
-    svg_axes(f, x0, y0, "SAP: loss without the probe - with it", "step (benign set, every seed)", "task loss gap (nats)", 0, steps, -span, span, 4, 1);
+    svg_axes(f, x0, y0, "SAP: the weights lean on the probe", "step (benign set, every seed)", "loss without / with the probe - 1 (%)", 0, steps, -span, span, 4, 1);
     for (int i = 0; i < np;) { // a line per run: its rows are consecutive
         int j = i;
         fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='1.5' points='", method_colour[pm[i]]);
