@@ -78,13 +78,17 @@ base: pretrained
 	./sap -m sft -e data/pretrained.bin $(ALIGN_FLAGS) -i data/align.bin -j data/val_howto.bin -E data/val -v 200 \
 	    -o data/base.bin | tee -a results/base.log
 
-# the README's results: every method on the benign and the poisoned sets, 3 seeds (SFT and SAP
-# also at 5% and 20% poison, one seed), from data/base.bin, on the test files. writes
-# results/experiment.md (the table), .svg (the picture) and the CSVs of the steps. about 15
-# minutes with 2 threads.
+# the README's results: every method on the benign and the 10%-poisoned sets, 6 seeds from 401 (no
+# choice was made on them: the flags were chosen on val with seeds 201-206), and SFT and SAP at 5% and
+# 20% poison, one seed; SAP twice: the paper's step (beta 0.2, probe after block 1) and with sap's own
+# cap on the probe (-f, chosen on val). from data/base.bin, on the test files. writes
+# results/experiment.md (the table, every seed, SAP against SFT paired by seed), .svg (the picture),
+# _runs.tsv (every run's row), _probe.tsv (SAP's probe at every analysed step) and the CSVs of the
+# first seed's steps. about an hour with 2 threads; stopped, `make experiment` starts where it was
+EXPERIMENT_SEEDS = -X 6 -s 401
 experiment: lab
 	@mkdir -p results
-	./lab experiment -a 10 -K 10 -M results/experiment
+	./lab experiment -a 10 -K 10 $(EXPERIMENT_SEEDS) -Z '-f 0.15' -M results/experiment
 
 # the same with LoRA (the official code's fine-tuning) instead of every weight: rank 8 on all six
 # matrices of every block, lr 3e-3, SAP's rho 2e-3 (chosen on val); no harmful score during
@@ -92,7 +96,7 @@ experiment: lab
 LORA_FLAGS = -Q 8 -W q,k,v,proj,fc,fcproj -l 3e-3 -r 2e-3 -p 0.2
 experiment-lora: lab
 	@mkdir -p results
-	./lab experiment $(LORA_FLAGS) -a 10 -M results/experiment_lora
+	./lab experiment $(LORA_FLAGS) -a 10 $(EXPERIMENT_SEEDS) -M results/experiment_lora
 
 # the tests under AddressSanitizer and UndefinedBehaviorSanitizer (no OpenMP: its runtime confuses
 # the sanitizers). the out-of-memory test needs malloc to return NULL instead of aborting; leak
