@@ -91,12 +91,13 @@ experiment: lab
 	./lab experiment -a 10 -K 10 $(EXPERIMENT_SEEDS) -Z '-f 0.15' -M results/experiment
 
 # the same with LoRA (the official code's fine-tuning) instead of every weight: rank 8 on all six
-# matrices of every block, lr 3e-3, SAP's rho 2e-3 (chosen on val); no harmful score during
-# training (-K generates, which needs the adapters merged). writes results/experiment_lora.*
+# matrices of every block, lr 3e-3, SAP's rho 2e-3 (chosen on val); SAP's second run with beta 0.1,
+# the val rule's choice with LoRA; no harmful score during training (-K generates, which needs the
+# adapters merged). writes results/experiment_lora.*
 LORA_FLAGS = -Q 8 -W q,k,v,proj,fc,fcproj -l 3e-3 -r 2e-3 -p 0.2
 experiment-lora: lab
 	@mkdir -p results
-	./lab experiment $(LORA_FLAGS) -a 10 $(EXPERIMENT_SEEDS) -M results/experiment_lora
+	./lab experiment $(LORA_FLAGS) -a 10 $(EXPERIMENT_SEEDS) -Z '-p 0.1' -M results/experiment_lora
 
 # the tests under AddressSanitizer and UndefinedBehaviorSanitizer (no OpenMP: its runtime confuses
 # the sanitizers). the out-of-memory test needs malloc to return NULL instead of aborting; leak
