@@ -84,7 +84,7 @@ base: pretrained
 # cap on the probe (-f, chosen on val). from data/base.bin, on the test files. writes
 # results/experiment.md (the table, every seed, SAP against SFT paired by seed), .svg (the picture),
 # _runs.tsv (every run's row), _probe.tsv (SAP's probe at every analysed step) and the CSVs of the
-# first seed's steps. about an hour with 2 threads; stopped, `make experiment` starts where it was
+# first seed's steps. about 70 minutes with 2 threads; stopped, `make experiment` starts where it was
 EXPERIMENT_SEEDS = -X 6 -s 401
 experiment: lab
 	@mkdir -p results
