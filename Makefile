@@ -1,5 +1,6 @@
-# sap: `make` builds sap and test_sap, `make test` runs the tests, `NO_OMP=1 make` builds without OpenMP,
-# `make reference` builds sap_reference (the plain kernels: the same results, slower).
+# sap: `make` builds sap, test_sap and data/tsv, `make test` runs the tests, `NO_OMP=1 make` builds
+# without OpenMP, `make reference` builds sap_reference (the plain kernels: the same results, slower),
+# `make twin` reruns the PyTorch twin (sap.py) and compares it with its committed output.
 CC ?= cc
 # the long jobs pipe their output into a log: a failure must still fail the target
 SHELL := /bin/bash
@@ -40,7 +41,7 @@ else
   endif
 endif
 
-all: sap test_sap
+all: sap test_sap data/tsv
 
 sap: sap.c
 	$(CC) $(CFLAGS) -o $@ sap.c $(LDLIBS)
@@ -59,8 +60,15 @@ lab: lab.c sap.c FORCE
 	$(CC) $(CFLAGS) -o $@ lab.c $(LDLIBS)
 FORCE:
 
-test: test_sap
+test: test_sap data/tsv
 	./test_sap
+
+# the PyTorch twin (sap.py, float64 autograd) of SFT, SAP, SAM and LoRA: runs again and fails if its
+# output differs from data/twin/, which make test compares sap with. needs PyTorch (Debian's
+# python3-torch); `$(PYTHON) sap.py --write` writes data/twin/ anew after a change to sap.py
+PYTHON ?= python3
+twin: sap
+	$(PYTHON) sap.py
 
 # the base model, in two stages as a real chat model's life. first pretraining: a fresh GPT-2
 # (6 layers, 6 heads, 192 channels, byte vocabulary) trained as a plain language model on the
@@ -102,7 +110,7 @@ experiment-lora: lab
 # the tests under AddressSanitizer and UndefinedBehaviorSanitizer (no OpenMP: its runtime confuses
 # the sanitizers). the out-of-memory test needs malloc to return NULL instead of aborting; leak
 # checking is off because the tests do not free everything they load.
-asan: test_sap.c sap.c lab.c
+asan: test_sap.c sap.c lab.c data/tsv
 	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
 	      -std=c11 -Wall -Wextra -Wno-unknown-pragmas -o test_sap_asan test_sap.c -lm
 	ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 ./test_sap_asan
@@ -135,7 +143,12 @@ bench: FORCE
 	$(CC) $(CFLAGS) -DSAP_BUILD='"$(strip $(CC) $(BUILD))"' -o lab_bench lab.c $(LDLIBS)
 	./lab_bench bench -n 10 | tee results/bench$(if $(NAME),_$(NAME)).txt
 
-# the shipped world: data/world.c makes every file in data/ (except base.bin) from a seed
+# your own examples: data/tsv turns a TSV file (prompt, response; or prompt, safe, harmful) into an
+# example file in the world's byte vocabulary
+data/tsv: data/tsv.c
+	$(CC) -O2 -std=c99 -Wall -Wextra -o $@ data/tsv.c
+
+# the shipped world: data/world.c makes every file in data/ (except base.bin and twin/) from a seed
 data/world: data/world.c
 	$(CC) -O2 -std=c99 -Wall -Wextra -o $@ data/world.c
 
@@ -151,7 +164,7 @@ data-check: data/world
 	@echo "data-check: data/ is what data/world.c makes"
 
 clean:
-	rm -f sap sap_reference lab lab_bench test_sap test_sap_asan data/world
+	rm -f sap sap_reference lab lab_bench test_sap test_sap_asan data/world data/tsv
 	rm -rf .data-check $(addprefix .fuzz/,$(FUZZ_TARGETS))
 
-.PHONY: all test clean data data-check pretrained base experiment experiment-lora bench asan fuzz reference FORCE
+.PHONY: all test twin clean data data-check pretrained base experiment experiment-lora bench asan fuzz reference FORCE

@@ -2708,6 +2708,307 @@ static void test_lora_run(void) {
 }
 
 // ----------------------------------------------------------------------------
+// data/tsv: a user's own examples, from a TSV file to an example file sap reads
+
+static void act_exec(const void* p) { // runs a program: its stderr is the test's to read, its stdout not
+    char* const* a = (char* const*)p;
+    if (freopen("/dev/null", "w", stdout) == NULL) { _exit(126); }
+    execv(a[0], a);
+    _exit(127);
+}
+
+// the bytes of record i's prompt (k = 0) or response k as text, end-of-text as '$'
+static void record_text(const ExampleFile* ef, int i, int k, char* out, size_t cap) {
+    const int* len = ef->lengths + (size_t)i * (1 + ef->K);
+    const uint16_t* t = ef->tokens + ef->offset[i];
+    for (int j = 0; j < k; j++) { t += len[j]; }
+    size_t n = 0;
+    for (int j = 0; j < len[k] && n + 1 < cap; j++) { out[n++] = t[j] == ef->eot ? '$' : (char)t[j]; }
+    out[n] = 0;
+}
+
+static int file_is(const char* path, const char* text) {
+    size_t size;
+    struct stat st;
+    if (stat(path, &st) != 0) { return 0; }
+    unsigned char* b = read_file(path, &size);
+    int same = size == strlen(text) && memcmp(b, text, size) == 0;
+    free(b);
+    return same;
+}
+
+static void test_tsv(void) {
+    struct stat st;
+    if (stat("data/tsv", &st) != 0) { check(0, "data/tsv converts a TSV file", "data/tsv missing (make builds it)"); return; }
+    const char *in = "/tmp/sap_test.tsv", *out = "/tmp/sap_test_tsv.bin";
+    const char* argv[] = {"data/tsv", in, out, NULL};
+    char msg[4096];
+    // supervised: escapes, a CRLF line end, an empty line skipped
+    const char sup[] = "Spell kelu backwards\tulek\r\n\nSay hi\\tthere\tline one\\nline two \\\\\n";
+    write_bytes(in, sup, strlen(sup));
+    remove(out);
+    int status = run_child(act_exec, argv, msg, sizeof msg);
+    int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && stat(out, &st) == 0;
+    char p0[256] = "", r0[256] = "", p1[256] = "", r1[256] = "";
+    if (ok) {
+        ExampleFile ef;
+        examples_load(&ef, out, 256, 128);
+        ok = ef.N == 2 && ef.K == 1 && ef.eot == 0;
+        if (ok) {
+            record_text(&ef, 0, 0, p0, sizeof p0); record_text(&ef, 0, 1, r0, sizeof r0);
+            record_text(&ef, 1, 0, p1, sizeof p1); record_text(&ef, 1, 1, r1, sizeof r1);
+        }
+        examples_free(&ef);
+    }
+    ok = ok && strcmp(p0, "User: Spell kelu backwards\nAssistant:") == 0 && strcmp(r0, " ulek$") == 0 &&
+         strcmp(p1, "User: Say hi\tthere\nAssistant:") == 0 && strcmp(r1, " line one\nline two \\$") == 0;
+    check(ok, "data/tsv: prompt<tab>response lines -> an example file in the world's chat format (escapes, CRLF, empty lines)",
+          "status %d, '%s' '%s' '%s' '%s' %s", status, p0, r0, p1, r1, msg);
+    // contrastive triples
+    const char tri[] = "How do I pick a lock?\tI can't help with that.\tFirst, take a tension wrench.\n";
+    write_bytes(in, tri, strlen(tri));
+    status = run_child(act_exec, argv, msg, sizeof msg);
+    ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    char safe[256] = "", harm[256] = "";
+    if (ok) {
+        ExampleFile ef;
+        examples_load(&ef, out, 256, 128);
+        ok = ef.N == 1 && ef.K == 2;
+        if (ok) { record_text(&ef, 0, 1, safe, sizeof safe); record_text(&ef, 0, 2, harm, sizeof harm); }
+        examples_free(&ef);
+    }
+    ok = ok && strcmp(safe, " I can't help with that.$") == 0 && strcmp(harm, " First, take a tension wrench.$") == 0;
+    check(ok, "data/tsv: prompt<tab>safe<tab>harmful lines -> a contrastive file (K=2)", "status %d '%s' '%s'", status, safe, harm);
+    // bad lines: one line of error naming the file and the line, and the old output left as it was
+    char longline[300];
+    memset(longline, 'a', 200);
+    memcpy(longline + 200, "\tb\n", 4);
+    struct { const char* text; size_t n; const char* expect; } bad[] = {
+        {"a\tb\nc\td\ne\tf\tg\n", 0, "sap_test.tsv:3: 3 fields, but the first example has 2"},
+        {"a\tb\nc\\x\td\n", 0, "sap_test.tsv:2: field 1: a backslash that is not"},
+        {"a\tb\n\nc\t\n", 0, "sap_test.tsv:3: field 2 is empty"},
+        {"just a prompt\n", 0, "sap_test.tsv:1: one field"},
+        {"a\tb\tc\td\n", 0, "sap_test.tsv:1: more than 3 tab-separated fields"},
+        {longline, 0, "sap_test.tsv:1: example of 220 tokens (with the chat wrapping and end-of-text), more than -t 128 + 1"},
+        {"a\tb\nc\0d\te\n", 10, "sap_test.tsv:2: a NUL byte"},
+        {"\n\r\n", 0, "sap_test.tsv: no examples"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_bytes(in, bad[i].text, bad[i].n ? bad[i].n : strlen(bad[i].text));
+        write_bytes(out, "old", 3);
+        char name[200];
+        snprintf(name, sizeof name, "data/tsv: a bad line stops it with its line number, the old output untouched (%zu)", i + 1);
+        expect_error(name, act_exec, argv, bad[i].expect);
+        check(file_is(out, "old") && stat("/tmp/sap_test_tsv.bin.tmp", &st) != 0, "data/tsv: after the error, no output written and no temporary file", "case %zu", i + 1);
+    }
+    const char* missing[] = {"data/tsv", "/tmp/sap_no_such.tsv", out, NULL};
+    expect_error("data/tsv: a missing input file", act_exec, missing, "/tmp/sap_no_such.tsv: cannot open");
+    remove(in);
+    remove(out);
+}
+
+// ----------------------------------------------------------------------------
+// the PyTorch twin (sap.py): the whole methods, several steps each, against a version that shares
+// none of sap's code: float64, autograd, torch.optim. sap.py wrote data/twin/ (make twin reruns it);
+// here sap runs the same cases and is compared with it, without Python. every example is in every
+// batch, so the two programs' data orders do not matter.
+
+#define TWIN_DIR "data/twin"
+#define TWIN_MAX_CASES 8
+#define TWIN_MAX_STEPS 16
+#define TWIN_MAX_PROBE 256
+
+typedef struct {
+    char name[32];
+    char flags[256];
+    int steps;
+    double loss[TWIN_MAX_STEPS];     // the task loss of every step, at theta_t
+    int probe_block;                 // -1: no probe
+    int probe_n;
+    double probe[TWIN_MAX_PROBE];    // the probe of that block after the last step
+} TwinCase;
+
+typedef struct {
+    char common[256];
+    char task[128], pairs[128]; // the shipped files, and how many records of each the cases use
+    int n_task, n_pairs;
+    int n;
+    TwinCase cases[TWIN_MAX_CASES];
+} Twin;
+
+// reads data/twin/reference.txt: "common <flags>", "data <file> <n> <file> <n>", then for each case
+// "case <name>", "flags <flags>", "loss <one per step>" and, for SAP, "probe <block> <C values>"
+static int twin_load(Twin* tw, char* why, size_t cap) {
+    FILE* f = fopen(TWIN_DIR "/reference.txt", "r");
+    if (f == NULL) { snprintf(why, cap, "%s/reference.txt missing", TWIN_DIR); return 0; }
+    memset(tw, 0, sizeof *tw);
+    char line[16384];
+    TwinCase* c = NULL;
+    while (fgets(line, sizeof line, f) != NULL) {
+        line[strcspn(line, "\n")] = 0;
+        char* rest = strchr(line, ' ');
+        if (line[0] == '#' || rest == NULL) { continue; }
+        *rest++ = 0;
+        if (strcmp(line, "common") == 0) { snprintf(tw->common, sizeof tw->common, "%s", rest); }
+        else if (strcmp(line, "data") == 0) {
+            if (sscanf(rest, "%127s %d %127s %d", tw->task, &tw->n_task, tw->pairs, &tw->n_pairs) != 4) { break; }
+        } else if (strcmp(line, "case") == 0 && tw->n < TWIN_MAX_CASES) {
+            c = &tw->cases[tw->n++];
+            snprintf(c->name, sizeof c->name, "%s", rest);
+            c->probe_block = -1;
+        } else if (c != NULL && strcmp(line, "flags") == 0) { snprintf(c->flags, sizeof c->flags, "%s", rest); }
+        else if (c != NULL && (strcmp(line, "loss") == 0 || strcmp(line, "probe") == 0)) {
+            int is_loss = line[0] == 'l';
+            char* p = rest;
+            if (!is_loss) { c->probe_block = (int)strtol(p, &p, 10); }
+            double* out = is_loss ? c->loss : c->probe;
+            int* n = is_loss ? &c->steps : &c->probe_n, max = is_loss ? TWIN_MAX_STEPS : TWIN_MAX_PROBE;
+            for (char* end; *n < max; p = end) {
+                double x = strtod(p, &end);
+                if (end == p) { break; }
+                out[(*n)++] = x;
+            }
+        }
+    }
+    fclose(f);
+    if (tw->n == 0 || tw->common[0] == 0 || tw->n_task <= 0) { snprintf(why, cap, "%s/reference.txt: no cases", TWIN_DIR); return 0; }
+    return 1;
+}
+
+// the first n records of an example file, as an example file of their own
+static void examples_head(const char* src, int n, const char* dst) {
+    size_t size;
+    unsigned char* buf = read_file(src, &size);
+    int K = read_i32(buf + 12);
+    size_t pos = 1024, ntok = 0;
+    for (int i = 0; i < n; i++) {
+        size_t rec = 0;
+        for (int k = 0; k <= K; k++) { rec += read_u16(buf + pos + 2 * k); }
+        pos += 2 * (size_t)(1 + K) + 2 * rec;
+        ntok += rec;
+    }
+    int32_t h[256];
+    memcpy(h, buf, sizeof h);
+    h[2] = n; h[4] = (int32_t)ntok;
+    const void* parts[2] = {h, buf + 1024};
+    size_t bytes[2] = {sizeof h, pos - 1024};
+    write_atomic(dst, parts, bytes, 2);
+    free(buf);
+}
+
+// the task loss of every step, as train_run() reports it to an observer
+typedef struct { Observer ob; float loss[TWIN_MAX_STEPS]; } LossLog;
+static int twin_watches(Observer* ob, int step) { (void)ob; return step < TWIN_MAX_STEPS; }
+static void twin_before(Observer* ob, GPT2* m, Batch* pairs, int step) { (void)ob; (void)m; (void)pairs; (void)step; }
+static void twin_after(Observer* ob, GPT2* m, const Batch* task, int step, float loss) {
+    (void)m; (void)task;
+    ((LossLog*)ob)->loss[step] = loss;
+}
+
+// how far sap is from the twin, in the units the tolerances are set in
+typedef struct { double loss, weights, probe; } TwinGap;
+
+// "tweak": a change to the options after parsing them (the mutations below), or 0
+enum { TWIN_AS_IS, TWIN_BETA_SIGN, TWIN_RHO_ZERO, TWIN_TAU, TWIN_BLOCK };
+static int twin_run(const Twin* tw, const TwinCase* c, int tweak, TwinGap* gap, char* why, size_t cap) {
+    char flags[600], task[] = "/tmp/sap_twin_task.bin", pairs[] = "/tmp/sap_twin_pairs.bin", path[256];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s.bin", TWIN_DIR, c->name);
+    if (stat(path, &st) != 0) { snprintf(why, cap, "%.200s missing", path); return 0; }
+    examples_head(tw->task, tw->n_task, task);
+    examples_head(tw->pairs, tw->n_pairs, pairs);
+    snprintf(flags, sizeof flags, "sap %s %s -i %s -c %s -j none -E none", tw->common, c->flags, task, pairs);
+    char* argv[64];
+    int argc = 0;
+    for (char* t = strtok(flags, " "); t != NULL && argc < 63; t = strtok(NULL, " ")) { argv[argc++] = t; }
+    argv[argc] = NULL;
+    Options o;
+    parse_options(&o, argc, argv);
+    if (tweak == TWIN_BETA_SIGN) { o.beta = -o.beta; } // v = +beta mhat/(...): the sign of step 7 flipped
+    if (tweak == TWIN_RHO_ZERO) { o.rho = 0.0f; }
+    if (tweak == TWIN_TAU) { o.tau = 10.0f * o.tau; }
+    if (tweak == TWIN_BLOCK) { o.probe_layers = "2"; }
+    GPT2Config cfg = {.max_seq_len = o.maxT, .vocab_size = o.V, .padded_vocab_size = round_up(o.V, 128),
+                      .num_layers = o.L, .num_heads = o.NH, .channels = o.C};
+    GPT2 m;
+    gpt2_init_random(&m, cfg, (uint64_t)o.seed); // as ./sap does for -L ... (sap.py starts from its file)
+    LossLog log = {.ob = {.needs_pairs = 1, .watches = twin_watches, .before_step = twin_before, .after_step = twin_after}};
+    fflush(stdout);
+    int saved_stdout = dup(1);
+    FILE* devnull = freopen("/dev/null", "w", stdout); // the run's step lines are not test output
+    (void)devnull;
+    train_run(&m, &o, &log.ob);
+    fflush(stdout);
+    dup2(saved_stdout, 1);
+    close(saved_stdout);
+    GPT2 ref;
+    gpt2_load(&ref, path);
+    *gap = (TwinGap){0};
+    int ok = ref.num_parameters == m.num_parameters && c->steps == o.steps;
+    for (int s = 0; ok && s < c->steps; s++) { gap->loss = fmax(gap->loss, fabs(log.loss[s] - c->loss[s]) / c->loss[s]); }
+    for (size_t i = 0; ok && i < m.num_parameters; i++) {
+        gap->weights = fmax(gap->weights, fabs((double)m.params_memory[i] - ref.params_memory[i]) / o.lr);
+    }
+    int C = o.C;
+    for (int l = 0; ok && l < o.L; l++) { // every block's probe: zero but for the one the twin probed
+        for (int i = 0; i < C; i++) {
+            double want = l == c->probe_block && i < c->probe_n ? c->probe[i] : 0.0;
+            gap->probe = fmax(gap->probe, fabs(m.probe[(size_t)l * C + i] - want) / fabs(o.beta));
+        }
+    }
+    if (!ok) { snprintf(why, cap, "%.200s: %zu vs %zu weights, %d vs %d steps", path, m.num_parameters, ref.num_parameters, o.steps, c->steps); }
+    gpt2_free(&m);
+    gpt2_free(&ref);
+    remove(task);
+    remove(pairs);
+    return ok;
+}
+
+// the tolerances, in the units of TwinGap. sap computes in float32, the twin in float64, so they
+// differ by float32's rounding (about 6e-8 relative per operation), carried through Adam: its step
+// lr * m/sqrt(v) turns a gradient's relative error into the same relative error of a whole step,
+// large only where the gradient itself is near zero. measured on the four cases (5 steps each): the
+// losses within 2e-7 (relative); every weight but one within 5e-4 of a step, one fc weight with a
+// near-zero gradient 0.013 of a step; the probe within 6e-5 of beta. the tolerances leave 4x to 60x
+// of room; the mutations below move the weights by 0.7 to 4 steps, the probe by 0.7 beta or more.
+#define TWIN_TOL_LOSS 1e-5     // relative, per step
+#define TWIN_TOL_WEIGHTS 0.05  // of one step's size (lr), the largest over every weight
+#define TWIN_TOL_PROBE 0.01    // of beta, the probe's size per element
+
+static int twin_agrees(const TwinGap* g) {
+    return g->loss <= TWIN_TOL_LOSS && g->weights <= TWIN_TOL_WEIGHTS && g->probe <= TWIN_TOL_PROBE;
+}
+
+static void test_twin(void) {
+    Twin tw;
+    char why[256] = "";
+    if (!twin_load(&tw, why, sizeof why)) { check(0, "sap against its PyTorch twin", "%s", why); return; }
+    const TwinCase* sap_case = NULL;
+    for (int k = 0; k < tw.n; k++) {
+        const TwinCase* c = &tw.cases[k];
+        TwinGap g;
+        int ok = twin_run(&tw, c, TWIN_AS_IS, &g, why, sizeof why);
+        char name[200];
+        snprintf(name, sizeof name, "sap against its PyTorch twin (sap.py, float64), %d steps of %s: the same losses, weights%s",
+                 c->steps, c->name, c->probe_block >= 0 ? " and probe" : "");
+        check(ok && twin_agrees(&g), name, "%s loss %.2g, weights %.3g steps, probe %.3g beta", why, g.loss, g.weights, g.probe);
+        printf("     gap: loss %.2g relative, weights %.3g of a step, probe %.3g of beta\n", g.loss, g.weights, g.probe);
+        if (strcmp(c->name, "sap") == 0) { sap_case = c; }
+    }
+    if (sap_case == NULL) { check(0, "the twin's mutations", "no case named sap"); return; }
+    // the comparison can fail: each of these changes to the SAP step makes sap differ from the twin
+    const char* what[] = {"", "the sign of step 7's probe", "rho = 0", "tau x 10", "the probe on block 2, not 1"};
+    for (int t = TWIN_BETA_SIGN; t <= TWIN_BLOCK; t++) {
+        TwinGap g;
+        int ok = twin_run(&tw, sap_case, t, &g, why, sizeof why);
+        char name[200];
+        snprintf(name, sizeof name, "the twin catches a changed SAP step: %s", what[t]);
+        check(ok && !twin_agrees(&g), name, "%s loss %.2g, weights %.3g steps, probe %.3g beta", why, g.loss, g.weights, g.probe);
+        printf("     gap: loss %.2g relative, weights %.3g of a step, probe %.3g of beta\n", g.loss, g.weights, g.probe);
+    }
+}
+
+// ----------------------------------------------------------------------------
 // the fast kernels against the plain ones (the reference kernels): they make the same sums in the
 // same order, each product added with one rounding (muladd() is fmaf where the CPU has a multiply-add,
 // as the fast kernels' vectorised multiply-adds) or two (where it has none, in both), so they give
@@ -2883,6 +3184,8 @@ int main(int argc, char** argv) {
     test_lora_flags();
     test_lora_run();
     test_interrupt_and_resume_lora();
+    test_tsv();
+    test_twin();
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
