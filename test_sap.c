@@ -2823,9 +2823,10 @@ typedef struct {
     char flags[256];
     int steps;
     double loss[TWIN_MAX_STEPS];     // the task loss of every step, at theta_t
-    int probe_block;                 // -1: no probe
-    int probe_n;
+    int probe_block;                 // -1: no probe (a single probed block otherwise)
+    int probe_n, moment_n;
     double probe[TWIN_MAX_PROBE];    // the probe of that block after the last step
+    double moment[TWIN_MAX_PROBE];   // the probe's Adam first moment there: G's running mean, G's size
 } TwinCase;
 
 typedef struct {
@@ -2836,8 +2837,9 @@ typedef struct {
     TwinCase cases[TWIN_MAX_CASES];
 } Twin;
 
-// reads data/twin/reference.txt: "common <flags>", "data <file> <n> <file> <n>", then for each case
-// "case <name>", "flags <flags>", "loss <one per step>" and, for SAP, "probe <block> <C values>"
+// reads data/twin/reference.txt: "data <file> <n> <file> <n>", "common <flags>", then for each case
+// "case <name>", "flags <flags>", "loss <one per step>" and, for SAP, "probe <block> <C values>" and
+// "probe_m <block> <C values>"
 static int twin_load(Twin* tw, char* why, size_t cap) {
     FILE* f = fopen(TWIN_DIR "/reference.txt", "r");
     if (f == NULL) { snprintf(why, cap, "%s/reference.txt missing", TWIN_DIR); return 0; }
@@ -2857,12 +2859,13 @@ static int twin_load(Twin* tw, char* why, size_t cap) {
             snprintf(c->name, sizeof c->name, "%s", rest);
             c->probe_block = -1;
         } else if (c != NULL && strcmp(line, "flags") == 0) { snprintf(c->flags, sizeof c->flags, "%s", rest); }
-        else if (c != NULL && (strcmp(line, "loss") == 0 || strcmp(line, "probe") == 0)) {
-            int is_loss = line[0] == 'l';
+        else if (c != NULL && (strcmp(line, "loss") == 0 || strcmp(line, "probe") == 0 || strcmp(line, "probe_m") == 0)) {
+            int kind = line[0] == 'l' ? 0 : strcmp(line, "probe") == 0 ? 1 : 2;
             char* p = rest;
-            if (!is_loss) { c->probe_block = (int)strtol(p, &p, 10); }
-            double* out = is_loss ? c->loss : c->probe;
-            int* n = is_loss ? &c->steps : &c->probe_n, max = is_loss ? TWIN_MAX_STEPS : TWIN_MAX_PROBE;
+            if (kind > 0) { c->probe_block = (int)strtol(p, &p, 10); }
+            double* out = kind == 0 ? c->loss : kind == 1 ? c->probe : c->moment;
+            int* n = kind == 0 ? &c->steps : kind == 1 ? &c->probe_n : &c->moment_n;
+            int max = kind == 0 ? TWIN_MAX_STEPS : TWIN_MAX_PROBE;
             for (char* end; *n < max; p = end) {
                 double x = strtod(p, &end);
                 if (end == p) { break; }
@@ -2905,19 +2908,21 @@ static void twin_after(Observer* ob, GPT2* m, const Batch* task, int step, float
     ((LossLog*)ob)->loss[step] = loss;
 }
 
-// how far sap is from the twin, in the units the tolerances are set in
-typedef struct { double loss, weights, probe; } TwinGap;
+// how far sap is from the twin, in the units the tolerances are set in (NaN where either is NaN)
+typedef struct { double loss, weights, probe, moment; } TwinGap;
+static void widen(double* gap, double x) { *gap = isnan(*gap) || isnan(x) ? NAN : fmax(*gap, x); }
 
 // "tweak": a change to the options after parsing them (the mutations below), or 0
-enum { TWIN_AS_IS, TWIN_BETA_SIGN, TWIN_RHO_ZERO, TWIN_TAU, TWIN_BLOCK };
+enum { TWIN_AS_IS, TWIN_BETA_SIGN, TWIN_RHO_ZERO, TWIN_RHO_X10, TWIN_TAU, TWIN_BLOCK, TWIN_TWEAKS };
 static int twin_run(const Twin* tw, const TwinCase* c, int tweak, TwinGap* gap, char* why, size_t cap) {
-    char flags[600], task[] = "/tmp/sap_twin_task.bin", pairs[] = "/tmp/sap_twin_pairs.bin", path[256];
+    char flags[700], task[] = "/tmp/sap_twin_task.bin", pairs[] = "/tmp/sap_twin_pairs.bin",
+         state[] = "/tmp/sap_twin.state", path[256];
     struct stat st;
     snprintf(path, sizeof path, "%s/%s.bin", TWIN_DIR, c->name);
     if (stat(path, &st) != 0) { snprintf(why, cap, "%.200s missing", path); return 0; }
     examples_head(tw->task, tw->n_task, task);
     examples_head(tw->pairs, tw->n_pairs, pairs);
-    snprintf(flags, sizeof flags, "sap %s %s -i %s -c %s -j none -E none", tw->common, c->flags, task, pairs);
+    snprintf(flags, sizeof flags, "sap %s %s -i %s -c %s -j none -E none -Y %s", tw->common, c->flags, task, pairs, state);
     char* argv[64];
     int argc = 0;
     for (char* t = strtok(flags, " "); t != NULL && argc < 63; t = strtok(NULL, " ")) { argv[argc++] = t; }
@@ -2926,12 +2931,14 @@ static int twin_run(const Twin* tw, const TwinCase* c, int tweak, TwinGap* gap, 
     parse_options(&o, argc, argv);
     if (tweak == TWIN_BETA_SIGN) { o.beta = -o.beta; } // v = +beta mhat/(...): the sign of step 7 flipped
     if (tweak == TWIN_RHO_ZERO) { o.rho = 0.0f; }
+    if (tweak == TWIN_RHO_X10) { o.rho = 10.0f * o.rho; }
     if (tweak == TWIN_TAU) { o.tau = 10.0f * o.tau; }
     if (tweak == TWIN_BLOCK) { o.probe_layers = "2"; }
     GPT2Config cfg = {.max_seq_len = o.maxT, .vocab_size = o.V, .padded_vocab_size = round_up(o.V, 128),
                       .num_layers = o.L, .num_heads = o.NH, .channels = o.C};
     GPT2 m;
     gpt2_init_random(&m, cfg, (uint64_t)o.seed); // as ./sap does for -L ... (sap.py starts from its file)
+    size_t LC = (size_t)o.L * o.C;
     LossLog log = {.ob = {.needs_pairs = 1, .watches = twin_watches, .before_step = twin_before, .after_step = twin_after}};
     fflush(stdout);
     int saved_stdout = dup(1);
@@ -2941,26 +2948,40 @@ static int twin_run(const Twin* tw, const TwinCase* c, int tweak, TwinGap* gap, 
     fflush(stdout);
     dup2(saved_stdout, 1);
     close(saved_stdout);
+    // the probe's Adam moments from the resume file the run wrote: the probe's m and v come just
+    // before the two loaders' orders (header slots 11 and 16: their lengths), at its end
+    size_t size;
+    unsigned char* rs = read_file(state, &size);
+    size_t tail = 4 * ((size_t)read_i32(rs + 4 * 11) + (size_t)read_i32(rs + 4 * 16)) + 2 * LC * 4;
+    const unsigned char* moment = rs + size - tail; // (L, C) float32
     GPT2 ref;
     gpt2_load(&ref, path);
     *gap = (TwinGap){0};
-    int ok = ref.num_parameters == m.num_parameters && c->steps == o.steps;
-    for (int s = 0; ok && s < c->steps; s++) { gap->loss = fmax(gap->loss, fabs(log.loss[s] - c->loss[s]) / c->loss[s]); }
+    int ok = ref.num_parameters == m.num_parameters && c->steps == o.steps && size > 1024 + tail;
+    for (int s = 0; ok && s < c->steps; s++) { widen(&gap->loss, fabs(log.loss[s] - c->loss[s]) / c->loss[s]); }
     for (size_t i = 0; ok && i < m.num_parameters; i++) {
-        gap->weights = fmax(gap->weights, fabs((double)m.params_memory[i] - ref.params_memory[i]) / o.lr);
+        widen(&gap->weights, fabs((double)m.params_memory[i] - ref.params_memory[i]) / o.lr);
     }
+    double mmax = 0.0; // the moment is compared relative to its largest element
+    for (int i = 0; i < c->moment_n; i++) { widen(&mmax, fabs(c->moment[i])); }
     int C = o.C;
-    for (int l = 0; ok && l < o.L; l++) { // every block's probe: zero but for the one the twin probed
+    for (int l = 0; ok && l < o.L; l++) { // every block's probe and moment: zero but for the one the twin probed
         for (int i = 0; i < C; i++) {
-            double want = l == c->probe_block && i < c->probe_n ? c->probe[i] : 0.0;
-            gap->probe = fmax(gap->probe, fabs(m.probe[(size_t)l * C + i] - want) / fabs(o.beta));
+            int there = l == c->probe_block;
+            double want = there && i < c->probe_n ? c->probe[i] : 0.0, want_m = there && i < c->moment_n ? c->moment[i] : 0.0;
+            float got_m;
+            memcpy(&got_m, moment + 4 * ((size_t)l * C + i), 4);
+            widen(&gap->probe, fabs(m.probe[(size_t)l * C + i] - want) / fabs(o.beta));
+            widen(&gap->moment, mmax > 0 ? fabs(got_m - want_m) / mmax : fabs(got_m));
         }
     }
     if (!ok) { snprintf(why, cap, "%.200s: %zu vs %zu weights, %d vs %d steps", path, m.num_parameters, ref.num_parameters, o.steps, c->steps); }
+    free(rs);
     gpt2_free(&m);
     gpt2_free(&ref);
     remove(task);
     remove(pairs);
+    remove(state);
     return ok;
 }
 
@@ -2969,14 +2990,22 @@ static int twin_run(const Twin* tw, const TwinCase* c, int tweak, TwinGap* gap, 
 // lr * m/sqrt(v) turns a gradient's relative error into the same relative error of a whole step,
 // large only where the gradient itself is near zero. measured on the four cases (5 steps each): the
 // losses within 2e-7 (relative); every weight but one within 5e-4 of a step, one fc weight with a
-// near-zero gradient 0.013 of a step; the probe within 6e-5 of beta. the tolerances leave 4x to 60x
-// of room; the mutations below move the weights by 0.7 to 4 steps, the probe by 0.7 beta or more.
+// near-zero first gradient 0.013 of a step; the probe within 2e-4 of beta; the probe's Adam moment (a
+// running mean of G, a difference of two gradients) within 4e-5 of its largest element. the tolerances
+// leave 4x or more of room; the mutations below move the weights by 1.9 to 4.3 steps.
 #define TWIN_TOL_LOSS 1e-5     // relative, per step
 #define TWIN_TOL_WEIGHTS 0.05  // of one step's size (lr), the largest over every weight
 #define TWIN_TOL_PROBE 0.01    // of beta, the probe's size per element
+#define TWIN_TOL_MOMENT 1e-3   // of the moment's largest element: G's size, which the probe does not show
 
 static int twin_agrees(const TwinGap* g) {
-    return g->loss <= TWIN_TOL_LOSS && g->weights <= TWIN_TOL_WEIGHTS && g->probe <= TWIN_TOL_PROBE;
+    return g->loss <= TWIN_TOL_LOSS && g->weights <= TWIN_TOL_WEIGHTS && g->probe <= TWIN_TOL_PROBE &&
+           g->moment <= TWIN_TOL_MOMENT;
+}
+
+static void twin_print(const TwinGap* g) {
+    printf("     gap: loss %.2g relative, weights %.3g of a step, probe %.3g of beta, probe's moment %.3g\n", g->loss,
+           g->weights, g->probe, g->moment);
 }
 
 static void test_twin(void) {
@@ -2990,21 +3019,24 @@ static void test_twin(void) {
         int ok = twin_run(&tw, c, TWIN_AS_IS, &g, why, sizeof why);
         char name[200];
         snprintf(name, sizeof name, "sap against its PyTorch twin (sap.py, float64), %d steps of %s: the same losses, weights%s",
-                 c->steps, c->name, c->probe_block >= 0 ? " and probe" : "");
-        check(ok && twin_agrees(&g), name, "%s loss %.2g, weights %.3g steps, probe %.3g beta", why, g.loss, g.weights, g.probe);
-        printf("     gap: loss %.2g relative, weights %.3g of a step, probe %.3g of beta\n", g.loss, g.weights, g.probe);
+                 c->steps, c->name, c->probe_block >= 0 ? ", probe and G" : "");
+        check(ok && twin_agrees(&g), name, "%s loss %.2g, weights %.3g steps, probe %.3g beta, moment %.3g", why, g.loss,
+              g.weights, g.probe, g.moment);
+        twin_print(&g);
         if (strcmp(c->name, "sap") == 0) { sap_case = c; }
     }
     if (sap_case == NULL) { check(0, "the twin's mutations", "no case named sap"); return; }
     // the comparison can fail: each of these changes to the SAP step makes sap differ from the twin
-    const char* what[] = {"", "the sign of step 7's probe", "rho = 0", "tau x 10", "the probe on block 2, not 1"};
-    for (int t = TWIN_BETA_SIGN; t <= TWIN_BLOCK; t++) {
+    const char* what[TWIN_TWEAKS] = {"", "the sign of step 7's probe", "rho = 0", "rho x 10 (G's size)", "tau x 10",
+                                     "the probe on block 2, not 1"};
+    for (int t = TWIN_BETA_SIGN; t < TWIN_TWEAKS; t++) {
         TwinGap g;
         int ok = twin_run(&tw, sap_case, t, &g, why, sizeof why);
         char name[200];
         snprintf(name, sizeof name, "the twin catches a changed SAP step: %s", what[t]);
-        check(ok && !twin_agrees(&g), name, "%s loss %.2g, weights %.3g steps, probe %.3g beta", why, g.loss, g.weights, g.probe);
-        printf("     gap: loss %.2g relative, weights %.3g of a step, probe %.3g of beta\n", g.loss, g.weights, g.probe);
+        check(ok && !twin_agrees(&g), name, "%s loss %.2g, weights %.3g steps, probe %.3g beta, moment %.3g", why, g.loss,
+              g.weights, g.probe, g.moment);
+        twin_print(&g);
     }
 }
 
