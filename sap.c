@@ -1625,9 +1625,10 @@ void duration_text(char* out, size_t cap, double seconds) {
 }
 
 // the learning rate's schedule, as llm.c's: a linear warm-up over the first `warmup` steps (-N),
-// then a cosine from lr down to final * lr at the last step (-D); warmup 0 and final 1 (the
-// defaults) keep it constant. the factor for `step` of `steps`, in double so that it is the same
-// number on every machine and thread count
+// then a cosine from lr down towards final * lr (-D), which it reaches as the run ends (the last
+// step, steps - 1, is just above it); warmup 0 and final 1 keep it constant (sap's defaults are 0
+// and 0.1). the factor for `step` of `steps`, in double so that it is the same number on every
+// machine and thread count
 float lr_factor(int step, int steps, int warmup, float final) {
     if (step < warmup) { return (float)((step + 1.0) / warmup); }
     if (final >= 1.0f || steps <= warmup) { return 1.0f; }
@@ -2764,7 +2765,7 @@ static void usage(const Options* o) {
         "  -c file         contrastive example file (K=2), for sap [%s]\n"
         "  -b -t -n        batch size, sequence length, steps [%d %d %d]\n"
         "  -l -w           learning rate, weight decay (AdamW) [%g %g]\n"
-        "  -D f            cosine decay of the learning rate to f * lr at the last step, 1: constant [%g]\n"
+        "  -D f            cosine decay of the learning rate to f * lr by the end, 1: constant [%g]\n"
         "  -N n            warm-up: the learning rate rises linearly over the first n steps [%d]\n"
         "  -s              random seed [%d]\n"
         "  -v -x           validate every N steps (0: at the end only), max val batches (lm) [%d %d]\n"
