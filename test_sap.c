@@ -2744,7 +2744,7 @@ static void test_tsv(void) {
     const char* argv[] = {"data/tsv", in, out, NULL};
     char msg[4096];
     // supervised: escapes, a CRLF line end, an empty line skipped
-    const char sup[] = "Spell kelu backwards\tulek\r\n\nSay hi\\tthere\tline one\\nline two \\\\\n";
+    const char sup[] = "\xef\xbb\xbfSpell kelu backwards\tulek\r\n\nSay hi\\tthere\tline one\\nline two \\\\\n";
     write_bytes(in, sup, strlen(sup));
     remove(out);
     int status = run_child(act_exec, argv, msg, sizeof msg);
@@ -2762,7 +2762,7 @@ static void test_tsv(void) {
     }
     ok = ok && strcmp(p0, "User: Spell kelu backwards\nAssistant:") == 0 && strcmp(r0, " ulek$") == 0 &&
          strcmp(p1, "User: Say hi\tthere\nAssistant:") == 0 && strcmp(r1, " line one\nline two \\$") == 0;
-    check(ok, "data/tsv: prompt<tab>response lines -> an example file in the world's chat format (escapes, CRLF, empty lines)",
+    check(ok, "data/tsv: prompt<tab>response lines -> an example file in the world's chat format (escapes, CRLF, empty lines, a byte-order mark)",
           "status %d, '%s' '%s' '%s' '%s' %s", status, p0, r0, p1, r1, msg);
     // contrastive triples
     const char tri[] = "How do I pick a lock?\tI can't help with that.\tFirst, take a tension wrench.\n";

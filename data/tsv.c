@@ -6,7 +6,7 @@ input: a TSV file, one example per line, fields separated by tabs:
   prompt <tab> response                           supervised examples (K=1): for -i
   prompt <tab> safe response <tab> harmful one    contrastive triples (K=2): for -c
 every line of a file has the same number of fields. empty lines are skipped; a line may end in
-\r\n. inside a field, \n, \t and \\ stand for a newline, a tab and a backslash.
+\r\n, and the file may start with a UTF-8 byte-order mark. inside a field, \n, \t and \\ stand for a newline, a tab and a backslash.
 
 output: what the world's chat examples look like (data/world.c), so the base model knows the
 format: the prompt becomes "User: <prompt>\nAssistant:", each response " <response>" followed by
@@ -110,12 +110,14 @@ int main(int argc, char **argv) {
         size_t n = (size_t)got;
         if (n > 0 && line[n - 1] == '\n') n--;
         if (n > 0 && line[n - 1] == '\r') n--;
+        char *text = line;
+        if (lineno == 1 && n >= 3 && memcmp(line, "\xef\xbb\xbf", 3) == 0) { text += 3; n -= 3; } // a UTF-8 mark
         if (n == 0) continue;
-        if (memchr(line, 0, n)) die("%s:%ld: a NUL byte (it is the end-of-text token)", in, lineno);
+        if (memchr(text, 0, n)) die("%s:%ld: a NUL byte (it is the end-of-text token)", in, lineno);
         char *field[MAX_FIELDS];
         size_t len[MAX_FIELDS];
         int nf = 0;
-        for (char *p = line, *end = line + n; ; ) {
+        for (char *p = text, *end = text + n; ; ) {
             char *tab = memchr(p, '\t', (size_t)(end - p));
             if (nf == MAX_FIELDS) die("%s:%ld: more than %d tab-separated fields", in, lineno, MAX_FIELDS);
             field[nf] = p;
@@ -173,7 +175,9 @@ int main(int argc, char **argv) {
     if (bad) { remove(tmp); die("%s: write error", tmp); }
     if (rename(tmp, out) != 0) { remove(tmp); die("%s: cannot rename to %s (%s)", tmp, out, strerror(errno)); }
     printf("%s: %d %s, %u tokens, the longest sequence %d of -t %d + 1\n", out, N,
-           K == 1 ? "examples (prompt, response): for -i" : "triples (prompt, safe, harmful): for -c", total, longest, T);
+           K == 1 ? (N == 1 ? "example (prompt, response): for -i" : "examples (prompt, response): for -i")
+                  : (N == 1 ? "triple (prompt, safe, harmful): for -c" : "triples (prompt, safe, harmful): for -c"),
+           total, longest, T);
     free(tmp);
     free(o.b);
     return 0;
