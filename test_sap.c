@@ -2953,11 +2953,12 @@ static int twin_run(const Twin* tw, const TwinCase* c, int tweak, TwinGap* gap, 
     size_t size;
     unsigned char* rs = read_file(state, &size);
     size_t tail = 4 * ((size_t)read_i32(rs + 4 * 11) + (size_t)read_i32(rs + 4 * 16)) + 2 * LC * 4;
-    const unsigned char* moment = rs + size - tail; // (L, C) float32
+    int ok = size > 1024 + tail;
+    const unsigned char* moment = ok ? rs + size - tail : NULL; // (L, C) float32
     GPT2 ref;
     gpt2_load(&ref, path);
     *gap = (TwinGap){0};
-    int ok = ref.num_parameters == m.num_parameters && c->steps == o.steps && size > 1024 + tail;
+    ok = ok && ref.num_parameters == m.num_parameters && c->steps == o.steps;
     for (int s = 0; ok && s < c->steps; s++) { widen(&gap->loss, fabs(log.loss[s] - c->loss[s]) / c->loss[s]); }
     for (size_t i = 0; ok && i < m.num_parameters; i++) {
         widen(&gap->weights, fabs((double)m.params_memory[i] - ref.params_memory[i]) / o.lr);
