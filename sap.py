@@ -9,7 +9,7 @@ files, a resume file for LoRA's starting adapters), runs a few steps of each met
 model where every example is in every batch (so the data order cannot matter), and writes what
 `make test` compares sap against, without Python:
 
-    python3 sap.py --write    # data/twin/: reference.txt (flags, losses, probe), <case>.bin
+    python3 sap.py --write    # data/twin/: reference.txt (flags, losses, probe, its Adam moment), <case>.bin
     python3 sap.py            # (make twin) run again and compare with the committed files
 
 It needs ./sap (built by make) to write the fresh model and LoRA's adapters it starts from: the
