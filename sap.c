@@ -3313,7 +3313,9 @@ static void run_setup(Run* run, GPT2* model, const Options* o, Observer* ob) {
         run->sap.cap = o->probe_cap;
         printf("sap: rho %g, beta %g, tau %g, probe layers %s, %d triples per step", o->rho, o->beta,
                o->tau, o->probe_layers, o->pair_batch);
-        if (o->probe_cap > 0.0f) { printf(", the probe capped at %g x the stream's RMS (sap's own variant)", o->probe_cap); }
+        if (o->probe_cap > 0.0f) {
+            printf(", the probe capped at %g x the stream's RMS (sap's own variant)", o->probe_cap);
+        }
         printf("\n");
     }
     if (run->sam) {

@@ -1209,6 +1209,19 @@ static void test_trim_keeps_bits(void) {
     gpt2_free(&m);
 }
 
+// train_run() in this process with its step lines kept out of the test output
+static RunStats quiet_train_run(GPT2* m, const Options* o, Observer* ob) {
+    fflush(stdout);
+    int saved_stdout = dup(1);
+    FILE* devnull = freopen("/dev/null", "w", stdout);
+    (void)devnull;
+    RunStats rs = train_run(m, o, ob);
+    fflush(stdout);
+    dup2(saved_stdout, 1);
+    close(saved_stdout);
+    return rs;
+}
+
 // validation during a SAP run, and evaluation, see theta alone: the reported validation loss is
 // the loss of the final weights without the probe
 static void test_validation_without_probe(void) {
@@ -1221,14 +1234,7 @@ static void test_validation_without_probe(void) {
     const char* argv[] = {"sap", "-m", "sap", "-i", "data/ft_benign.bin", "-j", "data/val_task.bin", "-c", "data/contrastive.bin",
                           "-b", "4", "-q", "2", "-n", "3", "-l", "1e-2", "-r", "0.05", "-u", "100", "-P", "0", NULL};
     parse_options(&o, 23, (char**)argv);
-    fflush(stdout);
-    int saved_stdout = dup(1);
-    FILE* devnull = freopen("/dev/null", "w", stdout); // the run's step lines are not test output
-    (void)devnull;
-    RunStats rs = train_run(&m, &o, NULL);
-    fflush(stdout);
-    dup2(saved_stdout, 1);
-    close(saved_stdout);
+    RunStats rs = quiet_train_run(&m, &o, NULL);
     ExampleFile val;
     examples_load(&val, "data/val_task.bin", 256, 128);
     Batch b;
@@ -1259,15 +1265,8 @@ static void test_curve_leaves_run_alone(void) {
         parse_options(&o, 19, (char**)argv);
         Watch w;
         watch_init(&w, &o, (WatchFlags){.curve_every = k == 0 ? 0 : 2, .curve_file = "data/val_harmful.bin"});
-        fflush(stdout);
-        int saved_stdout = dup(1);
-        FILE* devnull = freopen("/dev/null", "w", stdout);
-        (void)devnull;
-        train_run(&m[k], &o, &w.ob);
+        quiet_train_run(&m[k], &o, &w.ob);
         rs[k] = watch_finish(&w, 2);
-        fflush(stdout);
-        dup2(saved_stdout, 1);
-        close(saved_stdout);
     }
     check(memcmp(m[0].theta, m[1].theta, m[0].num_theta * sizeof(float)) == 0, "harmful score during training (lab's -K): the run's weights are unchanged by it", "theta differs");
     int ok = rs[0].curve_n == 0 && rs[1].curve_n == 4;
@@ -2940,14 +2939,7 @@ static int twin_run(const Twin* tw, const TwinCase* c, int tweak, TwinGap* gap, 
     gpt2_init_random(&m, cfg, (uint64_t)o.seed); // as ./sap does for -L ... (sap.py starts from its file)
     size_t LC = (size_t)o.L * o.C;
     LossLog log = {.ob = {.needs_pairs = 1, .watches = twin_watches, .before_step = twin_before, .after_step = twin_after}};
-    fflush(stdout);
-    int saved_stdout = dup(1);
-    FILE* devnull = freopen("/dev/null", "w", stdout); // the run's step lines are not test output
-    (void)devnull;
-    train_run(&m, &o, &log.ob);
-    fflush(stdout);
-    dup2(saved_stdout, 1);
-    close(saved_stdout);
+    quiet_train_run(&m, &o, &log.ob);
     // the probe's Adam moments from the resume file the run wrote: the probe's m and v come just
     // before the two loaders' orders (header slots 11 and 16: their lengths), at its end
     size_t size;
