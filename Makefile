@@ -75,7 +75,7 @@ twin: sap
 # world's documents (data/pretrained.bin, the pretrained-only model of the knowledge check); then
 # alignment: chat fine-tuning on data/align.bin (data/base.bin). about 12 minutes with 2 threads.
 PRETRAIN_FLAGS = -L 6 -H 6 -C 192 -T 128 -V 256 -b 16 -t 128 -n 4500 -l 1e-3 -N 200 -D 0.1 -w 0 -s 1337
-ALIGN_FLAGS = -b 16 -t 128 -n 800 -l 3e-4 -N 50 -D 0.1 -w 0 -s 1337
+ALIGN_FLAGS = -Q 0 -b 16 -t 128 -n 800 -l 3e-4 -N 50 -D 0.1 -w 0 -s 1337
 # both stages write their log, with the commit, CPU, threads, date and wall time, to results/base.log
 pretrained: sap
 	@mkdir -p results
@@ -86,7 +86,7 @@ base: pretrained
 	./sap -m sft -e data/pretrained.bin $(ALIGN_FLAGS) -i data/align.bin -j data/val_howto.bin -E data/val -v 200 \
 	    -o data/base.bin | tee -a results/base.log
 
-# the README's results: every method on the benign and the 10%-poisoned sets, 6 seeds from 401 (no
+# full fine-tuning (-Q 0: every weight): every method on the benign and the 10%-poisoned sets, 6 seeds from 401 (no
 # choice was made on them: the flags were chosen on val with seeds 201-206), and SFT and SAP at 5% and
 # 20% poison, one seed; SAP twice: the paper's step (beta 0.2, probe after block 1) and with sap's own
 # cap on the probe (-f, chosen on val). from data/base.bin, on the test files. writes
@@ -96,7 +96,7 @@ base: pretrained
 EXPERIMENT_SEEDS = -X 6 -s 401
 experiment: lab
 	@mkdir -p results
-	./lab experiment -a 10 -K 10 $(EXPERIMENT_SEEDS) -Z '-f 0.15' -M results/experiment
+	./lab experiment -Q 0 -a 10 -K 10 $(EXPERIMENT_SEEDS) -Z '-f 0.15' -M results/experiment
 
 # the same with LoRA (the official code's fine-tuning) instead of every weight: rank 8 on all six
 # matrices of every block, lr 3e-3, SAP's rho 2e-3 (chosen on val); SAP's second run with beta 0.1,

@@ -29,10 +29,10 @@ away from it.
 
 The model that is saved and evaluated is theta alone: the probe is a training device.
 
-theta is every weight (full fine-tuning), or, with LoRA (-Q r, the official code's way), only
-rank-r adapters on some of each block's matrices: W x becomes W x + (alpha/r) B (A x), W frozen.
-Then g, its norm, the radius rho * ||theta||, theta' and AdamW all live in the adapters' space;
-the probe is the same. The saved checkpoint has the adapters merged in: W + (alpha/r) B A.
+theta is, by default, rank-r adapters on each block's matrices (LoRA, the official code's way):
+W x becomes W x + (alpha/r) B (A x), W frozen. Then g, its norm, the radius rho * ||theta||,
+theta' and AdamW all live in the adapters' space; the probe is the same. The saved checkpoint
+has the adapters merged in: W + (alpha/r) B A. With -Q 0, theta is every weight (full fine-tuning).
 
 It reads and writes llm.c's checkpoint and token formats byte for byte.
 
@@ -2764,13 +2764,13 @@ static void usage(const Options* o) {
         "  -j file         validation data, same kind as -i [%s]\n"
         "  -c file         contrastive example file (K=2), for sap [%s]\n"
         "  -b -t -n        batch size, sequence length, steps [%d %d %d]\n"
-        "  -l -w           learning rate, weight decay (AdamW) [%g %g]\n"
+        "  -l -w           learning rate, weight decay (AdamW) [3e-3 with LoRA, 2e-4 without; %g]\n"
         "  -D f            cosine decay of the learning rate to f * lr by the end, 1: constant [%g]\n"
         "  -N n            warm-up: the learning rate rises linearly over the first n steps [%d]\n"
         "  -s              random seed [%d]\n"
         "  -v -x           validate every N steps (0: at the end only), max val batches (lm) [%d %d]\n"
         "  -L -H -C -T -V  a fresh model, not -e: layers, heads, channels, length, vocab [%d %d %d %d %d]\n"
-        "  -r              SAP: rho, perturbation radius relative to ||theta|| [%g]\n"
+        "  -r              SAP: rho, perturbation radius relative to ||theta|| [2e-3 with LoRA, 5e-3 without]\n"
         "  -p              SAP: probe learning rate beta [%g]\n"
         "  -P              SAP: probed blocks, comma-separated, or none [%s]\n"
         "  -u              SAP: contrastive temperature tau [%g]\n"
@@ -2783,15 +2783,20 @@ static void usage(const Options* o) {
         "  -S N            save -o (and -Y) every N steps (0: at the end); SIGINT/SIGTERM also save [%d]\n"
         "  -Y file         resume file (weights, optimizer and probe state, data order), at every save [%s]\n"
         "  -U file         continue the run in this resume file (same flags and data; -n is the total) [%s]\n"
-        "  -Q r            LoRA rank: train rank-r adapters on a frozen model, 0: full fine-tuning [%d]\n"
-        "  -W list         LoRA: adapted matrices of every block, from q,k,v,proj,fc,fcproj [q,v]\n"
-        "  -F alpha        LoRA: the adapters' scale is alpha / r [r]\n",
+        "  -Q r            LoRA rank: train rank-r adapters on a frozen model, 0: every weight [8 for\n"
+        "                  compare, sft, sap, sam from a checkpoint; 0 for lm and a fresh model (-L ...)]\n"
+        "  -W list         LoRA: adapted matrices of every block, from q,k,v,proj,fc,fcproj [all six]\n"
+        "  -F alpha        LoRA: the adapters' scale is alpha / r [r]\n"
+        "LoRA is the default because the paper's official code fine-tunes LoRA adapters, never every\n"
+        "weight; it adapts q and v only, but on q and v alone this 6-block model does not learn the\n"
+        "world's task in 150 steps, so all six matrices are adapted. lr and rho follow the regime\n"
+        "(chosen on the val split for each) unless given: -Q 0 alone runs full fine-tuning.\n",
         o->mode, o->load, o->save ? o->save : "none", o->train, o->val ? o->val : "none", o->pairs, o->B,
-        o->T, o->steps, o->lr, o->wd, o->lr_final, o->warmup, o->seed, o->val_every, o->val_batches, o->L,
-        o->NH, o->C, o->maxT, o->V, o->rho, o->beta, o->probe_layers, o->tau, o->probe_cap, o->pair_batch, o->sam_rho,
+        o->T, o->steps, o->wd, o->lr_final, o->warmup, o->seed, o->val_every, o->val_batches, o->L,
+        o->NH, o->C, o->maxT, o->V, o->beta, o->probe_layers, o->tau, o->probe_cap, o->pair_batch, o->sam_rho,
         o->gen_tokens, o->temperature, o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none",
         o->eval_prefix ? o->eval_prefix : "none", o->save_every, o->state ? o->state : "none",
-        o->resume ? o->resume : "none", o->lora_rank);
+        o->resume ? o->resume : "none");
 }
 
 static int parse_int(char flag, const char* s, long lo, long hi) {
@@ -2862,11 +2867,11 @@ void parse_options(Options* o, int argc, char** argv) {
     *o = (Options){.mode = "compare", .load = "data/base.bin", .train = "data/ft_benign.bin",
                    .val = "data/val_task.bin", .pairs = "data/contrastive.bin", .probe_layers = "1",
                    .eval_prefix = "data/test", .B = 16, .T = 128, .steps = 150, .seed = 1337,
-                   .lr = 2e-4f, .wd = 0.0f, .lr_final = 0.1f, .val_batches = 20,
+                   .lr = NAN, .wd = 0.0f, .lr_final = 0.1f, .val_batches = 20,    // lr: the regime's
                    .L = 4, .NH = 4, .C = 128, .maxT = 128, .V = 256,               // a fresh model (-L ...)
-                   .rho = 5e-3f, .beta = 0.2f, .tau = 100.0f, .pair_batch = 8,     // SAP
+                   .rho = NAN, .beta = 0.2f, .tau = 100.0f, .pair_batch = 8,      // SAP; rho: the regime's
                    .sam_rho = 0.005f, .gen_tokens = 64, .temperature = 0.0f,
-                   .lora_on = {[LORA_Q] = 1, [LORA_V] = 1}};                // LoRA: off (-Q 0), q and v
+                   .lora_rank = -1, .lora_on = {1, 1, 1, 1, 1, 1}};                // LoRA: the mode's; all six
     int val_given = 0, lora_given = 0;
     for (int i = 1; i < argc; i += 2) {
         const char* a = argv[i];
@@ -2937,11 +2942,18 @@ static void check_options(Options* o, int val_given, int lora_given) {
     if (o->save_every > 0 && o->save == NULL && o->state == NULL) {
         die("-S: saving every %d steps needs -o or -Y", o->save_every);
     }
+    int trains = strcmp(o->mode, "gen") != 0 && strcmp(o->mode, "eval") != 0;
+    if (o->lora_rank > 0 && !trains) { die("-Q: LoRA is a way of training; -m %s does not train", o->mode); }
+    // the regime: fine-tuning a checkpoint trains LoRA adapters (the official code's way) unless -Q
+    // says otherwise; pretraining (lm) and a fresh model train every weight. lr and rho were chosen
+    // on the val split for each regime, and follow it unless given
+    int finetunes = trains && strcmp(o->mode, "lm") != 0 && !o->fresh;
+    if (o->lora_rank < 0) { o->lora_rank = finetunes ? 8 : 0; }
     if (lora_given && o->lora_rank == 0) {
         die("-W and -F set up LoRA adapters: they need a LoRA rank, -Q r with r > 0");
     }
-    int trains = strcmp(o->mode, "gen") != 0 && strcmp(o->mode, "eval") != 0;
-    if (o->lora_rank > 0 && !trains) { die("-Q: LoRA is a way of training; -m %s does not train", o->mode); }
+    if (isnan(o->lr)) { o->lr = o->lora_rank > 0 ? 3e-3f : 2e-4f; }
+    if (isnan(o->rho)) { o->rho = o->lora_rank > 0 ? 2e-3f : 5e-3f; }
 }
 
 // the line scripts read, after every evaluation (the caller may add fields and ends it)
@@ -3502,6 +3514,26 @@ RunStats train_run(GPT2* model, const Options* o, Observer* ob) {
 // the end of a result: line: the run's speed
 static void print_run_stats(const RunStats* rs) { printf(" ms_per_step %.1f", rs->ms_per_step); }
 
+// what both runs train and with which flags: LoRA (the default) or every weight (-Q 0)
+static void print_regime(const Options* o) {
+    if (o->lora_rank > 0) {
+        char names[64] = "";
+        for (int t = 0; t < NUM_LORA_TARGETS; t++) {
+            if (!o->lora_on[t]) { continue; }
+            size_t n = strlen(names);
+            snprintf(names + n, sizeof names - n, "%s%s", n > 0 ? "," : "", lora_target_names[t]);
+        }
+        printf("regime: LoRA, rank %d adapters on %s of every block, as the official code fine-tunes (-Q 0: every "
+               "weight)\n", o->lora_rank, names);
+    } else {
+        printf("regime: full fine-tuning, every weight (-Q 0; without it, LoRA adapters)\n");
+    }
+    printf("flags: lr %g (cosine to %g x), %d steps of %d examples; SAP rho %g, beta %g, tau %g, probe after "
+           "block %s, %d triples per step\n", o->lr, o->lr_final, o->steps, o->B, o->rho, o->beta, o->tau,
+           o->probe_layers, o->pair_batch);
+}
+
+// -m compare, the default job: SFT and SAP from the same base model with the same data order
 // and flags, evaluated side by side on the held-out files, with a few answers of each model
 void run_compare(const Options* o, const Tokenizer* tk) {
     if (o->eval_prefix == NULL) { die("-m compare needs held-out files: -E prefix"); }
@@ -3519,6 +3551,7 @@ void run_compare(const Options* o, const Tokenizer* tk) {
     }
     printf("model: %s, L=%d NH=%d C=%d, %zu parameters; SFT and SAP from it, %d steps each\n", o->load,
            c->num_layers, c->num_heads, c->channels, model.num_parameters, o->steps);
+    print_regime(o);
     EvalSet es;
     evalset_load(&es, o->eval_prefix, c->vocab_size, o->T, 64, tk);
     es.has_howto = es.has_howto_pt = es.has_knowledge = 0; // the experiment's columns only: a third less time

@@ -1232,8 +1232,8 @@ static void test_validation_without_probe(void) {
     gpt2_init_random(&m, c, 3);
     Options o;
     const char* argv[] = {"sap", "-m", "sap", "-i", "data/ft_benign.bin", "-j", "data/val_task.bin", "-c", "data/contrastive.bin",
-                          "-b", "4", "-q", "2", "-n", "3", "-l", "1e-2", "-r", "0.05", "-u", "100", "-P", "0", NULL};
-    parse_options(&o, 23, (char**)argv);
+                          "-b", "4", "-q", "2", "-n", "3", "-l", "1e-2", "-r", "0.05", "-u", "100", "-P", "0", "-Q", "0", NULL};
+    parse_options(&o, 25, (char**)argv);
     RunStats rs = quiet_train_run(&m, &o, NULL);
     ExampleFile val;
     examples_load(&val, "data/val_task.bin", 256, 128);
@@ -1261,8 +1261,8 @@ static void test_curve_leaves_run_alone(void) {
         gpt2_init_random(&m[k], c, 5);
         Options o;
         const char* argv[] = {"sap", "-m", "sap", "-i", "data/ft_benign.bin", "-j", "none", "-c", "data/contrastive.bin", "-b", "4", "-q", "2",
-                              "-n", "5", "-l", "1e-2", "-P", "0", NULL};
-        parse_options(&o, 19, (char**)argv);
+                              "-n", "5", "-l", "1e-2", "-P", "0", "-Q", "0", "-r", "5e-3", NULL};
+        parse_options(&o, 23, (char**)argv);
         Watch w;
         watch_init(&w, &o, (WatchFlags){.curve_every = k == 0 ? 0 : 2, .curve_file = "data/val_harmful.bin"});
         quiet_train_run(&m[k], &o, &w.ob);
@@ -1796,7 +1796,7 @@ static void test_messages_one_line(void) {
 // runs of train_run() in a child: a small fresh model on the shipped data
 
 typedef struct {
-    const char* argv[40];
+    const char* argv[48];
     void (*prepare)(GPT2* m); // changes the model before training, or NULL
 } RunSpec;
 
@@ -1848,8 +1848,9 @@ static void act_train_from_file(const void* p) {
 // argv for a small run: mode, steps, then extra flags
 static RunSpec run_spec(const char* mode, const char* steps, const char* const* extra) {
     RunSpec r = {.argv = {"sap", "-m", mode, "-i", "data/ft_benign.bin", "-j", "none", "-c", "data/contrastive.bin",
-                          "-b", "2", "-t", "96", "-q", "1", "-P", "0", "-l", "1e-2", "-n", steps}, .prepare = NULL};
-    int n = 21;
+                          "-b", "2", "-t", "96", "-q", "1", "-P", "0", "-l", "1e-2", "-n", steps, "-Q", "0", "-r", "5e-3"},
+                 .prepare = NULL};
+    int n = 25;
     for (int i = 0; extra != NULL && extra[i] != NULL; i++) { r.argv[n++] = extra[i]; }
     r.argv[n] = NULL;
     return r;
@@ -2657,9 +2658,43 @@ static void test_lora_threads(void) {
 static void test_lora_threads(void) { printf("skip LoRA 1 vs 2 threads: built without OpenMP\n"); }
 #endif
 
+// the regime's defaults: fine-tuning a checkpoint is LoRA (rank 8 on all six matrices, lr 3e-3,
+// rho 2e-3) unless -Q 0 (lr 2e-4, rho 5e-3); lm, a fresh model and the modes that do not train have no
+// adapters; a flag given wins over the regime's default
+static void test_regime_defaults(void) {
+    struct { const char* argv[8]; int rank; float lr, rho; } cases[] = {
+        {{"sap"}, 8, 3e-3f, 2e-3f},
+        {{"sap", "-m", "sft"}, 8, 3e-3f, 2e-3f},
+        {{"sap", "-m", "sap"}, 8, 3e-3f, 2e-3f},
+        {{"sap", "-m", "sam"}, 8, 3e-3f, 2e-3f},
+        {{"sap", "-Q", "0"}, 0, 2e-4f, 5e-3f},
+        {{"sap", "-m", "sap", "-Q", "0", "-l", "1e-3"}, 0, 1e-3f, 5e-3f},
+        {{"sap", "-Q", "4", "-r", "1e-2"}, 4, 3e-3f, 1e-2f},
+        {{"sap", "-m", "lm"}, 0, 2e-4f, 5e-3f},
+        {{"sap", "-m", "sft", "-L", "2"}, 0, 2e-4f, 5e-3f},
+        {{"sap", "-m", "eval"}, 0, 2e-4f, 5e-3f},
+    };
+    int ok = 1;
+    char why[200] = "";
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int n = 0;
+        while (cases[i].argv[n] != NULL) { n++; }
+        Options o;
+        parse_options(&o, n, (char**)cases[i].argv);
+        int all_six = 1;
+        for (int t = 0; t < NUM_LORA_TARGETS; t++) { all_six &= o.lora_on[t]; }
+        if (o.lora_rank != cases[i].rank || o.lr != cases[i].lr || o.rho != cases[i].rho || !all_six) {
+            ok = 0;
+            snprintf(why, sizeof why, "case %zu: rank %d lr %g rho %g all six %d", i, o.lora_rank, o.lr, o.rho, all_six);
+        }
+    }
+    check(ok, "flags: the regime's defaults (LoRA rank 8 on all six, lr 3e-3, rho 2e-3; -Q 0: lr 2e-4, rho 5e-3; lm, a fresh model, eval: no LoRA)", "%s", why);
+}
+
 static void test_lora_flags(void) {
     struct { const char* name; const char* argv[8]; const char* expect; } cases[] = {
-        {"flags: -W without a LoRA rank", {"sap", "-W", "q,k"}, "-W and -F set up LoRA adapters: they need a LoRA rank"},
+        {"flags: -W without a LoRA rank (lm trains every weight)", {"sap", "-m", "lm", "-W", "q,k"}, "-W and -F set up LoRA adapters: they need a LoRA rank"},
+        {"flags: -W with -Q 0", {"sap", "-Q", "0", "-W", "q,k"}, "-W and -F set up LoRA adapters: they need a LoRA rank"},
         {"flags: -F with LoRA rank 0", {"sap", "-Q", "0", "-F", "16"}, "they need a LoRA rank, -Q r with r > 0"},
         {"flags: an unknown LoRA target", {"sap", "-Q", "8", "-W", "q,attn"}, "bad value for -W: 'q,attn' (comma-separated, from q, k, v, proj, fc, fcproj)"},
         {"flags: a LoRA target twice", {"sap", "-Q", "8", "-W", "v,v"}, "bad value for -W: 'v,v' (v twice)"},
@@ -2673,13 +2708,13 @@ static void test_lora_flags(void) {
     expect_error("flags: a LoRA rank larger than the channels", act_train, &big, "LoRA rank 17: must be 1 to the model's 16 channels");
     // a resume file of a LoRA run, continued without LoRA, or with another rank
     const char* st = "/tmp/sap_test_lora.state";
-    RunSpec r = run_spec("sap", "2", (const char*[]){"-Y", st, "-Q", "2", NULL});
+    RunSpec r = run_spec("sap", "2", (const char*[]){"-Y", st, "-Q", "2", "-W", "q,v", NULL});
     char out[4096];
     int status = run_child(act_train, &r, out, sizeof out);
     check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "resume file: written by a 2-step LoRA SAP run (control)", "status %d, '%s'", status, out);
     const char* args[2] = {st, "sap"};
     expect_error("resume: a LoRA run's file in a full fine-tuning run", act_resume_sap, args, "saved from a run with other LoRA settings (rank 2, targets 5)");
-    RunSpec r4 = run_spec("sap", "4", (const char*[]){"-U", st, "-Q", "4", NULL});
+    RunSpec r4 = run_spec("sap", "4", (const char*[]){"-U", st, "-Q", "4", "-W", "q,v", NULL});
     expect_error("resume: a LoRA run's file with another rank", act_train, &r4, "saved from a run with other LoRA settings (rank 2, targets 5) than this run's (rank 4, targets 5");
 }
 
@@ -2687,7 +2722,7 @@ static void test_lora_flags(void) {
 // and its frozen weights are the base's (the adapters sit on q and v only: attprojw is untouched)
 static void test_lora_run(void) {
     const char* out = "/tmp/sap_test_lora_run.bin";
-    RunSpec r = run_spec("sap", "3", (const char*[]){"-Q", "4", "-o", out, "-e", "data/base.bin", NULL});
+    RunSpec r = run_spec("sap", "3", (const char*[]){"-Q", "4", "-W", "q,v", "-o", out, "-e", "data/base.bin", NULL});
     r.prepare = NULL;
     char msg[4096];
     int st = run_child(act_train_from_file, &r, msg, sizeof msg);
@@ -3207,6 +3242,7 @@ int main(int argc, char** argv) {
     test_lora_frozen(&r);
     test_lora_threads();
     test_lora_flags();
+    test_regime_defaults();
     test_lora_run();
     test_interrupt_and_resume_lora();
     test_tsv();
