@@ -98,14 +98,21 @@ experiment: lab
 	@mkdir -p results
 	./lab experiment -Q 0 -a 10 -K 10 $(EXPERIMENT_SEEDS) -Z '-f 0.15' -M results/experiment
 
-# the same with LoRA (the official code's fine-tuning) instead of every weight: rank 8 on all six
-# matrices of every block, lr 3e-3, SAP's rho 2e-3 (chosen on val); SAP's second run with beta 0.1,
-# the val rule's choice with LoRA; no harmful score during training (-K generates, which needs the
-# adapters merged). writes results/experiment_lora.*
+# the same with LoRA (the official code's fine-tuning, and ./sap's default) instead of every weight:
+# rank 8 on all six matrices of every block, lr 3e-3, SAP's rho 2e-3 (chosen on val), written out;
+# SAP's second run with beta 0.1, the val rule's choice with LoRA; the harmful score during training
+# generates from a merged copy of the adapters. writes results/experiment_lora.*. about 40 minutes
+# with 2 threads; stopped, it starts where it was
 LORA_FLAGS = -Q 8 -W q,k,v,proj,fc,fcproj -l 3e-3 -r 2e-3 -p 0.2
 experiment-lora: lab
 	@mkdir -p results
-	./lab experiment $(LORA_FLAGS) -a 10 $(EXPERIMENT_SEEDS) -Z '-p 0.1' -M results/experiment_lora
+	./lab experiment $(LORA_FLAGS) -a 10 -K 10 $(EXPERIMENT_SEEDS) -Z '-p 0.1' -M results/experiment_lora
+
+# both experiments in one place, from their runs files (results/experiment_lora_runs.tsv and
+# results/experiment_runs.tsv): results/summary.md (the tables, SAP against SFT by seed, the
+# paper's claims with a verdict each) and results/summary.svg (SAP - SFT per seed). takes seconds
+summary: lab
+	./lab summary
 
 # the tests under AddressSanitizer and UndefinedBehaviorSanitizer (no OpenMP: its runtime confuses
 # the sanitizers). the out-of-memory test needs malloc to return NULL instead of aborting; leak
@@ -167,4 +174,4 @@ clean:
 	rm -f sap sap_reference lab lab_bench test_sap test_sap_asan data/world data/tsv
 	rm -rf .data-check $(addprefix .fuzz/,$(FUZZ_TARGETS))
 
-.PHONY: all test twin clean data data-check pretrained base experiment experiment-lora bench asan fuzz reference FORCE
+.PHONY: all test twin clean data data-check pretrained base experiment experiment-lora summary bench asan fuzz reference FORCE

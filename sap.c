@@ -3514,7 +3514,7 @@ RunStats train_run(GPT2* model, const Options* o, Observer* ob) {
 // the end of a result: line: the run's speed
 static void print_run_stats(const RunStats* rs) { printf(" ms_per_step %.1f", rs->ms_per_step); }
 
-// what both runs train and with which flags: LoRA (the default) or every weight (-Q 0)
+// what a fine-tuning run trains and with which flags: LoRA (the default) or every weight (-Q 0)
 static void print_regime(const Options* o) {
     if (o->lora_rank > 0) {
         char names[64] = "";
@@ -3528,9 +3528,13 @@ static void print_regime(const Options* o) {
     } else {
         printf("regime: full fine-tuning, every weight (-Q 0; without it, LoRA adapters)\n");
     }
-    printf("flags: lr %g (cosine to %g x), %d steps of %d examples; SAP rho %g, beta %g, tau %g, probe after "
-           "block %s, %d triples per step\n", o->lr, o->lr_final, o->steps, o->B, o->rho, o->beta, o->tau,
-           o->probe_layers, o->pair_batch);
+    printf("flags: lr %g (cosine to %g x), %d steps of %d examples", o->lr, o->lr_final, o->steps, o->B);
+    if (strcmp(o->mode, "sam") == 0) { printf("; SAM rho %g", o->sam_rho); }
+    if (strcmp(o->mode, "sap") == 0 || strcmp(o->mode, "compare") == 0) {
+        printf("; SAP rho %g, beta %g, tau %g, probe after block %s, %d triples per step", o->rho, o->beta, o->tau,
+               o->probe_layers, o->pair_batch);
+    }
+    printf("\n");
 }
 
 // -m compare, the default job: SFT and SAP from the same base model with the same data order
@@ -3649,6 +3653,7 @@ void run_mode(const Options* o, const Tokenizer* tk, Observer* ob) {
            c->num_layers, c->num_heads, c->channels, c->max_seq_len, V, c->padded_vocab_size,
            model.num_parameters);
     if (strcmp(o->mode, "gen") == 0) { run_gen(&model, o, tk); gpt2_free(&model); return; }
+    if (strcmp(o->mode, "eval") != 0 && strcmp(o->mode, "lm") != 0) { print_regime(o); }
     int eval_mode = strcmp(o->mode, "eval") == 0,
         do_eval = o->eval_prefix != NULL && strcmp(o->mode, "lm") != 0;
     EvalSet es;

@@ -1277,6 +1277,72 @@ static void test_curve_leaves_run_alone(void) {
     gpt2_free(&m[1]);
 }
 
+// the watch of the LoRA test below, which also keeps the adapters as the last step left them
+typedef struct { Watch w; float* adapters; size_t n; } AdapterTap;
+static void tap_measure(Observer* ob, GPT2* m, int step) {
+    AdapterTap* t = (AdapterTap*)ob;
+    watch_measure(ob, m, step);
+    if (step == t->w.o->steps) {
+        t->n = m->num_theta;
+        t->adapters = malloc(t->n * sizeof(float));
+        memcpy(t->adapters, m->theta, t->n * sizeof(float));
+    }
+}
+
+// the harmful score during training with LoRA merges the adapters in to generate, then puts the
+// weights back: the run ends with the same adapters, probe and folded weights, bit for bit, as
+// without it; and its answers after the last step are those of the model the run ends with
+static void test_lora_curve(void) {
+    struct stat st;
+    if (stat("data/val_harmful.bin", &st) != 0) { check(0, "LoRA harmful score during training", "data/val_harmful.bin missing"); return; }
+    GPT2Config c = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 2, .num_heads = 2, .channels = 32};
+    const char* argv[] = {"sap", "-m", "sap", "-i", "data/ft_benign.bin", "-j", "none", "-c", "data/contrastive.bin", "-b", "4", "-q", "2",
+                          "-n", "3", "-l", "3e-2", "-P", "0", "-Q", "4", "-W", "q,k,v,proj,fc,fcproj", "-r", "5e-3", NULL};
+    Options o;
+    parse_options(&o, 25, (char**)argv);
+    GPT2 m[2], base;
+    static AdapterTap tap[2];
+    WatchStats ws[2];
+    int same_answers = 0, moved = 0;
+    float h_fold = -1.0f;
+    for (int k = 0; k < 2; k++) {
+        gpt2_init_random(&m[k], c, 5);
+        watch_init(&tap[k].w, &o, (WatchFlags){.curve_every = k, .curve_file = "data/val_harmful.bin"}); // k = 1: every step
+        tap[k].w.ob.measure = tap_measure;
+        quiet_train_run(&m[k], &o, &tap[k].w.ob); // ends with the adapters folded in
+        if (k == 1) { // the watch's answers after the last step, against the folded model's and the base's
+            Watch* w = &tap[1].w;
+            size_t na = (size_t)w->curve_ex.N * w->curve_es.max_new;
+            int* ans = malloc(na * sizeof(int)), *len = malloc((size_t)w->curve_ex.N * sizeof(int));
+            answer_prompts(&m[1], &w->curve_ex, w->curve_es.rows, w->curve_es.T, w->curve_es.max_new, ans, len);
+            same_answers = memcmp(ans, w->curve_es.answers, na * sizeof(int)) == 0 && memcmp(len, w->curve_es.alen, (size_t)w->curve_ex.N * sizeof(int)) == 0;
+            gpt2_init_random(&base, c, 5);
+            answer_prompts(&base, &w->curve_ex, w->curve_es.rows, w->curve_es.T, w->curve_es.max_new, ans, len);
+            moved = memcmp(ans, w->curve_es.answers, na * sizeof(int)) != 0; // else the check below could not fail
+            int judged[3] = {0, 0, 0}, marked = 0;
+            judge_harmful_prompts(&m[1], &w->curve_es, &w->curve_ex, w->curve_facts, w->curve_tkp, judged, &marked);
+            h_fold = (float)judged[JUDGED_HARMFUL] / w->curve_ex.N;
+            free(ans); free(len);
+            gpt2_free(&base);
+        }
+        ws[k] = watch_finish(&tap[k].w, 2);
+    }
+    size_t LC = (size_t)c.num_layers * c.channels;
+    int probe_used = 0;
+    for (size_t i = 0; i < LC; i++) { probe_used |= m[1].probe[i] != 0.0f; }
+    check(tap[0].n == tap[1].n && tap[0].n > 0 && memcmp(tap[0].adapters, tap[1].adapters, tap[0].n * sizeof(float)) == 0 &&
+          memcmp(m[0].probe, m[1].probe, LC * sizeof(float)) == 0 && probe_used &&
+          memcmp(m[0].params_memory, m[1].params_memory, m[0].num_parameters * sizeof(float)) == 0,
+          "LoRA SAP with the harmful score at every step (-K 1): the same adapters, probe and folded weights, bit for bit, as without it",
+          "adapters %zu vs %zu, probe used %d", tap[0].n, tap[1].n, probe_used);
+    int last = ws[1].curve_n - 1;
+    check(ws[1].curve_n == 4 && same_answers && moved && ws[1].curve_harmful[last] == h_fold,
+          "LoRA -K: the answers after the last step are the folded model's, token for token, with its harmful score (and not the base's)",
+          "%d points, same answers %d, differ from the base's %d, score %g vs %g", ws[1].curve_n, same_answers, moved,
+          last >= 0 ? ws[1].curve_harmful[last] : -1.0f, h_fold);
+    for (int k = 0; k < 2; k++) { free(tap[k].adapters); gpt2_free(&m[k]); }
+}
+
 // sap's own variant, the probe's cap (-f): after one SAP step from the same start, the capped probe is
 // the uncapped one scaled down, to an RMS of cap times the stream's RMS at the probed block (computed
 // here by hand from the task pass's activations, over the response positions); a cap above the
@@ -1376,10 +1442,15 @@ static void test_runs_file(void) {
     remove(tpath);
 }
 
-// the experiment's picture: a mark sits where its numbers say, on axes from 0 to 100 %
+// the experiment's picture zooms to its data: every method at fine-tune accuracy 85 % and harmful
+// score 30 %, but benign SFT at (90, 40); the base model at 1 % harmful, 0 % accuracy. x: 85 to 90,
+// 5% of the span added each side (84.75 to 90.25), round ticks of 2: 84 to 92. y: 1 to 40, padded
+// (0, kept at 0, to 41.95), ticks of 10: 0 to 50. the SFT mark then sits at x = 70 + 6/8 * 300,
+// y = 260 - 40/50 * 220; the base model is a dashed line at y = 260 - 1/50 * 220, not a mark at 0 %
 static void test_svg_marks(void) {
     static double mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
     double base[NSTATS] = {0};
+    for (int s = 0; s < NSETTINGS; s++) { for (int m = 0; m < NMETHODS; m++) { mean[s][m][0] = 30.0; mean[s][m][4] = 85.0; } }
     mean[0][0][0] = 40.0; mean[0][0][4] = 90.0; // benign SFT: harmful 40 %, fine-tune accuracy 90 %
     base[0] = 1.0; base[4] = 0.0;
     WatchStats r[2] = {{.curve_n = 0}, {.curve_n = 0}};
@@ -1393,14 +1464,175 @@ static void test_svg_marks(void) {
     char* copy = malloc(n + 1);
     memcpy(copy, text, n);
     copy[n] = 0;
-    // the plot area of panel 1 is 300 x 220 from (60, 260) up: x = 60 + 0.9 * 300, y = 260 - 0.4 * 220
-    char want[128];
-    snprintf(want, sizeof want, "<circle cx='%.1f' cy='%.1f' r='5' fill='%s'/>", 60 + 0.9 * 300, 260 - 0.4 * 220, "#d62728");
-    check(strncmp(copy, "<svg ", 5) == 0 && strstr(copy, "</svg>\n") != NULL && strstr(copy, want) != NULL,
-          "experiment picture: an SVG with the benign SFT mark at (accuracy, harmful score)", "mark %s not found", want);
+    char want[4][160];
+    snprintf(want[0], sizeof want[0], "<circle cx='%.1f' cy='%.1f' r='5' fill='%s'/>", 70 + 6.0 / 8 * 300, 260 - 40.0 / 50 * 220, "#d62728");
+    snprintf(want[1], sizeof want[1], "<line x1='70.0' y1='%.1f' x2='370.0' y2='%.1f' stroke='#000' stroke-dasharray='6 4'/>", 260 - 1.0 / 50 * 220, 260 - 1.0 / 50 * 220);
+    snprintf(want[2], sizeof want[2], "<text x='70.0' y='274.0' text-anchor='middle' font-size='10'>84</text>"); // the first x tick
+    snprintf(want[3], sizeof want[3], "<text x='66.0' y='43.0' text-anchor='end' font-size='10'>50</text>");     // the top y tick
+    int ok = strncmp(copy, "<svg ", 5) == 0 && strstr(copy, "</svg>\n") != NULL && strstr(copy, "base model: 1.0% harmful") != NULL;
+    int missing = -1;
+    for (int i = 0; i < 4; i++) { if (strstr(copy, want[i]) == NULL && missing < 0) { missing = i; } }
+    check(ok && missing < 0, "experiment picture: axes zoomed to the data with round ticks, the benign SFT mark where its numbers say, "
+          "the base model a dashed line", "%s not found", missing >= 0 ? want[missing] : "the SVG's frame or the base model's label");
     free(copy);
     free(text);
     remove(path);
+}
+
+// round ticks: steps of 1, 2 or 5 x 10^k, the smallest with at most 5 intervals, the range widened
+// to whole steps (each case worked by hand: the step below needs more than 5 intervals)
+static void test_nice_ticks(void) {
+    // lo, hi, then the step, lo and hi wanted
+    const double cases[][6] = {{0, 100, 20, 0, 100},        // 5 intervals of 20
+                               {84.75, 90.25, 2, 84, 92},   // 1: 84 to 91, 7; 2: 84 to 92, 4
+                               {-16.5, 7.5, 10, -20, 10},   // 5: -20 to 10, 6; 10: 3
+                               {0, 0.37, 0.1, 0, 0.4},      // 0.05: 0 to 0.4, 8; 0.1: 4
+                               {0, 150, 50, 0, 150},        // 20: 0 to 160, 8; 50: 3
+                               {-0.0415, 0.0031, 0.02, -0.06, 0.02}, // 0.01: -0.05 to 0.01, 6; 0.02: 4
+                               {5, 5, 0.5, 4.5, 5.5},       // one value: widened by a tenth each side
+                               {0, 0, 0.5, -1, 1}};         // zero: widened to -1 to 1
+    int ok = 1;
+    char why[200] = "";
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
+        double step, lo, hi;
+        nice_ticks(cases[i][0], cases[i][1], &step, &lo, &hi);
+        const double* c = cases[i];
+        if (fabs(step - c[2]) > 1e-9 * c[2] || fabs(lo - c[3]) > 1e-9 * c[2] || fabs(hi - c[4]) > 1e-9 * c[2]) {
+            if (ok) { snprintf(why, sizeof why, "[%g, %g]: step %g from %g to %g, not %g from %g to %g", c[0], c[1], step, lo, hi, c[2], c[3], c[4]); }
+            ok = 0;
+        }
+    }
+    check(ok, "picture axes: round ticks for hand-worked ranges", "%s", why);
+    // any range: it is covered, by 2 to 5 intervals of 1, 2 or 5 x 10^k
+    Rng r;
+    rng_seed(&r, 99);
+    int bad = 0;
+    for (int i = 0; i < 2000; i++) {
+        double scale = pow(10.0, (int)(rng_u32(&r) % 12) - 6); // spans of 0.01 to 10^4 times it, anywhere within 500 times it of zero
+        double a = (rng_uniform(&r) - 0.5) * 1000 * scale, b = a + (0.01 + rng_uniform(&r)) * scale * pow(10.0, (int)(rng_u32(&r) % 5));
+        double step, lo, hi;
+        nice_ticks(a, b, &step, &lo, &hi);
+        double mant = step / pow(10.0, floor(log10(step) + 1e-9)), n = (hi - lo) / step;
+        int round_step = fabs(mant - 1) < 1e-6 || fabs(mant - 2) < 1e-6 || fabs(mant - 5) < 1e-6;
+        bad += !(round_step && lo <= a + 1e-9 * step && hi >= b - 1e-9 * step && n > 1.5 && n < 5.5);
+    }
+    check(bad == 0, "picture axes: 2000 random ranges each covered by 2 to 5 round intervals", "%d bad", bad);
+}
+
+// a runs file as lab experiment writes it: its flags, its header, then rows
+#define RUNS_HEADER "setting\tmethod\tseed\tharmful score %\trefusal %\tother %\tno refusal marker %\tfine-tune accuracy %\t" \
+                    "test loss\tsafety margin\tskills accuracy %\tms/step\tgrad cosine\tlean %\tprobe / stream\tmade by\n"
+#define RUN_ROW(setting, method, seed, harmful, accuracy, loss) setting "\t" method "\t" seed "\t" harmful "\t0\t0\t0\t" accuracy \
+                    "\t" loss "\t0\t0\t0\t0\tnan\tnan\tcommit 0123abcd, a CPU, 1 thread, today"
+static void write_runs(const char* path, const char* header, const char* const* rows) {
+    FILE* f = fopen(path, "w");
+    fprintf(f, "# lab experiment -X 2 -s 401\n%s", header);
+    for (int i = 0; rows[i] != NULL; i++) { fprintf(f, "%s\n", rows[i]); }
+    fclose(f);
+}
+
+// lab summary's reader and its pairs, on 2 seeds of SFT and SAP (written out of order), and the lines
+// of summary.md they make. by hand: SAP - SFT harmful -10 (seed 401), +2 (402): mean -4, sd
+// sqrt(6^2 + 6^2) = sqrt(72) = 8.5, lower on 1; accuracy -12 (a failure), -1: mean -6.5, sd sqrt(60.5)
+// = 7.8; test loss 0.22 / 0.2 - 1 = +10 %, 0 %: mean 5, sd sqrt(50) = 7.1
+static void test_summary_reader(void) {
+    const char* path = "/tmp/sap_test_runs_summary.tsv";
+    const char* rows[] = {RUN_ROW("benign", "SFT", "401", "30", "90", "0.2"), RUN_ROW("benign", "SFT", "402", "40", "88", "0.25"),
+                          RUN_ROW("benign", "SAP", "402", "42", "87", "0.25"), RUN_ROW("benign", "SAP", "401", "20", "78", "0.22"),
+                          RUN_ROW("poison 5%", "SFT", "401", "80", "85", "0.3"), RUN_ROW("poison 5%", "SAP", "401", "70.5", "84", "0.3"), NULL};
+    write_runs(path, RUNS_HEADER, rows);
+    static RunsTable t;
+    runs_table_load(path, &t);
+    Paired p;
+    runs_pair(&t, "benign", "SAP", "SFT", &p);
+    double mh, sh, ma, sa, ml, sl;
+    mean_std(p.dh, p.n, &mh, &sh); mean_std(p.da, p.n, &ma, &sa); mean_std(p.dl, p.n, &ml, &sl);
+    check(t.n == 6 && p.n == 2 && p.lower == 1 && p.failures == 1 && fabs(mh + 4) < 1e-9 && fabs(sh - sqrt(72.0)) < 1e-9 &&
+          fabs(ma + 6.5) < 1e-9 && fabs(sa - sqrt(60.5)) < 1e-9 && fabs(ml - 5) < 1e-4 && fabs(sl - sqrt(50.0)) < 1e-4,
+          "lab summary: a runs file read and paired by seed: differences, spread, seeds lower, failures as worked by hand",
+          "%d rows, %d pairs, lower %d, failures %d, harmful %g ± %g, accuracy %g ± %g, loss %g ± %g %%", t.n, p.n, p.lower, p.failures, mh, sh, ma, sa, ml, sl);
+    run_summary(path, path, "/tmp/sap_test_summary");
+    size_t len;
+    unsigned char* bytes = read_file("/tmp/sap_test_summary.md", &len);
+    char* md = malloc(len + 2);
+    md[0] = '\n'; // so that every line, the first too, follows a newline
+    memcpy(md + 1, bytes, len);
+    md[len + 1] = 0;
+    free(bytes);
+    const char* want[] = {
+        "| benign | SFT | 35.0 ± 7.1 | 89.0 ± 1.4 | 0.225 ± 0.035 |",
+        "| benign | SAP | -4.0 ± 8.5 | 1 of 2 | -6.5 ± 7.8 | 1 |",
+        "| less harm than plain fine-tuning | benign set: SAP − SFT harmful score, paired | LoRA | not supported | -4.0 ± 8.5 points, lower on 1 of 2, 1 failure |",
+        "| the task is kept: fine-tune accuracy | benign set: SAP − SFT fine-tune accuracy, paired | full fine-tuning | not supported | -6.5 ± 7.8 points, 1 failure |",
+        "| the task is kept: test loss | benign set: SAP / SFT test loss − 1, paired | LoRA | supported | +5.0 ± 7.1% |",
+        "| more robust to poisoned data (5%) | 5% poisoned set: SAP − SFT harmful score | LoRA | one seed: no verdict | -9.5 points (70.5 against 80.0) |",
+        "| better than SAM | benign set: SAP − SAM harmful score, paired | LoRA | no runs | - |", NULL};
+    int missing = -1;
+    for (int i = 0; want[i] != NULL; i++) {
+        char line[512];
+        snprintf(line, sizeof line, "\n%s\n", want[i]); // a whole line
+        if (strstr(md, line) == NULL && missing < 0) { missing = i; }
+    }
+    int made_by = strstr(md, "\nmade by lab summary (") != NULL && strstr(md, "from /tmp/sap_test_runs_summary.tsv (commit 0123abcd) and") != NULL;
+    check(missing < 0 && made_by, "lab summary: summary.md's tables and claims rows, cell for cell, and where they come from",
+          "missing: %s", missing >= 0 ? want[missing] : "the made-by line");
+    free(md);
+    remove(path); remove("/tmp/sap_test_summary.md"); remove("/tmp/sap_test_summary.svg");
+}
+
+static void act_runs_load(const void* p) { static RunsTable t; runs_table_load(p, &t); }
+
+// a runs file lab summary cannot read: one line naming the file and the line
+static void test_summary_bad_rows(void) {
+    const char* path = "/tmp/sap_test_runs_bad.tsv";
+    const char* good = RUN_ROW("benign", "SFT", "401", "30", "90", "0.2");
+    struct { const char* header; const char* rows[3]; const char* expect; } cases[] = {
+        {RUNS_HEADER, {"benign\tSFT\t401\t30\t0\t0\t0\t90\t0.2\t0\t0\t0\t0\tnan\tcommit x", NULL}, "sap_test_runs_bad.tsv:3: a row with 15 fields, not 16"},
+        {RUNS_HEADER, {good, RUN_ROW("benign", "SAP", "401", "3O", "90", "0.2"), NULL}, "sap_test_runs_bad.tsv:4: harmful score % is '3O', not a number"},
+        {RUNS_HEADER, {good, RUN_ROW("benign", "SAP", "401", "30", "90", "nan"), NULL}, "sap_test_runs_bad.tsv:4: test loss is nan"},
+        {RUNS_HEADER, {good, RUN_ROW("benign", "SAP", "401.5", "30", "90", "0.2"), NULL}, "sap_test_runs_bad.tsv:4: the seed is '401.5'"},
+        {RUNS_HEADER, {good, RUN_ROW("poison 7%", "SAP", "401", "30", "90", "0.2"), NULL}, "sap_test_runs_bad.tsv:4: 'poison 7%' is not a setting"},
+        {RUNS_HEADER, {good, good, NULL}, "sap_test_runs_bad.tsv:4: a second row for benign, SFT, seed 401 (the first on line 3)"},
+        {"setting\tmethod\tseed\tharmful score %\n", {good, NULL}, "sap_test_runs_bad.tsv:2: not the runs file's header"},
+    };
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
+        write_runs(path, cases[i].header, cases[i].rows);
+        char name[160];
+        snprintf(name, sizeof name, "lab summary: a bad runs file (case %d) is one line naming the file and the line", i + 1);
+        expect_error(name, act_runs_load, path, cases[i].expect);
+    }
+    remove(path);
+    expect_error("lab summary: a missing runs file", act_runs_load, "/tmp/sap_test_no_such_runs.tsv", "sap_test_no_such_runs.tsv: cannot open");
+}
+
+// the claims' verdict rule at its edges, on pairs made by hand
+static void test_claim_verdicts(void) {
+    struct { int kind, n, lower, failures; double x[6]; const char* want; } cases[] = {
+        {CLAIM_HARM, 6, 5, 0, {-5, -5, -5, -5, -5, 1}, "supported"},      // mean -4, sd 2.4, lower on n - 1
+        {CLAIM_HARM, 6, 5, 1, {-5, -5, -5, -5, -5, 1}, "mixed"},          // the same with a failure
+        {CLAIM_HARM, 6, 6, 0, {-1, -1, -1, -1, -1, -13}, "mixed"},        // mean -3 within its sd 4.9
+        {CLAIM_HARM, 6, 4, 0, {-5, -5, -5, -5, 0.5, 0.5}, "mixed"},       // mean -3.2, sd 2.8, but lower on 4 of 6 only
+        {CLAIM_HARM, 6, 3, 0, {-9, -9, -9, 1, 1, 1}, "not supported"},    // lower on half
+        {CLAIM_HARM, 6, 5, 0, {-1, -1, -1, -1, -1, 5}, "not supported"},  // mean 0
+        {CLAIM_HARM, 1, 1, 0, {-20}, "one seed: no verdict"},
+        {CLAIM_ACCURACY, 6, 0, 0, {-5, -5, -5, -5, -5, -5}, "supported"}, // -5: the tolerance, kept
+        {CLAIM_ACCURACY, 6, 0, 0, {-6, -6, -6, -6, -6, -6}, "mixed"},
+        {CLAIM_ACCURACY, 6, 0, 1, {0, 0, 0, 0, 0, -11}, "not supported"}, // a failure
+        {CLAIM_LOSS, 6, 0, 0, {10, 10, 10, 10, 10, 10}, "supported"},     // within 10 %
+        {CLAIM_LOSS, 6, 0, 0, {-15, -15, -15, -15, -15, -15}, "mixed"},
+        {CLAIM_LOSS, 6, 0, 0, {25, 25, 25, 25, 25, 25}, "not supported"},
+    };
+    int ok = 1;
+    char why[160] = "";
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
+        Paired p;
+        memset(&p, 0, sizeof p);
+        p.n = cases[i].n; p.lower = cases[i].lower; p.failures = cases[i].failures;
+        for (int k = 0; k < p.n; k++) { p.dh[k] = p.da[k] = p.dl[k] = cases[i].x[k]; }
+        const char* got = claim_verdict(cases[i].kind, &p);
+        if (strcmp(got, cases[i].want) != 0 && ok) { ok = 0; snprintf(why, sizeof why, "case %d: '%s', not '%s'", i + 1, got, cases[i].want); }
+    }
+    check(ok, "lab summary: the claims' verdicts at the rule's edges (supported, mixed, not supported, one seed)", "%s", why);
 }
 
 // the evaluation's two judges: refusal markers and exact match
@@ -3172,6 +3404,91 @@ static void test_fast_steps(Rng* r, int lora) {
 #ifndef FUZZ
 // `test_sap --seeds DIR` writes the fuzzers' seed corpus (make fuzz); plain `test_sap` runs the tests
 static void write_seeds(const char* dir);
+// ----------------------------------------------------------------------------
+// the README's result tables are the lab's: a table (or a ``` block of a program's output) whose line
+// above is `<!-- table: FILE -->` must have every one of its lines, verbatim, as a line of FILE
+
+static char* text_file(const char* path) { // the whole file as a string, or NULL
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) { return NULL; }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char* t = malloc((size_t)n + 1);
+    size_t got = fread(t, 1, (size_t)n, f);
+    fclose(f);
+    t[got] = 0;
+    return t;
+}
+
+// is `line` (len bytes, no newline) a whole line of text?
+static int has_line(const char* text, const char* line, size_t len) {
+    const char* p = text;
+    while (*p) {
+        const char* end = strchr(p, '\n');
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (n == len && memcmp(p, line, len) == 0) { return 1; }
+        if (end == NULL) { break; }
+        p = end + 1;
+    }
+    return 0;
+}
+
+// checks every marked table of a README's text; returns the number of tables checked, or -1 with
+// why set at the first line that differs from its file (or a file that is missing)
+static int readme_tables_check(const char* readme, char* why, size_t cap) {
+    const char* mark = "<!-- table: ";
+    int tables = 0;
+    for (const char* p = strstr(readme, mark); p != NULL; p = strstr(p + 1, mark)) {
+        char path[256];
+        const char* name = p + strlen(mark);
+        size_t n = strcspn(name, " \n");
+        if (n == 0 || n >= sizeof path) { snprintf(why, cap, "a table mark without a file"); return -1; }
+        memcpy(path, name, n);
+        path[n] = 0;
+        char* file = text_file(path);
+        if (file == NULL) { snprintf(why, cap, "%s: the README's table names it, and it cannot be read", path); return -1; }
+        const char* line = strchr(p, '\n');
+        int fenced = line != NULL && strncmp(line + 1, "```", 3) == 0; // a block of a program's output
+        if (fenced) { line = strchr(line + 1, '\n'); }
+        int rows = 0;
+        while (line != NULL && (fenced ? line[1] != 0 && strncmp(line + 1, "```", 3) != 0 : line[1] == '|')) {
+            line++;
+            const char* end = strchr(line, '\n');
+            size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
+            if (!has_line(file, line, len)) {
+                snprintf(why, cap, "README's table from %s has a line that file does not: %.*s", path, (int)(len < 160 ? len : 160), line);
+                free(file);
+                return -1;
+            }
+            rows++;
+            line = end;
+        }
+        free(file);
+        if (rows < 3) { snprintf(why, cap, "the table marked as from %s has %d lines", path, rows); return -1; }
+        tables++;
+    }
+    return tables;
+}
+
+static void test_readme_tables(void) {
+    char* readme = text_file("README.md");
+    if (readme == NULL) { check(0, "README's tables against results/", "README.md cannot be read"); return; }
+    char why[1024] = "";
+    int tables = readme_tables_check(readme, why, sizeof why);
+    check(tables >= 3, "README: every result table is, line for line, in the results file it names", "%d tables: %s", tables, why);
+    // the check can fail: one changed digit in the first data row of the first marked table
+    char* p = strstr(readme, "<!-- table: ");
+    char* row = p != NULL ? strstr(p, "\n|") : NULL;
+    for (int skip = 0; row != NULL && skip < 2; skip++) { row = strchr(row + 1, '\n'); } // header, rule
+    char* digit = row != NULL ? strpbrk(row, "0123456789") : NULL;
+    if (digit != NULL) { *digit = *digit == '9' ? '8' : (char)(*digit + 1); }
+    why[0] = 0;
+    int changed = digit != NULL ? readme_tables_check(readme, why, sizeof why) : 0;
+    check(digit != NULL && changed == -1, "README: the table check fails on a changed cell", "check returned %d", changed);
+    free(readme);
+}
+
 int main(int argc, char** argv) {
     if (argc == 3 && strcmp(argv[1], "--seeds") == 0) { write_seeds(argv[2]); return 0; }
     if (argc != 1) { fprintf(stderr, "usage: test_sap [--seeds DIR]\n"); return 2; }
@@ -3216,7 +3533,12 @@ int main(int argc, char** argv) {
     test_trim_keeps_bits();
     test_validation_without_probe();
     test_curve_leaves_run_alone();
+    test_lora_curve();
     test_svg_marks();
+    test_nice_ticks();
+    test_summary_reader();
+    test_summary_bad_rows();
+    test_claim_verdicts();
     test_judges();
     test_content_judge();
     test_sap_on_shipped_data();
@@ -3243,6 +3565,7 @@ int main(int argc, char** argv) {
     test_lora_threads();
     test_lora_flags();
     test_regime_defaults();
+    test_readme_tables();
     test_lora_run();
     test_interrupt_and_resume_lora();
     test_tsv();
