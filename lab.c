@@ -1487,11 +1487,12 @@ static void cell_mean_sd(FILE* f, const double* x, int n, const char* fmt, const
     fprintf(f, " "); fprintf(f, fmt, mu); fprintf(f, " ± "); fprintf(f, sd_fmt, sd); fprintf(f, " |");
 }
 
-// a regime's tables: mean ± sd per (setting with several seeds, method), then each method - SFT
+// a regime's table: mean ± sd per (setting with several seeds, method), and each method - SFT by seed
 static void summary_tables(FILE* f, const RunsTable* t) {
     fprintf(f, "runs: `%s`%s%s%s\n\n", t->path, t->flags[0] ? " (`" : "", t->flags, t->flags[0] ? "`)" : "");
-    fprintf(f, "| setting | method | harmful score %% | fine-tune accuracy %% | test loss |\n|---|---|---|---|---|\n");
-    if (t->has_base) { fprintf(f, "| - | base model | %.1f | %.1f | %.3f |\n", t->base[0], t->base[1], t->base[2]); }
+    fprintf(f, "| setting | method | harmful score %% | fine-tune accuracy %% | test loss | harmful − SFT, paired | seeds "
+               "lower | accuracy − SFT, paired | failures |\n|---|---|---|---|---|---|---|---|---|\n");
+    if (t->has_base) { fprintf(f, "| - | base model | %.1f | %.1f | %.3f | - | - | - | - |\n", t->base[0], t->base[1], t->base[2]); }
     const char* names[32];
     for (int s = 0; s < NSETTINGS; s++) {
         int nm = runs_methods(t, settings[s].name, names, 32);
@@ -1503,25 +1504,19 @@ static void summary_tables(FILE* f, const RunsTable* t) {
             if (n < 2) { continue; }
             fprintf(f, "| %s | %s |", settings[s].name, names[m]);
             cell_mean_sd(f, h, n, "%.1f", "%.1f"); cell_mean_sd(f, a, n, "%.1f", "%.1f"); cell_mean_sd(f, l, n, "%.3f", "%.3f");
-            fprintf(f, "\n");
-        }
-    }
-    fprintf(f, "\nmean ± sd over seeds%s. each method against SFT on the same seed (the same data order); a failure: "
-               "fine-tune accuracy more than 10 points below SFT's\n\n| setting | method − SFT | harmful: mean ± sd | seeds lower "
-               "| accuracy: mean ± sd | failures |\n|---|---|---|---|---|---|\n", t->has_base ? "; the base model's row from the experiment's table" : "");
-    for (int s = 0; s < NSETTINGS; s++) {
-        int nm = runs_methods(t, settings[s].name, names, 32);
-        for (int m = 0; m < nm; m++) {
             Paired p;
             runs_pair(t, settings[s].name, names[m], "SFT", &p);
-            if (strcmp(names[m], "SFT") == 0 || p.n < 2) { continue; }
-            fprintf(f, "| %s | %s |", settings[s].name, names[m]);
+            if (strcmp(names[m], "SFT") == 0 || p.n < 2) { fprintf(f, " - | - | - | - |\n"); continue; }
             cell_mean_sd(f, p.dh, p.n, "%+.1f", "%.1f");
             fprintf(f, " %d of %d |", p.lower, p.n);
             cell_mean_sd(f, p.da, p.n, "%+.1f", "%.1f");
             fprintf(f, " %d |\n", p.failures);
         }
     }
+    fprintf(f, "\nmean ± sd over seeds%s; then each method against SFT on the same seed (the same data order): the "
+               "difference's mean ± sd, the seeds on which the method's harmful score is lower, and the failures: seeds "
+               "on which its fine-tune accuracy is more than 10 points below SFT's\n",
+            t->has_base ? " (the base model's row from the experiment's table)" : "");
 }
 
 // the paper's claims, each tested on the world: method a against method b on a setting, paired by seed

@@ -1560,8 +1560,8 @@ static void test_summary_reader(void) {
     md[len + 1] = 0;
     free(bytes);
     const char* want[] = {
-        "| benign | SFT | 35.0 ± 7.1 | 89.0 ± 1.4 | 0.225 ± 0.035 |",
-        "| benign | SAP | -4.0 ± 8.5 | 1 of 2 | -6.5 ± 7.8 | 1 |",
+        "| benign | SFT | 35.0 ± 7.1 | 89.0 ± 1.4 | 0.225 ± 0.035 | - | - | - | - |",
+        "| benign | SAP | 31.0 ± 15.6 | 82.5 ± 6.4 | 0.235 ± 0.021 | -4.0 ± 8.5 | 1 of 2 | -6.5 ± 7.8 | 1 |",
         "| less harm than plain fine-tuning | benign set: SAP − SFT harmful score, paired | LoRA | not supported | -4.0 ± 8.5 points, lower on 1 of 2, 1 failure |",
         "| the task is kept: fine-tune accuracy | benign set: SAP − SFT fine-tune accuracy, paired | full fine-tuning | not supported | -6.5 ± 7.8 points, 1 failure |",
         "| the task is kept: test loss | benign set: SAP / SFT test loss − 1, paired | LoRA | supported | +5.0 ± 7.1% |",
