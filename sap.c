@@ -29,10 +29,11 @@ away from it.
 
 The model that is saved and evaluated is theta alone: the probe is a training device.
 
-theta is, by default, rank-r adapters on each block's matrices (LoRA, the official code's way):
-W x becomes W x + (alpha/r) B (A x), W frozen. Then g, its norm, the radius rho * ||theta||,
-theta' and AdamW all live in the adapters' space; the probe is the same. The saved checkpoint
-has the adapters merged in: W + (alpha/r) B A. With -Q 0, theta is every weight (full fine-tuning).
+theta is, when fine-tuning a checkpoint, rank-r adapters on each block's matrices by default
+(LoRA, the official code's way): W x becomes W x + (alpha/r) B (A x), W frozen. Then g, its norm,
+the radius rho * ||theta||, theta' and AdamW all live in the adapters' space; the probe is the
+same. The saved checkpoint has the adapters merged in: W + (alpha/r) B A. With -Q 0 (and for lm
+and a fresh model), theta is every weight (full fine-tuning).
 
 It reads and writes llm.c's checkpoint and token formats byte for byte.
 
@@ -56,8 +57,9 @@ SAP, read sap_step() first, then what it calls; a first reading can skip the sec
   the fast kernels     tiled, packed versions of the matmul and attention, which
                        training runs by default; `make reference` builds sap with
                        the plain kernels above instead (the same bits)              *
-The lab (lab.c) holds the experiment (make experiment), the benchmark (make bench) and the gradient
-analysis (cos(g_task, -g) around a step), which watches train_run() through an Observer.
+The lab (lab.c) holds the experiments (make experiment, make experiment-lora), their summary (make
+summary), the benchmark (make bench) and the gradient analysis (cos(g_task, -g) around a step),
+which watches train_run() through an Observer.
 */
 
 #define _POSIX_C_SOURCE 200809L
@@ -2944,6 +2946,10 @@ static void check_options(Options* o, int val_given, int lora_given) {
     }
     int trains = strcmp(o->mode, "gen") != 0 && strcmp(o->mode, "eval") != 0;
     if (o->lora_rank > 0 && !trains) { die("-Q: LoRA is a way of training; -m %s does not train", o->mode); }
+    if (lora_given && !trains) { die("-W and -F set up LoRA adapters for training; -m %s does not train", o->mode); }
+    if (o->fresh && strcmp(o->mode, "compare") == 0) {
+        die("-m compare fine-tunes the -e checkpoint; -L -H -C -T -V make a fresh model (for lm, sft, sap, sam)");
+    }
     // the regime: fine-tuning a checkpoint trains LoRA adapters (the official code's way) unless -Q
     // says otherwise; pretraining (lm) and a fresh model train every weight. lr and rho were chosen
     // on the val split for each regime, and follow it unless given
@@ -3525,6 +3531,8 @@ static void print_regime(const Options* o) {
         }
         printf("regime: LoRA, rank %d adapters on %s of every block, as the official code fine-tunes (-Q 0: every "
                "weight)\n", o->lora_rank, names);
+    } else if (o->fresh) {
+        printf("regime: every weight (a fresh model trains every weight unless -Q says otherwise)\n");
     } else {
         printf("regime: full fine-tuning, every weight (-Q 0; without it, LoRA adapters)\n");
     }

@@ -1524,11 +1524,15 @@ static void test_nice_ticks(void) {
                     "test loss\tsafety margin\tskills accuracy %\tms/step\tgrad cosine\tlean %\tprobe / stream\tmade by\n"
 #define RUN_ROW(setting, method, seed, harmful, accuracy, loss) setting "\t" method "\t" seed "\t" harmful "\t0\t0\t0\t" accuracy \
                     "\t" loss "\t0\t0\t0\t0\tnan\tnan\tcommit 0123abcd, a CPU, 1 thread, today"
-static void write_runs(const char* path, const char* header, const char* const* rows) {
+static void write_runs_flags(const char* path, const char* flags, const char* header, const char* const* rows) {
     FILE* f = fopen(path, "w");
-    fprintf(f, "# lab experiment -X 2 -s 401\n%s", header);
+    if (f == NULL) { printf("cannot write %s\n", path); exit(1); }
+    fprintf(f, "%s\n%s", flags, header);
     for (int i = 0; rows[i] != NULL; i++) { fprintf(f, "%s\n", rows[i]); }
     fclose(f);
+}
+static void write_runs(const char* path, const char* header, const char* const* rows) {
+    write_runs_flags(path, "# lab experiment -X 2 -s 401", header, rows);
 }
 
 // lab summary's reader and its pairs, on 2 seeds of SFT and SAP (written out of order), and the lines
@@ -1580,6 +1584,10 @@ static void test_summary_reader(void) {
     remove(path); remove("/tmp/sap_test_summary.md"); remove("/tmp/sap_test_summary.svg");
 }
 
+static void act_summary_swapped(const void* p) {
+    (void)p;
+    run_summary("/tmp/sap_test_runs_full.tsv", "/tmp/sap_test_runs_lora.tsv", "/tmp/sap_test_swapped");
+}
 static void act_runs_load(const void* p) { static RunsTable t; runs_table_load(p, &t); }
 
 // a runs file lab summary cannot read: one line naming the file and the line
@@ -1603,6 +1611,13 @@ static void test_summary_bad_rows(void) {
     }
     remove(path);
     expect_error("lab summary: a missing runs file", act_runs_load, "/tmp/sap_test_no_such_runs.tsv", "sap_test_no_such_runs.tsv: cannot open");
+    // the two regimes' files given the wrong way round: their flags lines say so
+    const char* rows[] = {good, NULL};
+    write_runs_flags("/tmp/sap_test_runs_full.tsv", "# lab experiment -Q 0 -X 2 -s 401", RUNS_HEADER, rows);
+    write_runs_flags("/tmp/sap_test_runs_lora.tsv", "# lab experiment -Q 8 -X 2 -s 401", RUNS_HEADER, rows);
+    expect_error("lab summary: the regimes' runs files swapped", act_summary_swapped, NULL,
+                 "sap_test_runs_full.tsv: its flags say -Q 0, and it is given as the LoRA runs");
+    remove("/tmp/sap_test_runs_full.tsv"); remove("/tmp/sap_test_runs_lora.tsv");
 }
 
 // the claims' verdict rule at its edges, on pairs made by hand
@@ -1618,8 +1633,9 @@ static void test_claim_verdicts(void) {
         {CLAIM_ACCURACY, 6, 0, 0, {-5, -5, -5, -5, -5, -5}, "supported"}, // -5: the tolerance, kept
         {CLAIM_ACCURACY, 6, 0, 0, {-6, -6, -6, -6, -6, -6}, "mixed"},
         {CLAIM_ACCURACY, 6, 0, 1, {0, 0, 0, 0, 0, -11}, "not supported"}, // a failure
-        {CLAIM_LOSS, 6, 0, 0, {10, 10, 10, 10, 10, 10}, "supported"},     // within 10 %
-        {CLAIM_LOSS, 6, 0, 0, {-15, -15, -15, -15, -15, -15}, "mixed"},
+        {CLAIM_LOSS, 6, 0, 0, {10, 10, 10, 10, 10, 10}, "supported"},     // at most 10 % above
+        {CLAIM_LOSS, 6, 0, 0, {-30, -30, -30, -30, -30, -30}, "supported"}, // a lower loss keeps the task
+        {CLAIM_LOSS, 6, 0, 0, {15, 15, 15, 15, 15, 15}, "mixed"},
         {CLAIM_LOSS, 6, 0, 0, {25, 25, 25, 25, 25, 25}, "not supported"},
     };
     int ok = 1;
@@ -3422,50 +3438,54 @@ static char* text_file(const char* path) { // the whole file as a string, or NUL
 }
 
 // is `line` (len bytes, no newline) a whole line of text?
-static int has_line(const char* text, const char* line, size_t len) {
-    const char* p = text;
-    while (*p) {
-        const char* end = strchr(p, '\n');
-        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
-        if (n == len && memcmp(p, line, len) == 0) { return 1; }
-        if (end == NULL) { break; }
-        p = end + 1;
+// the lines of the block after a mark (a | table, or what a ``` block holds), each ending in \n; NULL
+// if there are none
+static char* marked_block(const char* line, int* rows) {
+    int fenced = line != NULL && strncmp(line + 1, "```", 3) == 0; // a block of a program's output
+    if (fenced) { line = strchr(line + 1, '\n'); }
+    const char* start = line != NULL ? line + 1 : NULL;
+    *rows = 0;
+    while (line != NULL && (fenced ? line[1] != 0 && strncmp(line + 1, "```", 3) != 0 : line[1] == '|')) {
+        line = strchr(line + 1, '\n');
+        (*rows)++;
     }
-    return 0;
+    if (*rows == 0 || line == NULL) { return NULL; }
+    size_t n = (size_t)(line + 1 - start);
+    char* block = malloc(n + 2);
+    block[0] = '\n'; // so that it matches whole lines only
+    memcpy(block + 1, start, n);
+    block[n + 1] = 0;
+    return block;
 }
 
-// checks every marked table of a README's text; returns the number of tables checked, or -1 with
-// why set at the first line that differs from its file (or a file that is missing)
+// checks every marked table of a README's text: its lines must be lines of the file it names, one
+// after the other, in the same order. returns the number of tables checked, or -1 with why set
 static int readme_tables_check(const char* readme, char* why, size_t cap) {
     const char* mark = "<!-- table: ";
     int tables = 0;
     for (const char* p = strstr(readme, mark); p != NULL; p = strstr(p + 1, mark)) {
-        char path[256];
+        char path[200];
         const char* name = p + strlen(mark);
         size_t n = strcspn(name, " \n");
         if (n == 0 || n >= sizeof path) { snprintf(why, cap, "a table mark without a file"); return -1; }
         memcpy(path, name, n);
         path[n] = 0;
-        char* file = text_file(path);
-        if (file == NULL) { snprintf(why, cap, "%s: the README's table names it, and it cannot be read", path); return -1; }
-        const char* line = strchr(p, '\n');
-        int fenced = line != NULL && strncmp(line + 1, "```", 3) == 0; // a block of a program's output
-        if (fenced) { line = strchr(line + 1, '\n'); }
-        int rows = 0;
-        while (line != NULL && (fenced ? line[1] != 0 && strncmp(line + 1, "```", 3) != 0 : line[1] == '|')) {
-            line++;
-            const char* end = strchr(line, '\n');
-            size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
-            if (!has_line(file, line, len)) {
-                snprintf(why, cap, "README's table from %s has a line that file does not: %.*s", path, (int)(len < 160 ? len : 160), line);
-                free(file);
-                return -1;
-            }
-            rows++;
-            line = end;
+        char* text = text_file(path);
+        if (text == NULL) { snprintf(why, cap, "%s: the README's table names it, and it cannot be read", path); return -1; }
+        char* file = malloc(strlen(text) + 2);
+        file[0] = '\n';
+        strcpy(file + 1, text);
+        free(text);
+        int rows;
+        char* block = marked_block(strchr(p, '\n'), &rows);
+        int found = block != NULL && strstr(file, block) != NULL;
+        if (block == NULL || rows < 3 || !found) {
+            snprintf(why, cap, "the table marked as from %s (%d lines) is not %s", path, rows,
+                     rows < 3 ? "a table of 3 lines or more" : "a run of that file's lines, in order");
         }
+        free(block);
         free(file);
-        if (rows < 3) { snprintf(why, cap, "the table marked as from %s has %d lines", path, rows); return -1; }
+        if (rows < 3 || !found) { return -1; }
         tables++;
     }
     return tables;
@@ -3486,6 +3506,28 @@ static void test_readme_tables(void) {
     why[0] = 0;
     int changed = digit != NULL ? readme_tables_check(readme, why, sizeof why) : 0;
     check(digit != NULL && changed == -1, "README: the table check fails on a changed cell", "check returned %d", changed);
+    free(readme);
+    readme = text_file("README.md");
+    // and on two lines in another order: the first marked table's last two lines swapped
+    p = strstr(readme, "<!-- table: ");
+    char* first = p != NULL ? strstr(p, "\n|") : NULL;
+    char* end = first;
+    while (end != NULL && end[1] == '|') { end = strchr(end + 1, '\n'); }
+    char* b = NULL;
+    for (char* q = first; q != NULL && q < end; q = strchr(q + 1, '\n')) { char* r = strchr(q + 1, '\n'); if (r == end) { b = q; } }
+    char* a = NULL;
+    for (char* q = first; q != NULL && q < b; q = strchr(q + 1, '\n')) { char* r = strchr(q + 1, '\n'); if (r == b) { a = q; } }
+    int swapped = -2;
+    if (a != NULL && b != NULL && end != NULL) { // lines a+1..b and b+1..end
+        size_t la = (size_t)(b - a), lb = (size_t)(end - b);
+        char* tmp = malloc(la + lb);
+        memcpy(tmp, b, lb);
+        memcpy(tmp + lb, a, la);
+        memcpy(a, tmp, la + lb);
+        free(tmp);
+        swapped = readme_tables_check(readme, why, sizeof why);
+    }
+    check(swapped == -1, "README: the table check fails on two rows in another order", "check returned %d", swapped);
     free(readme);
 }
 
