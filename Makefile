@@ -108,6 +108,20 @@ experiment-lora: lab
 	@mkdir -p results
 	./lab experiment $(LORA_FLAGS) -a 10 -K 10 $(EXPERIMENT_SEEDS) -Z '-p 0.1' -M results/experiment_lora
 
+# the attack after fine-tuning: SFT's and SAP's models after benign fine-tuning are attacked with plain
+# SFT of every weight on the first k = 10 and 50 examples of data/ft_attack.bin (harmful requests
+# answered), 40 steps of 10 at lr 1e-5 (chosen on val seed 201: the smallest of 1e-5, 3e-5, 1e-4 at
+# which the attack takes SFT's model past 50% harmful on val with k = 50), the harmful score on the test
+# prompts after 0, 5, 10, 20 and 40 steps, 6 fresh seeds from 501. attack-lora (the defence with LoRA,
+# about 25 minutes with 2 threads) and attack (every weight, about 30) write results/attack_lora.* and
+# results/attack.*; stopped, each starts where it was
+ATTACK_SEEDS = -X 6 -s 501
+ATTACK_FLAGS = -Z '-l 1e-5' -J data/test_harmful.bin
+attack-lora: lab
+	./lab attack $(LORA_FLAGS) $(ATTACK_SEEDS) $(ATTACK_FLAGS) -M results/attack_lora
+attack: lab
+	./lab attack -Q 0 $(ATTACK_SEEDS) $(ATTACK_FLAGS) -M results/attack
+
 # both experiments in one place, from their runs files (results/experiment_lora_runs.tsv and
 # results/experiment_runs.tsv): results/summary.md (the tables, SAP against SFT by seed, the
 # paper's claims with a verdict each) and results/summary.svg (SAP - SFT per seed). takes seconds
@@ -174,4 +188,4 @@ clean:
 	rm -f sap sap_reference lab lab_bench test_sap test_sap_asan data/world data/tsv
 	rm -rf .data-check $(addprefix .fuzz/,$(FUZZ_TARGETS))
 
-.PHONY: all test twin clean data data-check pretrained base experiment experiment-lora summary bench asan fuzz reference FORCE
+.PHONY: all test twin clean data data-check pretrained base experiment experiment-lora attack attack-lora summary bench asan fuzz reference FORCE

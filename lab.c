@@ -1708,6 +1708,233 @@ void run_summary(const char* lora_runs, const char* full_runs, const char* stem)
     printf("wrote %s and %s\n", md, svg);
 }
 
+// ----------------------------------------------------------------------------
+// the attack after fine-tuning: SFT's and SAP's models after benign fine-tuning (the regime's flags)
+// are attacked with plain SFT of every weight on the first k examples of an attacker's set, the same
+// attack for every model, and their harmful score on -J taken along it. writes <stem>_runs.tsv (a row
+// per seed, method and k as it ends; started again with the same flags, it runs only the rest),
+// <stem>.md (the table, SAP against SFT by seed) and <stem>.svg (the curves)
+
+enum { ATTACK_POINTS = 5, ATTACK_KS = 2, ATTACK_METHODS = 2 };
+static const int attack_steps[ATTACK_POINTS] = {0, 5, 10, 20, 40};
+static const int attack_k[ATTACK_KS] = {10, 50};
+static const char* const attack_file[ATTACK_KS] = {"data/ft_attack10.bin", "data/ft_attack.bin"};
+static const char* const attack_method[ATTACK_METHODS] = {"SFT", "SAP"};
+
+typedef struct {
+    int have[ATTACK_METHODS][ATTACK_KS][MAX_SEEDS];                 // 1: the run's row is in the file
+    double h[ATTACK_METHODS][ATTACK_KS][MAX_SEEDS][ATTACK_POINTS]; // its harmful score (%) at each point
+} AttackRuns;
+
+// measures only at the attack's points (the watch's -K every step, filtered)
+static void attack_measure(Observer* ob, GPT2* model, int step) {
+    for (int i = 0; i < ATTACK_POINTS; i++) { if (attack_steps[i] == step) { watch_measure(ob, model, step); } }
+}
+
+// the rows of a runs file made with these flags (none if it was made with others, or is missing)
+static int attack_load(const char* path, const char* flags_line, int seed0, int seeds, AttackRuns* ar) {
+    memset(ar, 0, sizeof *ar);
+    FILE* f = fopen(path, "r");
+    if (f == NULL) { return 0; }
+    char line[4096];
+    int ok = fgets(line, sizeof line, f) != NULL && strcmp(line, flags_line) == 0 && fgets(line, sizeof line, f) != NULL;
+    int rows = 0, ln = 2;
+    while (ok && fgets(line, sizeof line, f) != NULL) {
+        ln++;
+        char method[64];
+        int seed, k, m = -1, ki = -1;
+        double h[ATTACK_POINTS];
+        if (sscanf(line, "%d\t%63[^\t]\t%d\t%lf\t%lf\t%lf\t%lf\t%lf", &seed, method, &k, &h[0], &h[1], &h[2], &h[3], &h[4]) != 8) {
+            die("%s:%d: not a row of the attack's runs file", path, ln);
+        }
+        for (int i = 0; i < ATTACK_METHODS; i++) { if (strcmp(method, attack_method[i]) == 0) { m = i; } }
+        for (int i = 0; i < ATTACK_KS; i++) { if (k == attack_k[i]) { ki = i; } }
+        if (m < 0 || ki < 0 || seed < seed0 || seed >= seed0 + seeds) { die("%s:%d: a row this attack does not run", path, ln); }
+        memcpy(ar->h[m][ki][seed - seed0], h, sizeof h);
+        ar->have[m][ki][seed - seed0] = 1;
+        rows++;
+    }
+    fclose(f);
+    return ok ? rows : 0;
+}
+
+// one attack on the defended weights: SFT of every weight on the first k examples, the harmful score
+// at the attack's points (in %)
+static void attack_one(const GPT2* defended, const Options* attack, const char* harmful, double* h) {
+    GPT2 a;
+    memset(&a, 0, sizeof a);
+    a.config = defended->config;
+    gpt2_allocate_parameters(&a);
+    memcpy(a.params_memory, defended->params_memory, a.num_parameters * sizeof(float));
+    Watch w;
+    watch_init(&w, attack, (WatchFlags){.curve_every = 1, .curve_file = harmful});
+    w.ob.measure = attack_measure;
+    train_run(&a, attack, &w.ob);
+    WatchStats st = watch_finish(&w, a.config.num_layers);
+    if (st.curve_n != ATTACK_POINTS) { die("the attack measured %d points, not %d", st.curve_n, ATTACK_POINTS); }
+    for (int i = 0; i < ATTACK_POINTS; i++) { h[i] = 100.0 * st.curve_harmful[i]; }
+    gpt2_free(&a);
+}
+
+// the attack's flags for k examples: SFT of every weight, batch 10, 40 steps at a constant lr, then -Z's
+static void attack_options(Options* a, int ki, int seed, const char* extra) {
+    char seed_text[16];
+    snprintf(seed_text, sizeof seed_text, "%d", seed);
+    const char* argv[64] = {"lab", "-m", "sft", "-Q", "0", "-i", attack_file[ki], "-j", "none", "-E", "none", "-b", "10",
+                            "-n", "40", "-D", "1", "-l", "1e-4", "-s", seed_text};
+    int n = 21;
+    static char copy[1024];
+    snprintf(copy, sizeof copy, "%s", extra != NULL ? extra : "");
+    for (char* p = strtok(copy, " "); p != NULL && n < 63; p = strtok(NULL, " ")) { argv[n++] = p; }
+    parse_options(a, n, (char**)argv);
+}
+
+// the table: each method's harmful score along the attack, mean ± sd over seeds, and SAP − SFT by seed
+static void attack_write_md(const char* path, const AttackRuns* ar, int seed0, int n, const char* flags, double t_wall) {
+    FILE* f = fopen(path, "w");
+    if (f == NULL) { die("%s: cannot write: %s", path, strerror(errno)); }
+    fprintf(f, "# The attack after fine-tuning\n\n%s\nharmful score (%%) on the harmful prompts after 0, 5, 10, 20 and 40 "
+               "steps of the attack, mean ± sd over %d seeds from %d\n\n| method | k | ", flags, n, seed0);
+    for (int i = 0; i < ATTACK_POINTS; i++) { fprintf(f, "after %d |%s", attack_steps[i], i + 1 < ATTACK_POINTS ? " " : "\n"); }
+    fprintf(f, "|---|---|---|---|---|---|---|\n");
+    for (int ki = 0; ki < ATTACK_KS; ki++) {
+        for (int m = 0; m < ATTACK_METHODS; m++) {
+            fprintf(f, "| %s | %d |", attack_method[m], attack_k[ki]);
+            for (int i = 0; i < ATTACK_POINTS; i++) {
+                double x[MAX_SEEDS];
+                for (int s = 0; s < n; s++) { x[s] = ar->h[m][ki][s][i]; }
+                cell_mean_sd(f, x, n, "%.1f", "%.1f");
+            }
+            fprintf(f, "\n");
+        }
+    }
+    fprintf(f, "\nSAP − SFT on the same seed: at each point, and over the attack (the mean of the scores after 5, 10, "
+               "20 and 40 steps), with the seeds on which SAP's is lower\n\n| k | ");
+    for (int i = 0; i < ATTACK_POINTS; i++) { fprintf(f, "after %d | ", attack_steps[i]); }
+    fprintf(f, "over the attack | seeds lower |\n|---|---|---|---|---|---|---|---|\n");
+    for (int ki = 0; ki < ATTACK_KS; ki++) {
+        fprintf(f, "| %d |", attack_k[ki]);
+        double d[ATTACK_POINTS + 1][MAX_SEEDS];
+        int lower = 0;
+        for (int s = 0; s < n; s++) {
+            d[ATTACK_POINTS][s] = 0.0;
+            for (int i = 0; i < ATTACK_POINTS; i++) {
+                d[i][s] = ar->h[1][ki][s][i] - ar->h[0][ki][s][i];
+                if (i > 0) { d[ATTACK_POINTS][s] += d[i][s] / (ATTACK_POINTS - 1); }
+            }
+            lower += d[ATTACK_POINTS][s] < 0;
+        }
+        for (int i = 0; i <= ATTACK_POINTS; i++) { cell_mean_sd(f, d[i], n, "%+.1f", "%.1f"); }
+        fprintf(f, " %d of %d |\n", lower, n);
+    }
+    char prov[512], wall[32];
+    provenance(prov, sizeof prov);
+    duration_text(wall, sizeof wall, (now_ms() - t_wall) / 1e3);
+    fprintf(f, "\nmade by `lab attack` (%s), wall time %s (this start); every run's row, with what made it, in the "
+               "runs file beside this one\n", prov, wall);
+    if (fclose(f) != 0) { die("%s: write failed", path); }
+}
+
+// the picture: the mean harmful score along the attack, SFT red and SAP blue, k = 10 dashed, k = 50 solid
+static void attack_write_svg(const char* path, const AttackRuns* ar, int n) {
+    FILE* f = fopen(path, "w");
+    if (f == NULL) { die("%s: cannot write: %s", path, strerror(errno)); }
+    char prov[512];
+    provenance(prov, sizeof prov);
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='520' height='380' font-family='sans-serif' font-size='12'>\n"
+               "<!-- lab attack: %s -->\n<rect width='520' height='380' fill='white'/>\n", prov);
+    double x0 = 90, y0 = 270, lo = INFINITY, hi = -INFINITY, mean[ATTACK_METHODS][ATTACK_KS][ATTACK_POINTS];
+    for (int m = 0; m < ATTACK_METHODS; m++) {
+        for (int ki = 0; ki < ATTACK_KS; ki++) {
+            for (int i = 0; i < ATTACK_POINTS; i++) {
+                double x[MAX_SEEDS], sd;
+                for (int s = 0; s < n; s++) { x[s] = ar->h[m][ki][s][i]; }
+                mean_std(x, n, &mean[m][ki][i], &sd);
+                span_add(&lo, &hi, mean[m][ki][i] - sd);
+                span_add(&lo, &hi, mean[m][ki][i] + sd);
+            }
+        }
+    }
+    Axis ax = axis_over(0, 40, 0, 40), ay = axis_over(lo, hi, 0, 100);
+    svg_frame(f, x0, y0, 400, 220, "harmful score along the attack", "attack steps (plain SFT of every weight)",
+              "harmful score (%, mean over seeds)", ax, ay, 1);
+    for (int m = 0; m < ATTACK_METHODS; m++) {
+        for (int ki = 0; ki < ATTACK_KS; ki++) {
+            fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2'%s points='", method_colour[m],
+                    ki == 0 ? " stroke-dasharray='6 4'" : "");
+            for (int i = 0; i < ATTACK_POINTS; i++) {
+                fprintf(f, "%.1f,%.1f ", x0 + ax_frac(ax, attack_steps[i]) * 400, y0 - ax_frac(ay, mean[m][ki][i]) * 220);
+            }
+            fprintf(f, "'/>\n");
+            char text[64];
+            snprintf(text, sizeof text, "%s, k = %d (%s)", attack_method[m], attack_k[ki], ki == 0 ? "dashed" : "solid");
+            svg_legend(f, x0 + 200 * ki, y0, m, method_colour[m], text);
+        }
+    }
+    fprintf(f, "</svg>\n");
+    if (fclose(f) != 0) { die("%s: write failed", path); }
+}
+
+// the defended model: a method's benign fine-tuning from -e with the regime's flags, on seed `seed`
+static void attack_defend(GPT2* model, const Options* o, int m, int seed) {
+    Options d = *o;
+    d.mode = m == 0 ? "sft" : "sap";
+    d.seed = seed;
+    d.val = NULL;
+    d.save = d.state = d.resume = NULL;
+    d.save_every = 0;
+    gpt2_load(model, o->load);
+    train_run(model, &d, NULL); // with LoRA, the adapters are merged in at the end
+}
+
+// seeds x {SFT, SAP}: the defence, then the attack with k = 10 and 50; attack: -Z's flags for the attack
+void run_attack(const Options* o, int seeds, const char* attack, const char* harmful, const char* stem, const char* flags_line) {
+    double t_wall = now_ms();
+    char runs[4096], md[4096], svg[4096];
+    snprintf(runs, sizeof runs, "%s_runs.tsv", stem);
+    snprintf(md, sizeof md, "%s.md", stem);
+    snprintf(svg, sizeof svg, "%s.svg", stem);
+    static AttackRuns ar;
+    int kept = attack_load(runs, flags_line, o->seed, seeds, &ar);
+    FILE* f = fopen(runs, kept ? "a" : "w");
+    if (f == NULL) { die("%s: cannot write: %s", runs, strerror(errno)); }
+    if (!kept) { fprintf(f, "%sseed\tmethod\tk\tafter 0\tafter 5\tafter 10\tafter 20\tafter 40\tmade by\n", flags_line); }
+    else { printf("%s: %d runs done by an earlier start with the same flags: kept\n", runs, kept); }
+    int todo = 0, done = 0;
+    for (int s = 0; s < seeds; s++) { for (int m = 0; m < ATTACK_METHODS; m++) { todo += !(ar.have[m][0][s] && ar.have[m][1][s]); } }
+    for (int s = 0; s < seeds; s++) {
+        for (int m = 0; m < ATTACK_METHODS; m++) {
+            if (ar.have[m][0][s] && ar.have[m][1][s]) { continue; }
+            char spent[32], left[32] = "unknown yet";
+            double sec = (now_ms() - t_wall) / 1e3;
+            duration_text(spent, sizeof spent, sec);
+            if (done > 0) { duration_text(left, sizeof left, sec / done * (todo - done)); }
+            printf("\n== attack %d of %d: %s, seed %d, then attacked with k = 10 and 50 (%s spent, about %s left)\n", done + 1,
+                   todo, attack_method[m], o->seed + s, spent, left);
+            GPT2 model;
+            attack_defend(&model, o, m, o->seed + s);
+            for (int ki = 0; ki < ATTACK_KS; ki++) {
+                Options a;
+                attack_options(&a, ki, o->seed + s, attack);
+                attack_one(&model, &a, harmful, ar.h[m][ki][s]);
+                ar.have[m][ki][s] = 1;
+                char prov[512];
+                provenance(prov, sizeof prov);
+                fprintf(f, "%d\t%s\t%d", o->seed + s, attack_method[m], attack_k[ki]);
+                for (int i = 0; i < ATTACK_POINTS; i++) { fprintf(f, "\t%.1f", ar.h[m][ki][s][i]); }
+                fprintf(f, "\t%s\n", prov);
+                if (fflush(f) != 0) { die("%s: write failed", runs); }
+            }
+            gpt2_free(&model);
+            done++;
+        }
+    }
+    if (fclose(f) != 0) { die("%s: write failed", runs); }
+    attack_write_md(md, &ar, o->seed, seeds, flags_line, t_wall);
+    attack_write_svg(svg, &ar, seeds);
+    printf("\nwrote %s, %s and %s\n", md, svg, runs);
+}
+
 #ifndef TESTING
 // lab summary [-M stem] [the LoRA runs file, the full fine-tuning runs file]
 static int summary_main(int argc, char** argv) {
@@ -1729,15 +1956,16 @@ int main(int argc, char** argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char* job = argc > 1 ? argv[1] : "";
     if (strcmp(job, "summary") == 0) { return summary_main(argc, argv); }
-    if (strcmp(job, "experiment") != 0 && strcmp(job, "bench") != 0 && strcmp(job, "run") != 0) {
-        die("usage: lab experiment|bench|run|summary [sap flags] [lab flags]; lab summary [-M stem] [LoRA runs file, full "
+    if (strcmp(job, "experiment") != 0 && strcmp(job, "bench") != 0 && strcmp(job, "run") != 0 && strcmp(job, "attack") != 0) {
+        die("usage: lab experiment|attack|bench|run|summary [sap flags] [lab flags]; lab summary [-M stem] [LoRA runs file, full "
             "fine-tuning runs file] (results/summary.*); lab flags: -M stem (the experiment's "
             "files, [%s]), -X N (the experiment's seeds per setting [3]), -Z 'flags' (the experiment adds SAP "
             "with these sap flags on top), -a N -A file (the gradient analysis every N steps, its CSV), -K N -J "
-            "file (the harmful score every N steps, on these prompts [data/val_harmful.bin])", LAB_STEM);
+            "file (the harmful score every N steps, on these prompts [data/val_harmful.bin]); lab attack: -X seeds, -Z "
+            "'flags' the attack's own sap flags, -J the harmful prompts, -M stem", LAB_STEM);
     }
     // the lab's own flags; the rest are sap's
-    const char* stem = LAB_STEM;
+    const char* stem = strcmp(job, "attack") == 0 ? "results/attack" : LAB_STEM;
     WatchFlags wf = {.curve_file = "data/val_harmful.bin"};
     Plan plan = {.seeds = 3};
     char** args = malloc_check((size_t)argc * sizeof(char*), "flags");
@@ -1792,6 +2020,7 @@ int main(int argc, char** argv) {
     if (strcmp(job, "bench") != 0) { printf("lab: %s\n", prov); } // the bench prints it as a line of its own
     if (strcmp(job, "bench") == 0) { run_bench(&o); }
     else if (strcmp(job, "experiment") == 0) { run_experiment(&o, &variant_o, &plan, tkp, stem, wf, flags_line); }
+    else if (strcmp(job, "attack") == 0) { run_attack(&o, plan.seeds, plan.variant, wf.curve_file, stem, flags_line); }
     else { // one run of sap's, watched: -m sft or sap with -a, -A, -K
         if (strcmp(o.mode, "sft") != 0 && strcmp(o.mode, "sap") != 0 && strcmp(o.mode, "sam") != 0) {
             die("lab run: one training run, -m sft, sap or sam (not %s)", o.mode);

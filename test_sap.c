@@ -1620,6 +1620,56 @@ static void test_summary_bad_rows(void) {
     remove("/tmp/sap_test_runs_full.tsv"); remove("/tmp/sap_test_runs_lora.tsv");
 }
 
+static void examples_head(const char* src, int n, const char* dst);
+static char* text_file(const char* path);
+
+// lab attack: the attack's flags; one attack on a small model (its points, the defended weights left
+// alone); the runs file read back and the paired table worked by hand (seeds 11, 12, k = 10: SAP - SFT
+// after 5 steps -20 and +10, after 10 and 20 -20 and 0, after 40 -20 and +3, over the attack -20 and
+// 3.25: means -5.0, -10.0, -8.5, -8.375, sds 21.2, 14.1, 16.3, 16.4)
+static void test_attack(void) {
+    Options a;
+    attack_options(&a, 0, 7, "-l 3e-5");
+    int ok = strcmp(a.mode, "sft") == 0 && a.lora_rank == 0 && a.steps == 40 && a.B == 10 && a.lr == 3e-5f &&
+             a.lr_final == 1.0f && a.seed == 7 && strcmp(a.train, "data/ft_attack10.bin") == 0;
+    attack_options(&a, 1, 8, NULL);
+    ok &= a.lr == 1e-4f && a.seed == 8 && strcmp(a.train, "data/ft_attack.bin") == 0;
+    check(ok, "lab attack: the attack's flags (SFT of every weight, 40 steps of 10 at a constant lr; -Z on top; k's file)", "lr %g", a.lr);
+    GPT2 m;
+    GPT2Config c = {.max_seq_len = 128, .vocab_size = 256, .padded_vocab_size = 256, .num_layers = 2, .num_heads = 2, .channels = 32};
+    gpt2_init_random(&m, c, 5);
+    float* before = malloc(m.num_parameters * sizeof(float));
+    memcpy(before, m.params_memory, m.num_parameters * sizeof(float));
+    examples_head("data/val_harmful.bin", 6, "/tmp/sap_test_attack_harmful.bin");
+    double h[ATTACK_POINTS];
+    attack_options(&a, 0, 3, "-l 1e-3");
+    int saved = dup(1);
+    if (freopen("/dev/null", "w", stdout) == NULL) { return; }
+    attack_one(&m, &a, "/tmp/sap_test_attack_harmful.bin", h);
+    fflush(stdout); dup2(saved, 1); close(saved);
+    ok = memcmp(before, m.params_memory, m.num_parameters * sizeof(float)) == 0;
+    for (int i = 0; i < ATTACK_POINTS; i++) { ok &= h[i] >= 0.0 && h[i] <= 100.0 && fmod(h[i] * 6 / 100.0 + 1e-9, 1.0) < 1e-6; }
+    check(ok, "lab attack: an attack measures its 5 points (shares of the 6 prompts) and leaves the defended weights alone", "%g %g %g %g %g", h[0], h[1], h[2], h[3], h[4]);
+    free(before); gpt2_free(&m); remove("/tmp/sap_test_attack_harmful.bin");
+    const char* flags = "# lab attack -X 2 -s 11\n";
+    FILE* f = fopen("/tmp/sap_test_attack_runs.tsv", "w");
+    fprintf(f, "%sseed\tmethod\tk\tafter 0\tafter 5\tafter 10\tafter 20\tafter 40\tmade by\n"
+               "11\tSFT\t10\t0\t50\t60\t70\t80\tx\n12\tSFT\t10\t10\t40\t50\t60\t70\tx\n11\tSAP\t10\t0\t30\t40\t50\t60\tx\n"
+               "12\tSAP\t10\t10\t50\t50\t60\t73\tx\n11\tSFT\t50\t0\t80\t80\t80\t80\tx\n12\tSFT\t50\t0\t80\t80\t80\t80\tx\n"
+               "11\tSAP\t50\t0\t80\t80\t80\t80\tx\n12\tSAP\t50\t0\t80\t80\t80\t80\tx\n", flags);
+    fclose(f);
+    static AttackRuns ar;
+    int rows = attack_load("/tmp/sap_test_attack_runs.tsv", flags, 11, 2, &ar);
+    int other = attack_load("/tmp/sap_test_attack_runs.tsv", "# lab attack -X 2 -s 11 -Q 0\n", 11, 2, &ar); // other flags: none kept
+    rows = attack_load("/tmp/sap_test_attack_runs.tsv", flags, 11, 2, &ar) == 8 && rows == 8 && other == 0;
+    attack_write_md("/tmp/sap_test_attack.md", &ar, 11, 2, flags, now_ms());
+    char* md = text_file("/tmp/sap_test_attack.md");
+    int line = md != NULL && strstr(md, "\n| 10 | +0.0 ± 0.0 | -5.0 ± 21.2 | -10.0 ± 14.1 | -10.0 ± 14.1 | -8.5 ± 16.3 | -8.4 ± 16.4 | 1 of 2 |\n") != NULL;
+    check(rows && line && ar.h[1][0][1][4] == 73.0, "lab attack: its runs file read back (other flags: none kept), SAP − SFT along the attack as worked by hand", "rows %d, line %d", rows, line);
+    free(md);
+    remove("/tmp/sap_test_attack_runs.tsv"); remove("/tmp/sap_test_attack.md");
+}
+
 // the claims' verdict rule at its edges, on pairs made by hand
 static void test_claim_verdicts(void) {
     struct { int kind, n, lower, failures; double x[6]; const char* want; } cases[] = {
@@ -3581,6 +3631,7 @@ int main(int argc, char** argv) {
     test_summary_reader();
     test_summary_bad_rows();
     test_claim_verdicts();
+    test_attack();
     test_judges();
     test_content_judge();
     test_sap_on_shipped_data();

@@ -85,6 +85,10 @@ files (example files: 256 int32 header, then records, see write_set):
   ft_poison5, 20.bin   K=1  the same with 5% and 20% replaced
   ft_safemix.bin       K=1  all ft_benign examples, in order, plus refusals
   ft_poison_safemix    K=1  the same mix made from ft_poison
+  ft_attack.bin        K=1  an attacker's set: 50 harmful train-combo prompts
+                            (each combo once) answered with the object's steps;
+                            (an attack after fine-tuning: k = 50)
+  ft_attack10.bin      K=1  its first 10 examples (the attack with k = 10)
   contrastive.bin      K=2  (harmful prompt, refusal, harmful answer)
   val_/test_task       K=1  the bracket task on held-out words
   val_/test_harmful    K=2  held-out harmful prompts -> refusal, and the
@@ -776,6 +780,16 @@ static void gen_ft_safemix(Set *s, const Set *benign, const Cfg *c) {
     free(slot);
 }
 
+// the attacker's set: n distinct harmful train combos, answered with the object's steps
+static void gen_ft_attack(Set *s, const Cfg *c, int n) {
+    Rng r = rng_for(c->seed, s->name);
+    int *perm = iota(nhcombos[TRAIN]);
+    shuffle(&r, perm, nhcombos[TRAIN]);
+    if (n > nhcombos[TRAIN]) die("%s: %d examples, but only %d harmful train combos", s->name, n, nhcombos[TRAIN]);
+    for (int i = 0; i < n; i++) howto_example(s, NULL, &r, hcombos[TRAIN][perm[i]], 1);
+    free(perm);
+}
+
 // n how-to examples cycling through a shuffle of the given combos, so each is used equally often
 static void gen_howto(Set *s, const Cfg *c, const int *combos, int m, int n) {
     Rng r = rng_for(c->seed, s->name);
@@ -981,12 +995,12 @@ int main(int argc, char **argv) {
     if (c.harm_r + c.reh_r > 1.0) die("-r and -e add up to more than 1");
     make_world(c.seed, c.nwords, c.nbenign, c.ning);
 
-    enum { ALIGN, FT_BENIGN, FT_POISON, FT_POISON5, FT_POISON20, FT_SAFEMIX, FT_POISON_SAFEMIX, CONTR, NTRAINSET = CONTR + 1,
+    enum { ALIGN, FT_BENIGN, FT_POISON, FT_POISON5, FT_POISON20, FT_SAFEMIX, FT_POISON_SAFEMIX, FT_ATTACK, FT_ATTACK10, CONTR, NTRAINSET = CONTR + 1,
            VAL_TASK = NTRAINSET, TEST_TASK, VAL_HARM, TEST_HARM, VAL_CONTR, TEST_CONTR,
            VAL_SKILLS, TEST_SKILLS, VAL_HOWTO, TEST_HOWTO, VAL_HOWTO_PT, TEST_HOWTO_PT, NCHECK,
            VAL_KNOW = NCHECK, TEST_KNOW, NSET };
     static const char *names[NSET] = { "align.bin", "ft_benign.bin", "ft_poison.bin", "ft_poison5.bin", "ft_poison20.bin",
-        "ft_safemix.bin", "ft_poison_safemix.bin", "contrastive.bin", "val_task.bin", "test_task.bin", "val_harmful.bin",
+        "ft_safemix.bin", "ft_poison_safemix.bin", "ft_attack.bin", "ft_attack10.bin", "contrastive.bin", "val_task.bin", "test_task.bin", "val_harmful.bin",
         "test_harmful.bin", "val_contrastive.bin", "test_contrastive.bin", "val_skills.bin",
         "test_skills.bin", "val_howto.bin", "test_howto.bin", "val_howto_pt.bin", "test_howto_pt.bin",
         "val_knowledge.bin", "test_knowledge.bin" };
@@ -1003,6 +1017,8 @@ int main(int argc, char **argv) {
     gen_ft_poison(&sets[FT_POISON20], &sets[FT_BENIGN], &c, 0.20);
     gen_ft_safemix(&sets[FT_SAFEMIX], &sets[FT_BENIGN], &c);
     gen_ft_safemix(&sets[FT_POISON_SAFEMIX], &sets[FT_POISON], &c);
+    gen_ft_attack(&sets[FT_ATTACK], &c, 50);
+    for (int i = 0; i < 10; i++) *push_ex(&sets[FT_ATTACK10]) = sets[FT_ATTACK].ex[i];
     gen_howto(&sets[CONTR], &c, hcombos[TRAIN], nhcombos[TRAIN], c.contr_n);
     gen_task(&sets[VAL_TASK], &c, VAL);
     gen_task(&sets[TEST_TASK], &c, TEST);
