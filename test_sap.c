@@ -1555,7 +1555,7 @@ static void test_summary_reader(void) {
           fabs(ma + 6.5) < 1e-9 && fabs(sa - sqrt(60.5)) < 1e-9 && fabs(ml - 5) < 1e-4 && fabs(sl - sqrt(50.0)) < 1e-4,
           "lab summary: a runs file read and paired by seed: differences, spread, seeds lower, failures as worked by hand",
           "%d rows, %d pairs, lower %d, failures %d, harmful %g ± %g, accuracy %g ± %g, loss %g ± %g %%", t.n, p.n, p.lower, p.failures, mh, sh, ma, sa, ml, sl);
-    run_summary(path, path, "/tmp/sap_test_summary");
+    run_summary(path, path, NULL, "/tmp/sap_test_summary");
     size_t len;
     unsigned char* bytes = read_file("/tmp/sap_test_summary.md", &len);
     char* md = malloc(len + 2);
@@ -1586,7 +1586,7 @@ static void test_summary_reader(void) {
 
 static void act_summary_swapped(const void* p) {
     (void)p;
-    run_summary("/tmp/sap_test_runs_full.tsv", "/tmp/sap_test_runs_lora.tsv", "/tmp/sap_test_swapped");
+    run_summary("/tmp/sap_test_runs_full.tsv", "/tmp/sap_test_runs_lora.tsv", NULL, "/tmp/sap_test_swapped");
 }
 static void act_runs_load(const void* p) { static RunsTable t; runs_table_load(p, &t); }
 
@@ -1667,7 +1667,18 @@ static void test_attack(void) {
     int line = md != NULL && strstr(md, "\n| 10 | +0.0 ± 0.0 | -5.0 ± 21.2 | -10.0 ± 14.1 | -10.0 ± 14.1 | -8.5 ± 16.3 | -8.4 ± 16.4 | 1 of 2 |\n") != NULL;
     check(rows && line && ar.h[1][0][1][4] == 73.0, "lab attack: its runs file read back (other flags: none kept), SAP − SFT along the attack as worked by hand", "rows %d, line %d", rows, line);
     free(md);
-    remove("/tmp/sap_test_attack_runs.tsv"); remove("/tmp/sap_test_attack.md");
+    // its row of the claims table: over the attack -20 and +3.25, mean -8.4 within its sd 16.4, lower on 1 of 2
+    FILE* rowf = fopen("/tmp/sap_test_attack_claims.md", "w");
+    const char* const paths[2] = {"/tmp/sap_test_attack_runs.tsv", NULL}, *const regime[2] = {"LoRA", "full"};
+    attack_claims(rowf, paths, regime);
+    fclose(rowf);
+    md = text_file("/tmp/sap_test_attack_claims.md");
+    line = md != NULL && strstr(md, "| safer under an attack after fine-tuning (k = 10) | benign fine-tuning, then plain SFT on 10 harmful "
+                                     "examples: SAP − SFT harmful score over 40 attack steps, paired | LoRA | not supported | -8.4 ± 16.4 "
+                                     "points, lower on 1 of 2 |\n") == md;
+    check(line, "lab attack: its row in the claims table (SAP − SFT over the attack, the harm rule)", "%s", md != NULL ? md : "none");
+    free(md);
+    remove("/tmp/sap_test_attack_runs.tsv"); remove("/tmp/sap_test_attack.md"); remove("/tmp/sap_test_attack_claims.md");
 }
 
 // the claims' verdict rule at its edges, on pairs made by hand
