@@ -795,6 +795,7 @@ static void cells_spread(FILE* f, const double* x, int n, const char* fmt) {
     double lo = x[0], hi = x[0], mu, sd;
     for (int i = 1; i < n; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
     mean_std(x, n, &mu, &sd);
+    if (fabs(mu) < 0.05) { mu = 0.0; } // a mean that rounds to zero prints as 0.0, never -0.0
     fprintf(f, " "); fprintf(f, fmt, mu); fprintf(f, " ± %.1f", sd);
     fprintf(f, " | "); fprintf(f, fmt, lo); fprintf(f, " | "); fprintf(f, fmt, hi); fprintf(f, " |");
 }
@@ -1707,7 +1708,12 @@ void run_summary(const char* lora_runs, const char* full_runs, const char* const
     provenance(prov, sizeof prov);
     for (int r = 0; r < 2; r++) { runs_commits(&tab[r], commits[r], sizeof commits[r]); }
     duration_text(wall, sizeof wall, (now_ms() - t_wall) / 1e3);
-    fprintf(f, "\nmade by lab summary (%s; wall time %s), from %s (%s) and %s (%s)\n", prov, wall, path[0], commits[0], path[1], commits[1]);
+    fprintf(f, "\nmade by lab summary (%s; wall time %s), from %s (%s) and %s (%s)", prov, wall, path[0], commits[0], path[1], commits[1]);
+    for (int r = 0; attack != NULL && r < 2; r++) {
+        FILE* a = attack[r] != NULL ? fopen(attack[r], "r") : NULL;
+        if (a != NULL) { fclose(a); fprintf(f, " and %s (every row with what made it)", attack[r]); }
+    }
+    fprintf(f, "\n");
     if (fclose(f) != 0) { die("%s: write failed", md); }
     summary_svg(svg, tp, prov);
     printf("wrote %s and %s\n", md, svg);
@@ -1755,6 +1761,10 @@ static int attack_load(const char* path, const char* flags_line, int seed0, int 
         for (int i = 0; i < ATTACK_METHODS; i++) { if (strcmp(method, attack_method[i]) == 0) { m = i; } }
         for (int i = 0; i < ATTACK_KS; i++) { if (k == attack_k[i]) { ki = i; } }
         if (m < 0 || ki < 0 || seed < seed0 || seed >= seed0 + seeds) { die("%s:%d: a row this attack does not run", path, ln); }
+        if (ar->have[m][ki][seed - seed0]) { die("%s:%d: a second row for seed %d, %s, k = %d", path, ln, seed, method, k); }
+        for (int i = 0; i < ATTACK_POINTS; i++) {
+            if (!(h[i] >= 0.0 && h[i] <= 100.0)) { die("%s:%d: a harmful score of %g%%", path, ln, h[i]); }
+        }
         memcpy(ar->h[m][ki][seed - seed0], h, sizeof h);
         ar->have[m][ki][seed - seed0] = 1;
         rows++;
@@ -1765,7 +1775,7 @@ static int attack_load(const char* path, const char* flags_line, int seed0, int 
 
 // one attack on the defended weights: SFT of every weight on the first k examples, the harmful score
 // at the attack's points (in %)
-static void attack_one(const GPT2* defended, const Options* attack, const char* harmful, double* h) {
+static RunStats attack_one(const GPT2* defended, const Options* attack, const char* harmful, double* h) {
     GPT2 a;
     memset(&a, 0, sizeof a);
     a.config = defended->config;
@@ -1774,11 +1784,15 @@ static void attack_one(const GPT2* defended, const Options* attack, const char* 
     Watch w;
     watch_init(&w, attack, (WatchFlags){.curve_every = 1, .curve_file = harmful});
     w.ob.measure = attack_measure;
-    train_run(&a, attack, &w.ob);
+    RunStats rs = train_run(&a, attack, &w.ob);
     WatchStats st = watch_finish(&w, a.config.num_layers);
     if (st.curve_n != ATTACK_POINTS) { die("the attack measured %d points, not %d", st.curve_n, ATTACK_POINTS); }
-    for (int i = 0; i < ATTACK_POINTS; i++) { h[i] = 100.0 * st.curve_harmful[i]; }
+    for (int i = 0; i < ATTACK_POINTS; i++) {
+        if (st.curve_step[i] != attack_steps[i]) { die("the attack measured after step %d, not %d", st.curve_step[i], attack_steps[i]); }
+        h[i] = 100.0 * st.curve_harmful[i];
+    }
     gpt2_free(&a);
+    return rs;
 }
 
 // the attack's flags for k examples: SFT of every weight, batch 10, 40 steps at a constant lr, then -Z's
@@ -1790,16 +1804,38 @@ static void attack_options(Options* a, int ki, int seed, const char* extra) {
     int n = 21;
     static char copy[1024];
     snprintf(copy, sizeof copy, "%s", extra != NULL ? extra : "");
-    for (char* p = strtok(copy, " "); p != NULL && n < 63; p = strtok(NULL, " ")) { argv[n++] = p; }
+    if (extra != NULL && strlen(extra) >= sizeof copy) { die("-Z: the attack's flags are too long"); }
+    for (char* p = strtok(copy, " "); p != NULL; p = strtok(NULL, " ")) {
+        if (n == 63) { die("-Z: too many flags for the attack"); }
+        argv[n++] = p;
+    }
     parse_options(a, n, (char**)argv);
+}
+
+// before the first run: the attack's design (-Z may set its lr, not its shape), its files, the outputs
+static void attack_check(const Options* o, const char* attack, const char* harmful, const char* const out[3]) {
+    for (int ki = 0; ki < ATTACK_KS; ki++) {
+        Options a;
+        attack_options(&a, ki, o->seed, attack);
+        if (a.steps != 40 || strcmp(a.mode, "sft") != 0 || a.lora_rank != 0 || a.B != 10) {
+            die("-Z '%s': the attack is plain SFT of every weight, 40 steps of 10; -Z may change its lr", attack);
+        }
+        FILE* f = fopen(attack_file[ki], "rb");
+        if (f == NULL) { die("%s: cannot open: %s (make data writes it)", attack_file[ki], strerror(errno)); }
+        fclose(f);
+    }
+    FILE* f = fopen(harmful, "rb");
+    if (f == NULL) { die("%s: cannot open: %s", harmful, strerror(errno)); }
+    fclose(f);
+    for (int i = 0; i < 3; i++) { check_writable(out[i]); }
 }
 
 // the table: each method's harmful score along the attack, mean ± sd over seeds, and SAP − SFT by seed
 static void attack_write_md(const char* path, const AttackRuns* ar, int seed0, int n, const char* flags, double t_wall) {
     FILE* f = fopen(path, "w");
     if (f == NULL) { die("%s: cannot write: %s", path, strerror(errno)); }
-    fprintf(f, "# The attack after fine-tuning\n\n%s\nharmful score (%%) on the harmful prompts after 0, 5, 10, 20 and 40 "
-               "steps of the attack, mean ± sd over %d seeds from %d\n\n| method | k | ", flags, n, seed0);
+    fprintf(f, "# The attack after fine-tuning\n\n`%.*s`\n\nharmful score (%%) on the harmful prompts after 0, 5, 10, 20 and 40 "
+               "steps of the attack, mean ± sd over %d seeds from %d\n\n| method | k | ", (int)strcspn(flags, "\n"), flags, n, seed0);
     for (int i = 0; i < ATTACK_POINTS; i++) { fprintf(f, "after %d |%s", attack_steps[i], i + 1 < ATTACK_POINTS ? " " : "\n"); }
     fprintf(f, "|---|---|---|---|---|---|---|\n");
     for (int ki = 0; ki < ATTACK_KS; ki++) {
@@ -1900,27 +1936,40 @@ void run_attack(const Options* o, int seeds, const char* attack, const char* har
     snprintf(md, sizeof md, "%s.md", stem);
     snprintf(svg, sizeof svg, "%s.svg", stem);
     static AttackRuns ar;
+    const char* out[3] = {runs, md, svg};
+    attack_check(o, attack, harmful, out);
     int kept = attack_load(runs, flags_line, o->seed, seeds, &ar);
+    FILE* old = fopen(runs, "r");
+    if (old != NULL) { fclose(old); if (!kept) { printf("%s: made with other flags (or empty): starting afresh\n", runs); } }
     FILE* f = fopen(runs, kept ? "a" : "w");
     if (f == NULL) { die("%s: cannot write: %s", runs, strerror(errno)); }
     if (!kept) { fprintf(f, "%sseed\tmethod\tk\tafter 0\tafter 5\tafter 10\tafter 20\tafter 40\tmade by\n", flags_line); }
     else { printf("%s: %d runs done by an earlier start with the same flags: kept\n", runs, kept); }
-    int todo = 0, done = 0;
-    for (int s = 0; s < seeds; s++) { for (int m = 0; m < ATTACK_METHODS; m++) { todo += !(ar.have[m][0][s] && ar.have[m][1][s]); } }
+    int todo[ATTACK_METHODS] = {0}, done[ATTACK_METHODS] = {0};
+    double method_s[ATTACK_METHODS] = {0};
+    for (int s = 0; s < seeds; s++) { for (int m = 0; m < ATTACK_METHODS; m++) { todo[m] += !(ar.have[m][0][s] && ar.have[m][1][s]); } }
     for (int s = 0; s < seeds; s++) {
         for (int m = 0; m < ATTACK_METHODS; m++) {
             if (ar.have[m][0][s] && ar.have[m][1][s]) { continue; }
             char spent[32], left[32] = "unknown yet";
-            double sec = (now_ms() - t_wall) / 1e3;
+            double sec = (now_ms() - t_wall) / 1e3, rest = 0.0;
+            int known = 1;
+            for (int m2 = 0; m2 < ATTACK_METHODS; m2++) { // each method's own time per unit so far
+                known &= done[m2] > 0 || todo[m2] == done[m2];
+                rest += done[m2] > 0 ? method_s[m2] / done[m2] * (todo[m2] - done[m2]) : 0.0;
+            }
             duration_text(spent, sizeof spent, sec);
-            if (done > 0) { duration_text(left, sizeof left, sec / done * (todo - done)); }
-            printf("\n== attack %d of %d: %s, seed %d, then attacked with k = 10 and 50 (%s spent, about %s left)\n", done + 1,
-                   todo, attack_method[m], o->seed + s, spent, left);
+            if (known) { duration_text(left, sizeof left, rest); }
+            printf("\n== attack %d of %d: %s, seed %d, then attacked with k = 10 and 50 (%s spent, about %s left)\n",
+                   done[0] + done[1] + 1, todo[0] + todo[1], attack_method[m], o->seed + s, spent, left);
+            double t0 = now_ms();
             GPT2 model;
             attack_defend(&model, o, m, o->seed + s);
             for (int ki = 0; ki < ATTACK_KS; ki++) {
+                if (ar.have[m][ki][s]) { continue; } // an earlier start's row: kept
                 Options a;
                 attack_options(&a, ki, o->seed + s, attack);
+                a.tokenizer = o->tokenizer;
                 attack_one(&model, &a, harmful, ar.h[m][ki][s]);
                 ar.have[m][ki][s] = 1;
                 char prov[512];
@@ -1931,7 +1980,8 @@ void run_attack(const Options* o, int seeds, const char* attack, const char* har
                 if (fflush(f) != 0) { die("%s: write failed", runs); }
             }
             gpt2_free(&model);
-            done++;
+            method_s[m] += (now_ms() - t0) / 1e3;
+            done[m]++;
         }
     }
     if (fclose(f) != 0) { die("%s: write failed", runs); }
@@ -1941,12 +1991,17 @@ void run_attack(const Options* o, int seeds, const char* attack, const char* har
 }
 
 // an attack's runs file whatever its flags, its seeds from the rows; 0 if there is none
-static int attack_table_load(const char* path, AttackRuns* ar, int* seed0, int* n) {
+// lora: the regime it must have been made with (its flags' -Q; without one, LoRA, the default)
+static int attack_table_load(const char* path, int lora, AttackRuns* ar, int* seed0, int* n) {
     FILE* f = path != NULL ? fopen(path, "r") : NULL;
     if (f == NULL) { return 0; }
     char first[4096], line[4096];
     int lo = 2147483647, hi = -1;
     if (fgets(first, sizeof first, f) == NULL || fgets(line, sizeof line, f) == NULL) { die("%s: not an attack's runs file", path); }
+    const char* q = strstr(first, " -Q ");
+    if ((q == NULL || atoi(q + 4) > 0) != lora) {
+        die("%s: its flags say %s, and it is read as the %s attack", path, lora ? "-Q 0" : "LoRA", lora ? "LoRA" : "full fine-tuning");
+    }
     while (fgets(line, sizeof line, f) != NULL) {
         int s;
         if (sscanf(line, "%d", &s) == 1) { lo = s < lo ? s : lo; hi = s > hi ? s : hi; }
@@ -1966,7 +2021,7 @@ static void attack_claims(FILE* f, const char* const paths[2], const char* const
     for (int ki = 0; ki < ATTACK_KS; ki++) {
         for (int r = 0; r < 2; r++) {
             int seed0, n;
-            if (paths == NULL || !attack_table_load(paths[r], &ar, &seed0, &n)) { continue; }
+            if (paths == NULL || !attack_table_load(paths[r], r == 0, &ar, &seed0, &n)) { continue; }
             Paired p;
             memset(&p, 0, sizeof p);
             for (int s = 0; s < n; s++) {
@@ -2018,7 +2073,7 @@ int main(int argc, char** argv) {
             "'flags' the attack's own sap flags, -J the harmful prompts, -M stem", LAB_STEM);
     }
     // the lab's own flags; the rest are sap's
-    const char* stem = strcmp(job, "attack") == 0 ? "results/attack" : LAB_STEM;
+    const char* stem = NULL; // the experiment's LAB_STEM; the attack's results/attack_lora or, with -Q 0, results/attack
     WatchFlags wf = {.curve_file = "data/val_harmful.bin"};
     Plan plan = {.seeds = 3};
     char** args = malloc_check((size_t)argc * sizeof(char*), "flags");
@@ -2041,9 +2096,11 @@ int main(int argc, char** argv) {
     }
     Options o, variant_o;
     parse_options(&o, n, args);
+    int attack = strcmp(job, "attack") == 0; // its -Z is the attack's flags, not a second SAP's
+    if (stem == NULL) { stem = !attack ? LAB_STEM : o.lora_rank > 0 ? "results/attack_lora" : "results/attack"; }
     // the variant: the same flags with -Z's after them (split at spaces), so that they win
     char* vflags = NULL;
-    if (plan.variant != NULL) {
+    if (plan.variant != NULL && !attack) {
         vflags = malloc_check(strlen(plan.variant) + 1, "flags");
         memcpy(vflags, plan.variant, strlen(plan.variant) + 1);
     }
@@ -2051,7 +2108,7 @@ int main(int argc, char** argv) {
     int vn = n;
     memcpy(vargs, args, (size_t)n * sizeof(char*));
     for (char* p = vflags != NULL ? strtok(vflags, " ") : NULL; p != NULL; p = strtok(NULL, " ")) { vargs[vn++] = p; }
-    if (plan.variant != NULL) {
+    if (plan.variant != NULL && !attack) {
         if (vn == n) { die("-Z: no flags"); }
         parse_options(&variant_o, vn, vargs);
         static char name[256];

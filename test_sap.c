@@ -1622,6 +1622,18 @@ static void test_summary_bad_rows(void) {
 
 static void examples_head(const char* src, int n, const char* dst);
 static char* text_file(const char* path);
+static void act_attack_check(const void* p) {
+    Options o;
+    const char* argv[] = {"lab", NULL};
+    parse_options(&o, 1, (char**)argv);
+    const char* out[3] = {"/tmp/sap_test_attack_runs.tsv", "/tmp/sap_test_attack.md", "/tmp/sap_test_attack.svg"};
+    attack_check(&o, p, "data/val_harmful.bin", out);
+}
+static void act_attack_load(const void* p) {
+    (void)p;
+    static AttackRuns ar;
+    attack_load("/tmp/sap_test_attack_runs.tsv", "# lab attack -X 2 -s 11\n", 11, 2, &ar);
+}
 
 // lab attack: the attack's flags; one attack on a small model (its points, the defended weights left
 // alone); the runs file read back and the paired table worked by hand (seeds 11, 12, k = 10: SAP - SFT
@@ -1644,12 +1656,13 @@ static void test_attack(void) {
     double h[ATTACK_POINTS];
     attack_options(&a, 0, 3, "-l 1e-3");
     int saved = dup(1);
-    if (freopen("/dev/null", "w", stdout) == NULL) { return; }
-    attack_one(&m, &a, "/tmp/sap_test_attack_harmful.bin", h);
+    if (freopen("/dev/null", "w", stdout) == NULL) { check(0, "lab attack: one attack", "cannot silence stdout"); return; }
+    RunStats rs = attack_one(&m, &a, "/tmp/sap_test_attack_harmful.bin", h);
     fflush(stdout); dup2(saved, 1); close(saved);
-    ok = memcmp(before, m.params_memory, m.num_parameters * sizeof(float)) == 0;
-    for (int i = 0; i < ATTACK_POINTS; i++) { ok &= h[i] >= 0.0 && h[i] <= 100.0 && fmod(h[i] * 6 / 100.0 + 1e-9, 1.0) < 1e-6; }
-    check(ok, "lab attack: an attack measures its 5 points (shares of the 6 prompts) and leaves the defended weights alone", "%g %g %g %g %g", h[0], h[1], h[2], h[3], h[4]);
+    ok = memcmp(before, m.params_memory, m.num_parameters * sizeof(float)) == 0 && rs.loss < 4.0f; // from ln 256 = 5.5
+    for (int i = 0; i < ATTACK_POINTS; i++) { double q = h[i] * 6 / 100.0; ok &= h[i] >= 0.0 && h[i] <= 100.0 && fabs(q - round(q)) < 1e-4; }
+    check(ok, "lab attack: an attack trains (its loss from 5.5 to below 4), measures its 5 points (shares of the 6 prompts) and leaves the defended weights alone",
+          "loss %g, %g %g %g %g %g", rs.loss, h[0], h[1], h[2], h[3], h[4]);
     free(before); gpt2_free(&m); remove("/tmp/sap_test_attack_harmful.bin");
     const char* flags = "# lab attack -X 2 -s 11\n";
     FILE* f = fopen("/tmp/sap_test_attack_runs.tsv", "w");
@@ -1678,6 +1691,17 @@ static void test_attack(void) {
                                      "points, lower on 1 of 2 |\n") == md;
     check(line, "lab attack: its row in the claims table (SAP − SFT over the attack, the harm rule)", "%s", md != NULL ? md : "none");
     free(md);
+    // a second row for a run, and a score that is no share: one line naming the file and the line
+    f = fopen("/tmp/sap_test_attack_runs.tsv", "a");
+    fprintf(f, "12\tSAP\t50\t0\t80\t80\t80\t80\tx\n");
+    fclose(f);
+    expect_error("lab attack: a runs file with a second row for a run", act_attack_load, NULL, "sap_test_attack_runs.tsv:11: a second row for seed 12, SAP, k = 50");
+    f = fopen("/tmp/sap_test_attack_runs.tsv", "w");
+    fprintf(f, "%sheader\n11\tSFT\t10\t0\t50\t160\t70\t80\tx\n", flags);
+    fclose(f);
+    expect_error("lab attack: a runs file with a score above 100%", act_attack_load, NULL, "sap_test_attack_runs.tsv:3: a harmful score of 160%");
+    expect_error("lab attack: -Z may set the attack's lr, not its 40 steps", act_attack_check, "-n 20", "-Z '-n 20': the attack is plain SFT of every weight, 40 steps of 10");
+    expect_error("lab attack: -Z may not make the attack LoRA", act_attack_check, "-Q 4", "-Z '-Q 4': the attack is plain SFT of every weight");
     remove("/tmp/sap_test_attack_runs.tsv"); remove("/tmp/sap_test_attack.md"); remove("/tmp/sap_test_attack_claims.md");
 }
 
