@@ -6,10 +6,13 @@ every mode a learner uses; this file includes it (as test_sap.c does) and adds
                                          CSVs of the steps (make experiment, make experiment-lora)
   lab bench [sap flags]                  step times, GFLOP/s and memory at the world's shape and at
                                          GPT-2 124M, as `name: value` lines (make bench)
+  lab attack [sap flags] [-Z 'flags']    SFT's and SAP's models after benign fine-tuning, attacked
+                                         with plain SFT on k = 10 and 50 harmful examples: the harmful
+                                         score along the attack (make attack-lora, make attack)
   lab summary [-M stem] [lora full]      both experiments' runs files read back: the tables, SAP
                                          against SFT by seed, the paper's claims with verdicts, into
                                          results/summary.md and .svg (make summary)
-Both say where their figures come from: the commit, the CPU, the threads, the date, the wall time.
+Each says where its figures come from: the commit, the CPU, the threads, the date, the wall time.
 */
 #define LAB
 #include "sap.c"

@@ -57,9 +57,10 @@ SAP, read sap_step() first, then what it calls; a first reading can skip the sec
   the fast kernels     tiled, packed versions of the matmul and attention, which
                        training runs by default; `make reference` builds sap with
                        the plain kernels above instead (the same bits)              *
-The lab (lab.c) holds the experiments (make experiment, make experiment-lora), their summary (make
-summary), the benchmark (make bench) and the gradient analysis (cos(g_task, -g) around a step),
-which watches train_run() through an Observer.
+The lab (lab.c) holds the experiments (make experiment, make experiment-lora), the attack after
+fine-tuning (make attack-lora, make attack), their summary (make summary), the benchmark (make
+bench) and the gradient analysis (cos(g_task, -g) around a step), which watches train_run()
+through an Observer.
 */
 
 #define _POSIX_C_SOURCE 200809L
