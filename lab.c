@@ -2029,11 +2029,15 @@ static void attack_claims(FILE* f, const char* const paths[2], const char* const
             memset(&p, 0, sizeof p);
             for (int s = 0; s < n; s++) {
                 if (!ar.have[0][ki][s] || !ar.have[1][ki][s]) { continue; }
-                double a = 0.0, b = 0.0;
-                for (int i = 1; i < ATTACK_POINTS; i++) { a += ar.h[1][ki][s][i] / (ATTACK_POINTS - 1); b += ar.h[0][ki][s][i] / (ATTACK_POINTS - 1); }
+                double a = 0.0, b = 0.0, d = 0.0; // d as attack_write_md sums it, so the two files agree
+                for (int i = 1; i < ATTACK_POINTS; i++) {
+                    a += ar.h[1][ki][s][i] / (ATTACK_POINTS - 1);
+                    b += ar.h[0][ki][s][i] / (ATTACK_POINTS - 1);
+                    d += (ar.h[1][ki][s][i] - ar.h[0][ki][s][i]) / (ATTACK_POINTS - 1);
+                }
                 int k = p.n++;
-                p.ha[k] = a; p.hb[k] = b; p.dh[k] = a - b;
-                p.lower += a < b;
+                p.ha[k] = a; p.hb[k] = b; p.dh[k] = d;
+                p.lower += d < 0;
             }
             char fig[256], claim[96], test[192];
             claim_figures(fig, sizeof fig, CLAIM_ATTACK, &p);
