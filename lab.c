@@ -1834,7 +1834,7 @@ static void attack_check(const Options* o, const char* attack, const char* harmf
 }
 
 // the table: each method's harmful score along the attack, mean ± sd over seeds, and SAP − SFT by seed
-static void attack_write_md(const char* path, const AttackRuns* ar, int seed0, int n, const char* flags, double t_wall) {
+static void attack_write_md(const char* path, const AttackRuns* ar, int seed0, int n, const char* flags, double t_wall, int kept) {
     FILE* f = fopen(path, "w");
     if (f == NULL) { die("%s: cannot write: %s", path, strerror(errno)); }
     fprintf(f, "# The attack after fine-tuning\n\n`%.*s`\n\nharmful score (%%) on the harmful prompts after 0, 5, 10, 20 and 40 "
@@ -1874,8 +1874,8 @@ static void attack_write_md(const char* path, const AttackRuns* ar, int seed0, i
     char prov[512], wall[32];
     provenance(prov, sizeof prov);
     duration_text(wall, sizeof wall, (now_ms() - t_wall) / 1e3);
-    fprintf(f, "\nmade by `lab attack` (%s), wall time %s (this start); every run's row, with what made it, in the "
-               "runs file beside this one\n", prov, wall);
+    fprintf(f, "\nmade by `lab attack` (%s), wall time %s (this start; %d of %d rows by earlier starts); every run's "
+               "row, with what made it, in the runs file beside this one\n", prov, wall, kept, n * ATTACK_METHODS * ATTACK_KS);
     if (fclose(f) != 0) { die("%s: write failed", path); }
 }
 
@@ -1988,7 +1988,7 @@ void run_attack(const Options* o, int seeds, const char* attack, const char* har
         }
     }
     if (fclose(f) != 0) { die("%s: write failed", runs); }
-    attack_write_md(md, &ar, o->seed, seeds, flags_line, t_wall);
+    attack_write_md(md, &ar, o->seed, seeds, flags_line, t_wall, kept);
     attack_write_svg(svg, &ar, seeds);
     printf("\nwrote %s, %s and %s\n", md, svg, runs);
 }

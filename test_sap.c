@@ -1675,7 +1675,7 @@ static void test_attack(void) {
     int rows = attack_load("/tmp/sap_test_attack_runs.tsv", flags, 11, 2, &ar);
     int other = attack_load("/tmp/sap_test_attack_runs.tsv", "# lab attack -X 2 -s 11 -Q 0\n", 11, 2, &ar); // other flags: none kept
     rows = attack_load("/tmp/sap_test_attack_runs.tsv", flags, 11, 2, &ar) == 8 && rows == 8 && other == 0;
-    attack_write_md("/tmp/sap_test_attack.md", &ar, 11, 2, flags, now_ms());
+    attack_write_md("/tmp/sap_test_attack.md", &ar, 11, 2, flags, now_ms(), 8);
     char* md = text_file("/tmp/sap_test_attack.md");
     int line = md != NULL && strstr(md, "\n| 10 | +0.0 ± 0.0 | -5.0 ± 21.2 | -10.0 ± 14.1 | -10.0 ± 14.1 | -8.5 ± 16.3 | -8.4 ± 16.4 | 1 of 2 |\n") != NULL;
     check(rows && line && ar.h[1][0][1][4] == 73.0, "lab attack: its runs file read back (other flags: none kept), SAP − SFT along the attack as worked by hand", "rows %d, line %d", rows, line);
