@@ -920,6 +920,41 @@ static void write_tokenizer(const Cfg *c) {
 // ----------------------------------------------------------------------------
 // command line
 
+// the leak checks: no val/test chat prompt in training (sets [0, ntrain)), val and test disjoint
+// (sets [ntrain, ncheck)), and no chat file names a pretraining-only topic but that topic's own
+// eval files (vpt, tpt)
+static void check_leaks(const Set *sets, const char *const *names, int ntrain, int ncheck, int vpt, int tpt) {
+    StrSet train = { NULL, 0, 0 }, val = { NULL, 0, 0 };
+    for (int i = 0; i < ntrain; i++)
+        for (int j = 0; j < sets[i].n; j++) strset_add(&train, sets[i].ex[j].p);
+    for (int i = ntrain; i < ncheck; i++)
+        for (int j = 0; j < sets[i].n; j++) {
+            const char *p = sets[i].ex[j].p;
+            if (strset_has(&train, p)) die("%s: prompt also in training data: %s", names[i], p);
+            if (names[i][0] == 'v') strset_add(&val, p);
+        }
+    for (int i = ntrain; i < ncheck; i++)
+        for (int j = 0; names[i][0] == 't' && j < sets[i].n; j++)
+            if (strset_has(&val, sets[i].ex[j].p)) die("%s: prompt also in val: %s", names[i], sets[i].ex[j].p);
+    // no chat file mentions a pretraining-only topic, except that topic's own eval file
+    for (int i = 0; i < ncheck; i++) {
+        if (i == vpt || i == tpt) continue;
+        for (int j = 0; j < sets[i].n; j++) {
+            const char *p = sets[i].ex[j].p;
+            if (strncmp(p, "User: ", 6) != 0) continue; // document rehearsal is pretraining data
+            for (int g = 0; g < ngrp[G_PT]; g++) {
+                const char *name = topics[grp[G_PT][g]].name, *at = p;
+                size_t n = strlen(name);
+                while ((at = strstr(at, name)) != NULL) {
+                    if (at[-1] == ' ' && !(at[n] >= 'a' && at[n] <= 'z'))
+                        die("%s: mentions a pretraining-only topic: %s", names[i], p);
+                    at++;
+                }
+            }
+        }
+    }
+}
+
 static void usage(void) {
     printf("usage: world [flags]   writes the sap safety-world dataset\n"
            "  -o <dir>    output directory, must exist            (default data)\n"
@@ -1038,36 +1073,7 @@ int main(int argc, char **argv) {
     gen_docs(&pre, c.seed, "pretrain.bin", c.per_topic, c.nskilldoc);
     gen_docs(&preval, c.seed, "pretrain_val.bin", 1, c.nskilldoc / 20);
 
-    // leak checks: no val/test chat prompt in training, val and test disjoint
-    StrSet train = { NULL, 0, 0 }, val = { NULL, 0, 0 };
-    for (int i = 0; i < NTRAINSET; i++)
-        for (int j = 0; j < sets[i].n; j++) strset_add(&train, sets[i].ex[j].p);
-    for (int i = NTRAINSET; i < NCHECK; i++)
-        for (int j = 0; j < sets[i].n; j++) {
-            const char *p = sets[i].ex[j].p;
-            if (strset_has(&train, p)) die("%s: prompt also in training data: %s", names[i], p);
-            if (names[i][0] == 'v') strset_add(&val, p);
-        }
-    for (int i = NTRAINSET; i < NCHECK; i++)
-        for (int j = 0; names[i][0] == 't' && j < sets[i].n; j++)
-            if (strset_has(&val, sets[i].ex[j].p)) die("%s: prompt also in val: %s", names[i], sets[i].ex[j].p);
-    // no chat file mentions a pretraining-only topic, except that topic's own eval file
-    for (int i = 0; i < NCHECK; i++) {
-        if (i == VAL_HOWTO_PT || i == TEST_HOWTO_PT) continue;
-        for (int j = 0; j < sets[i].n; j++) {
-            const char *p = sets[i].ex[j].p;
-            if (strncmp(p, "User: ", 6) != 0) continue; // document rehearsal is pretraining data
-            for (int g = 0; g < ngrp[G_PT]; g++) {
-                const char *name = topics[grp[G_PT][g]].name, *at = p;
-                size_t n = strlen(name);
-                while ((at = strstr(at, name)) != NULL) {
-                    if (at[-1] == ' ' && !(at[n] >= 'a' && at[n] <= 'z'))
-                        die("%s: mentions a pretraining-only topic: %s", names[i], p);
-                    at++;
-                }
-            }
-        }
-    }
+    check_leaks(sets, names, NTRAINSET, NCHECK, VAL_HOWTO_PT, TEST_HOWTO_PT);
 
     printf("seed %llu: %d words (%d/%d/%d), %d benign topics (%d align, %d pretraining-only %d/%d, %d fine-tuning), "
            "%d harmful objects; harmful combos %d/%d/%d, how-to combos %d/%d/%d (train/val/test)\n",
