@@ -1621,7 +1621,18 @@ static void test_summary_bad_rows(void) {
 }
 
 static void examples_head(const char* src, int n, const char* dst);
-static char* text_file(const char* path);
+static char* text_file(const char* path) { // the whole file as a string, or NULL
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) { return NULL; }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char* t = malloc((size_t)n + 1);
+    size_t got = fread(t, 1, (size_t)n, f);
+    fclose(f);
+    t[got] = 0;
+    return t;
+}
 static void act_attack_check(const void* p) {
     Options o;
     const char* argv[] = {"lab", NULL};
@@ -3509,18 +3520,6 @@ static void write_seeds(const char* dir);
 // the README's result tables are the lab's: a table (or a ``` block of a program's output) whose line
 // above is `<!-- table: FILE -->` must have every one of its lines, verbatim, as a line of FILE
 
-static char* text_file(const char* path) { // the whole file as a string, or NULL
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) { return NULL; }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char* t = malloc((size_t)n + 1);
-    size_t got = fread(t, 1, (size_t)n, f);
-    fclose(f);
-    t[got] = 0;
-    return t;
-}
 
 // is `line` (len bytes, no newline) a whole line of text?
 // the lines of the block after a mark (a | table, or what a ``` block holds), each ending in \n; NULL
