@@ -112,9 +112,9 @@ experiment-lora: lab
 # SFT of every weight on the first k = 10 and 50 examples of data/ft_attack.bin (harmful requests
 # answered), 40 steps of 10 at lr 1e-5 (chosen on val seed 201: the smallest of 1e-5, 3e-5, 1e-4 at
 # which the attack takes SFT's model past 50% harmful on val with k = 50), the harmful score on the test
-# prompts after 0, 5, 10, 20 and 40 steps, 6 fresh seeds from 501. attack-lora (the defence with LoRA,
-# about 25 minutes with 2 threads) and attack (every weight, about 30) write results/attack_lora.* and
-# results/attack.*; stopped, each starts where it was
+# prompts after 0, 5, 10, 20 and 40 steps, 6 fresh seeds from 501. attack-lora (the defence with LoRA)
+# and attack (every weight) write results/attack_lora.* and results/attack.*, about 15 minutes each
+# with 2 threads; stopped, each starts where it was
 ATTACK_SEEDS = -X 6 -s 501
 ATTACK_FLAGS = -Z '-l 1e-5' -J data/test_harmful.bin
 attack-lora: lab
