@@ -77,6 +77,19 @@ static void put_text(Bytes *o, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) put16(o, (unsigned char)s[i]);
 }
 
+// the whole file to out.tmp, then renamed: a failed write leaves the old file whole
+static void write_out(const char *out, const Bytes *o) {
+    char *tmp = xrealloc(NULL, strlen(out) + 5);
+    sprintf(tmp, "%s.tmp", out);
+    FILE *w = fopen(tmp, "wb");
+    if (!w) die("%s: cannot write (%s)", tmp, strerror(errno));
+    int bad = fwrite(o->b, 1, o->n, w) != o->n;
+    bad |= fclose(w) != 0;
+    if (bad) { remove(tmp); die("%s: write error", tmp); }
+    if (rename(tmp, out) != 0) { remove(tmp); die("%s: cannot rename to %s (%s)", tmp, out, strerror(errno)); }
+    free(tmp);
+}
+
 int main(int argc, char **argv) {
     int T = 128;
     int a = 1;
@@ -166,19 +179,11 @@ int main(int argc, char **argv) {
     if (N == 0) die("%s: no examples", in);
     uint32_t h[6] = { 20251127, 1, (uint32_t)N, (uint32_t)K, total, EOT };
     for (int i = 0; i < 6; i++) put32_at(&o, 4 * (size_t)i, h[i]);
-    char *tmp = xrealloc(NULL, strlen(out) + 5);
-    sprintf(tmp, "%s.tmp", out);
-    FILE *w = fopen(tmp, "wb");
-    if (!w) die("%s: cannot write (%s)", tmp, strerror(errno));
-    int bad = fwrite(o.b, 1, o.n, w) != o.n;
-    bad |= fclose(w) != 0;
-    if (bad) { remove(tmp); die("%s: write error", tmp); }
-    if (rename(tmp, out) != 0) { remove(tmp); die("%s: cannot rename to %s (%s)", tmp, out, strerror(errno)); }
+    write_out(out, &o);
     printf("%s: %d %s, %u tokens, the longest sequence %d of -t %d + 1\n", out, N,
            K == 1 ? (N == 1 ? "example (prompt, response): for -i" : "examples (prompt, response): for -i")
                   : (N == 1 ? "triple (prompt, safe, harmful): for -c" : "triples (prompt, safe, harmful): for -c"),
            total, longest, T);
-    free(tmp);
     free(o.b);
     return 0;
 }
