@@ -1111,147 +1111,102 @@ static void experiment_run(const Options* run, Watch* w, WatchFlags wf, EvalSet*
     gpt2_free(&model);
 }
 
-// o: the flags of every run; variant_o: the variant's (-Z), if the plan has one. flags_line: the
-// experiment's flags as the runs file names them
-void run_experiment(const Options* o, const Options* variant_o, const Plan* plan, const Tokenizer* tk, const char* stem,
-                    WatchFlags flags, const char* flags_line) {
-    double t_wall = now_ms();
-    GPT2 model;
-    gpt2_load(&model, o->load);
-    if (o->eval_prefix == NULL) { die("lab experiment needs held-out files: -E prefix"); }
-    if (o->lora_rank > model.config.channels) { die("-Q %d: the LoRA rank is larger than the model's %d channels", o->lora_rank, model.config.channels); }
-    if (flags.analyze_every > 0 && o->steps / flags.analyze_every + 1 > MAX_TRACE) {
-        die("-a %d: more than %d analysed steps over %d steps; take a larger N", flags.analyze_every, MAX_TRACE, o->steps);
+// the time left (s) before run (s, i, seed): each method's measured time per run once it has one, else
+// its prior cost scaled by the time of the runs done; NAN while nothing is measured
+static double experiment_time_left(const Plan* plan, const Stored* stored, int s, int i, int seed, const double* method_ms,
+                                   const int* method_runs) {
+    double left = 0.0, done_ms = 0.0, done_cost = 0.0;
+    for (int m2 = 0; m2 < NMETHODS; m2++) { done_ms += method_ms[m2]; done_cost += method_runs[m2] * methods[m2].cost; }
+    for (int s2 = 0; s2 < NSETTINGS; s2++) {
+        for (int i2 = 0; i2 < NMETHODS; i2++) {
+            int m2 = method_order[i2], todo = 0;
+            int later = s2 > s || (s2 == s && i2 > i), now = s2 == s && i2 == i;
+            for (int k = 0; k < setting_seeds(plan, s2) && method_on(plan, s2, m2); k++) {
+                todo += (later || (now && k >= seed)) && !stored->have[s2][m2][k];
+            }
+            double per_run = method_runs[m2] > 0 ? method_ms[m2] / method_runs[m2] / 1e3
+                           : done_cost > 0 ? done_ms / 1e3 / done_cost * methods[m2].cost : NAN;
+            left += todo * per_run;
+        }
     }
-    int L = model.config.num_layers;
-    enum { MD, SVG, CURVE, SFT_CSV, SAP_CSV, RUNS, PROBE, NPATHS };
-    char path[NPATHS][4096];
-    const char* ext[NPATHS] = {".md", ".svg", "_curve.csv", "_sft.csv", "_sap.csv", "_runs.tsv", "_probe.tsv"};
-    for (int i = 0; i < NPATHS; i++) { snprintf(path[i], sizeof path[i], "%s%s", stem, ext[i]); check_writable(path[i]); }
-    for (int s = 0; s < NSETTINGS; s++) { // every file now, not after half an hour
+    return left;
+}
+
+// a run's flags: the method's (the variant's own for -Z) on the setting's data, seed, no saves; the
+// analysis (-a) for SFT and SAP, its CSV and the curve (-K) for the traced runs (csv: theirs, else NULL)
+static void experiment_options(Options* run, WatchFlags* wf, const Options* base, WatchFlags flags, int s, int m, int seed,
+                               const char* csv) {
+    *run = *base;
+    run->mode = methods[m].mode;
+    run->train = methods[m].mixed ? settings[s].mixed : settings[s].data;
+    run->seed = seed;
+    run->val = NULL;
+    run->save = run->state = run->resume = NULL;
+    run->save_every = 0;
+    *wf = flags;
+    wf->analyze_every = strcmp(run->mode, "sam") != 0 ? flags.analyze_every : 0;
+    wf->csv = csv != NULL && wf->analyze_every > 0 ? csv : NULL;
+    wf->curve_every = csv != NULL ? flags.curve_every : 0;
+}
+
+// a SAP run's probe at every analysed step, into the probe file (ws NULL: not a SAP run, nothing)
+static void experiment_write_probe(FILE* f, int s, int m, int seed, const WatchStats* ws) {
+    for (int k = 0; ws != NULL && k < ws->trace_n; k++) {
+        fprintf(f, "%s\t%s\t%d\t%d\t%.6f\t%.6f\t%.6f\t%.6f\t%.4f\n", settings[s].name, methods[m].name, seed,
+                ws->trace_step[k], ws->trace_loss[k][0], ws->trace_loss[k][1], ws->trace_rms[k][0], ws->trace_rms[k][1], ws->trace_max[k]);
+    }
+}
+
+// a traced run that an earlier start made (the runs file has its row): says whether it gave the same
+// figures, all but the time
+static void experiment_check_traced(const Stored* st, int s, int m, int si, int seed, const double* row) {
+    char text[2048], old_text[2048];
+    double old_row[NSTATS];
+    runs_row_text(text, sizeof text, s, m, seed, row);
+    for (int k = 0; k < NSTATS; k++) { old_row[k] = k == 8 ? row[k] : st->v[s][m][k][si]; }
+    runs_row_text(old_text, sizeof old_text, s, m, seed, old_row);
+    printf("%s\n", strcmp(text, old_text) == 0 ? "the same figures as the runs file's row" : "warning: other figures than the runs file's row (kept)");
+}
+
+// every setting's file can be read: now, not after half an hour
+static void experiment_check_data(void) {
+    for (int s = 0; s < NSETTINGS; s++) {
         FILE* t = fopen(settings[s].data, "rb");
         if (t == NULL) { die("%s: cannot open: %s", settings[s].data, strerror(errno)); }
         fclose(t);
     }
-    // the runs file: rows of an earlier start with the same flags are kept, and their runs not redone
-    static Stored stored;
-    int resumed = runs_load(path[RUNS], flags_line, plan, o->seed, &stored);
-    FILE* runs_f = fopen(path[RUNS], resumed ? "a" : "w");
-    FILE* probe_f = runs_f != NULL ? fopen(path[PROBE], resumed ? "a" : "w") : NULL;
-    if (runs_f == NULL || probe_f == NULL) { die("%s: cannot write: %s", runs_f == NULL ? path[RUNS] : path[PROBE], strerror(errno)); }
+}
+
+// opens the runs and probe files: appends to them if the runs file holds rows made with these flags
+// (read into stored; returns their count), else starts them afresh with their headers
+static int experiment_open_runs(const char* runs, const char* probe, const char* flags_line, const Plan* plan, int seed0,
+                                Stored* stored, FILE** runs_f, FILE** probe_f) {
+    int resumed = runs_load(runs, flags_line, plan, seed0, stored);
+    *runs_f = fopen(runs, resumed ? "a" : "w");
+    *probe_f = *runs_f != NULL ? fopen(probe, resumed ? "a" : "w") : NULL;
+    if (*runs_f == NULL || *probe_f == NULL) { die("%s: cannot write: %s", *runs_f == NULL ? runs : probe, strerror(errno)); }
     if (!resumed) {
-        fprintf(runs_f, "%s", flags_line);
+        fprintf(*runs_f, "%s", flags_line);
         char header[1024];
         runs_header(header, sizeof header);
-        fprintf(runs_f, "%s\n", header);
-        fprintf(probe_f, "setting\tmethod\tseed\tstep\ttask_loss\ttask_loss_no_probe\tprobe_rms\tresid_rms\tprobe_max_over_beta\n");
-        fflush(runs_f); fflush(probe_f);
+        fprintf(*runs_f, "%s\n", header);
+        fprintf(*probe_f, "setting\tmethod\tseed\tstep\ttask_loss\ttask_loss_no_probe\tprobe_rms\tresid_rms\tprobe_max_over_beta\n");
+        fflush(*runs_f); fflush(*probe_f);
     } else {
-        printf("%s: %d runs done by an earlier start with the same flags: kept\n", path[RUNS], resumed);
+        printf("%s: %d runs done by an earlier start with the same flags: kept\n", runs, resumed);
     }
-    EvalSet es;
-    evalset_load(&es, o->eval_prefix, model.config.vocab_size, o->T, 64, tk);
-    es.has_howto = es.has_howto_pt = es.has_knowledge = 0; // not in the table: their answers would take a third of the time
-    gpt2_allocate_activations(&model, o->B, o->T);
-    Batch b;
-    batch_alloc(&b, o->B, o->T);
-    EvalResult base = evaluate(&model, &es, &b, tk);
-    print_eval("base model", &base, NULL);
-    gpt2_free(&model);
-    double base_stats[NSTATS];
-    result_stats(&base, NULL, NULL, 0, base_stats);
+    return resumed;
+}
 
-    // the runs, and the time left: each method's measured time per run once it has one, else its prior
-    // cost. the two traced runs (every -K steps a harmful score) are left out of both: they take longer
-    int nruns = 0;
-    for (int s = 0; s < NSETTINGS; s++) {
-        for (int m = 0; m < NMETHODS; m++) {
-            for (int k = 0; k < setting_seeds(plan, s) && method_on(plan, s, m); k++) { nruns += !stored.have[s][m][k] || (s == 0 && k == 0 && m < 2); }
-        }
-    }
-    static double v[NSETTINGS][NMETHODS][NSTATS][MAX_SEEDS], mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
-    static WatchStats first[2];
-    double t_start = now_ms(), method_ms[NMETHODS] = {0};
-    int method_runs[NMETHODS] = {0}, run_k = 0;
-    for (int s = 0; s < NSETTINGS; s++) {
-        for (int i = 0; i < NMETHODS; i++) {
-            int m = method_order[i];
-            if (!method_on(plan, s, m)) { continue; }
-            for (int seed = 0; seed < setting_seeds(plan, s); seed++) {
-                int traced = s == 0 && seed == 0 && m < 2; // the first seed's benign SFT and SAP: curve and CSV
-                if (stored.have[s][m][seed] && !traced) {
-                    for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = stored.v[s][m][k][seed]; }
-                    continue;
-                }
-                Options run = m == VARIANT ? *variant_o : *o;
-                run.mode = methods[m].mode;
-                run.train = methods[m].mixed ? settings[s].mixed : settings[s].data;
-                run.seed = o->seed + seed;
-                run.val = NULL;
-                WatchFlags wf = flags;
-                wf.analyze_every = strcmp(run.mode, "sam") != 0 ? flags.analyze_every : 0;
-                wf.csv = traced && wf.analyze_every > 0 ? (m == 0 ? path[SFT_CSV] : path[SAP_CSV]) : NULL;
-                wf.curve_every = traced ? flags.curve_every : 0;
-                run.save = run.state = run.resume = NULL;
-                run.save_every = 0;
-                // where the experiment is: run k of n, time spent, time left
-                double spent = (now_ms() - t_start) / 1e3, left = 0.0, done_ms = 0.0, done_cost = 0.0;
-                for (int m2 = 0; m2 < NMETHODS; m2++) { done_ms += method_ms[m2]; done_cost += method_runs[m2] * methods[m2].cost; }
-                for (int s2 = 0; s2 < NSETTINGS; s2++) {
-                    for (int i2 = 0; i2 < NMETHODS; i2++) {
-                        int m2 = method_order[i2], todo = 0;
-                        int later = s2 > s || (s2 == s && i2 > i), now = s2 == s && i2 == i;
-                        for (int k = 0; k < setting_seeds(plan, s2) && method_on(plan, s2, m2); k++) {
-                            todo += (later || (now && k >= seed)) && !stored.have[s2][m2][k];
-                        }
-                        double per_run = method_runs[m2] > 0 ? method_ms[m2] / method_runs[m2] / 1e3
-                                       : done_cost > 0 ? done_ms / 1e3 / done_cost * methods[m2].cost : NAN;
-                        left += todo * per_run;
-                    }
-                }
-                char spent_text[32], left_text[32];
-                duration_text(spent_text, sizeof spent_text, spent);
-                if (isfinite(left)) { duration_text(left_text, sizeof left_text, left); } else { snprintf(left_text, sizeof left_text, "unknown yet"); }
-                printf("\n== run %d of %d: %s, %s, seed %d (%s spent, about %s left)\n", ++run_k, nruns, settings[s].name,
-                       methods[m].name, run.seed, spent_text, left_text);
-                double t0 = now_ms(), row[NSTATS];
-                Watch w;
-                WatchStats ws;
-                experiment_run(&run, &w, wf, &es, &b, tk, &base, methods[m].name, row, &ws);
-                printf(" setting %s method %s\n", settings[s].name, methods[m].name);
-                if (traced) { first[m] = ws; }
-                char text[2048], prov[512];
-                runs_row_text(text, sizeof text, s, m, run.seed, row);
-                if (stored.have[s][m][seed]) { // a traced run done before: the same figures, but the time
-                    char old_text[2048];
-                    double old_row[NSTATS];
-                    for (int k = 0; k < NSTATS; k++) { old_row[k] = k == 8 ? row[k] : stored.v[s][m][k][seed]; }
-                    runs_row_text(old_text, sizeof old_text, s, m, run.seed, old_row);
-                    printf("%s\n", strcmp(text, old_text) == 0 ? "the same figures as the runs file's row" : "warning: other figures than the runs file's row (kept)");
-                    for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = stored.v[s][m][k][seed]; }
-                    continue;
-                }
-                for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = row[k]; }
-                provenance(prov, sizeof prov);
-                fprintf(runs_f, "%s\t%s\n", text, prov);
-                for (int k = 0; k < ws.trace_n && strcmp(run.mode, "sap") == 0; k++) {
-                    fprintf(probe_f, "%s\t%s\t%d\t%d\t%.6f\t%.6f\t%.6f\t%.6f\t%.4f\n", settings[s].name, methods[m].name, run.seed,
-                            ws.trace_step[k], ws.trace_loss[k][0], ws.trace_loss[k][1], ws.trace_rms[k][0], ws.trace_rms[k][1], ws.trace_max[k]);
-                }
-                if (fflush(runs_f) != 0 || fflush(probe_f) != 0) { die("%s: write failed", path[RUNS]); }
-                if (!traced) {
-                    method_ms[m] += now_ms() - t0;
-                    method_runs[m]++;
-                }
-            }
-            for (int k = 0; k < NSTATS; k++) { mean_std(v[s][m][k], setting_seeds(plan, s), &mean[s][m][k], &std[s][m][k]); }
-        }
-    }
-    if (fclose(runs_f) != 0 || fclose(probe_f) != 0) { die("%s: write failed", path[RUNS]); }
-
-    // the table
-    FILE* f = fopen(path[MD], "w");
-    if (f == NULL) { die("%s: cannot write: %s", path[MD], strerror(errno)); }
+// the experiment's table: every method and setting, mean ± sd over seeds, then every seed and the
+// pairs (write_paired), and what made it
+static void experiment_write_table(const char* path, const char* runs_path, const Plan* plan, const Options* o,
+                                   const Options* variant_o, const double* base_stats,
+                                   double mean[NSETTINGS][NMETHODS][NSTATS], double std[NSETTINGS][NMETHODS][NSTATS],
+                                   double v[NSETTINGS][NMETHODS][NSTATS][MAX_SEEDS], const WatchStats first[2], int resumed,
+                                   double t_wall) {
+    FILE* f = fopen(path, "w");
+    if (f == NULL) { die("%s: cannot write: %s", path, strerror(errno)); }
     fprintf(f, "| setting | method |");
     for (int k = 0; k < NTABLE; k++) { fprintf(f, " %s |", stat_names[k]); }
     fprintf(f, "\n|---|---|");
@@ -1291,16 +1246,116 @@ void run_experiment(const Options* o, const Options* variant_o, const Plan* plan
     provenance(prov, sizeof prov);
     duration_text(wall, sizeof wall, (now_ms() - t_wall) / 1e3);
     fprintf(f, "\nmade by `lab experiment` (%s), wall time %s%s; every run's row, with what made it, in `%s`.\n", prov, wall,
-            resumed ? " (this start; earlier starts made some rows)" : "", path[RUNS]);
-    if (fclose(f) != 0) { die("%s: write failed", path[MD]); }
-    // the harmful score over the steps
-    f = fopen(path[CURVE], "w");
-    if (f == NULL) { die("%s: cannot write: %s", path[CURVE], strerror(errno)); }
+            resumed ? " (this start; earlier starts made some rows)" : "", runs_path);
+    if (fclose(f) != 0) { die("%s: write failed", path); }
+}
+
+// the harmful score over the steps of the first seed's benign SFT and SAP runs
+static void experiment_write_curve(const char* path, const WatchStats first[2]) {
+    FILE* f = fopen(path, "w");
+    if (f == NULL) { die("%s: cannot write: %s", path, strerror(errno)); }
     fprintf(f, "step,sft_harmful,sap_harmful\n");
     for (int i = 0; i < first[0].curve_n && i < first[1].curve_n; i++) {
         fprintf(f, "%d,%.4f,%.4f\n", first[0].curve_step[i], first[0].curve_harmful[i], first[1].curve_harmful[i]);
     }
-    if (fclose(f) != 0) { die("%s: write failed", path[CURVE]); }
+    if (fclose(f) != 0) { die("%s: write failed", path); }
+}
+
+// o: the flags of every run; variant_o: the variant's (-Z), if the plan has one. flags_line: the
+// experiment's flags as the runs file names them
+void run_experiment(const Options* o, const Options* variant_o, const Plan* plan, const Tokenizer* tk, const char* stem,
+                    WatchFlags flags, const char* flags_line) {
+    double t_wall = now_ms();
+    GPT2 model;
+    gpt2_load(&model, o->load);
+    if (o->eval_prefix == NULL) { die("lab experiment needs held-out files: -E prefix"); }
+    if (o->lora_rank > model.config.channels) { die("-Q %d: the LoRA rank is larger than the model's %d channels", o->lora_rank, model.config.channels); }
+    if (flags.analyze_every > 0 && o->steps / flags.analyze_every + 1 > MAX_TRACE) {
+        die("-a %d: more than %d analysed steps over %d steps; take a larger N", flags.analyze_every, MAX_TRACE, o->steps);
+    }
+    int L = model.config.num_layers;
+    enum { MD, SVG, CURVE, SFT_CSV, SAP_CSV, RUNS, PROBE, NPATHS };
+    char path[NPATHS][4096];
+    const char* ext[NPATHS] = {".md", ".svg", "_curve.csv", "_sft.csv", "_sap.csv", "_runs.tsv", "_probe.tsv"};
+    for (int i = 0; i < NPATHS; i++) { snprintf(path[i], sizeof path[i], "%s%s", stem, ext[i]); check_writable(path[i]); }
+    experiment_check_data();
+    // the runs file: rows of an earlier start with the same flags are kept, and their runs not redone
+    static Stored stored;
+    FILE *runs_f, *probe_f;
+    int resumed = experiment_open_runs(path[RUNS], path[PROBE], flags_line, plan, o->seed, &stored, &runs_f, &probe_f);
+    EvalSet es;
+    evalset_load(&es, o->eval_prefix, model.config.vocab_size, o->T, 64, tk);
+    es.has_howto = es.has_howto_pt = es.has_knowledge = 0; // not in the table: their answers would take a third of the time
+    gpt2_allocate_activations(&model, o->B, o->T);
+    Batch b;
+    batch_alloc(&b, o->B, o->T);
+    EvalResult base = evaluate(&model, &es, &b, tk);
+    print_eval("base model", &base, NULL);
+    gpt2_free(&model);
+    double base_stats[NSTATS];
+    result_stats(&base, NULL, NULL, 0, base_stats);
+    // the runs (the two traced runs, every -K steps a harmful score, are left out of the time left)
+    int nruns = 0;
+    for (int s = 0; s < NSETTINGS; s++) {
+        for (int m = 0; m < NMETHODS; m++) {
+            for (int k = 0; k < setting_seeds(plan, s) && method_on(plan, s, m); k++) { nruns += !stored.have[s][m][k] || (s == 0 && k == 0 && m < 2); }
+        }
+    }
+    static double v[NSETTINGS][NMETHODS][NSTATS][MAX_SEEDS], mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
+    static WatchStats first[2];
+    double t_start = now_ms(), method_ms[NMETHODS] = {0};
+    int method_runs[NMETHODS] = {0}, run_k = 0;
+    for (int s = 0; s < NSETTINGS; s++) {
+        for (int i = 0; i < NMETHODS; i++) {
+            int m = method_order[i];
+            if (!method_on(plan, s, m)) { continue; }
+            for (int seed = 0; seed < setting_seeds(plan, s); seed++) {
+                int traced = s == 0 && seed == 0 && m < 2; // the first seed's benign SFT and SAP: curve and CSV
+                if (stored.have[s][m][seed] && !traced) {
+                    for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = stored.v[s][m][k][seed]; }
+                    continue;
+                }
+                Options run;
+                WatchFlags wf;
+                experiment_options(&run, &wf, m == VARIANT ? variant_o : o, flags, s, m, o->seed + seed,
+                                   traced ? (m == 0 ? path[SFT_CSV] : path[SAP_CSV]) : NULL);
+                // where the experiment is: run k of n, time spent, time left
+                double spent = (now_ms() - t_start) / 1e3, left = experiment_time_left(plan, &stored, s, i, seed, method_ms, method_runs);
+                char spent_text[32], left_text[32] = "unknown yet";
+                duration_text(spent_text, sizeof spent_text, spent);
+                if (isfinite(left)) { duration_text(left_text, sizeof left_text, left); }
+                printf("\n== run %d of %d: %s, %s, seed %d (%s spent, about %s left)\n", ++run_k, nruns, settings[s].name,
+                       methods[m].name, run.seed, spent_text, left_text);
+                double t0 = now_ms(), row[NSTATS];
+                Watch w;
+                WatchStats ws; // the run's own watch: its analysis, its curve
+                experiment_run(&run, &w, wf, &es, &b, tk, &base, methods[m].name, row, &ws);
+                printf(" setting %s method %s\n", settings[s].name, methods[m].name);
+                if (traced) { first[m] = ws; }
+                char text[2048], prov[512];
+                runs_row_text(text, sizeof text, s, m, run.seed, row);
+                if (stored.have[s][m][seed]) { // a traced run done before: its row is kept
+                    experiment_check_traced(&stored, s, m, seed, run.seed, row);
+                    for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = stored.v[s][m][k][seed]; }
+                    continue;
+                }
+                for (int k = 0; k < NSTATS; k++) { v[s][m][k][seed] = row[k]; }
+                provenance(prov, sizeof prov);
+                fprintf(runs_f, "%s\t%s\n", text, prov);
+                experiment_write_probe(probe_f, s, m, run.seed, strcmp(run.mode, "sap") == 0 ? &ws : NULL);
+                if (fflush(runs_f) != 0 || fflush(probe_f) != 0) { die("%s: write failed", path[RUNS]); }
+                if (!traced) {
+                    method_ms[m] += now_ms() - t0;
+                    method_runs[m]++;
+                }
+            }
+            for (int k = 0; k < NSTATS; k++) { mean_std(v[s][m][k], setting_seeds(plan, s), &mean[s][m][k], &std[s][m][k]); }
+        }
+    }
+    if (fclose(runs_f) != 0 || fclose(probe_f) != 0) { die("%s: write failed", path[RUNS]); }
+
+    experiment_write_table(path[MD], path[RUNS], plan, o, variant_o, base_stats, mean, std, v, first, resumed, t_wall);
+    experiment_write_curve(path[CURVE], first);
     const WatchStats* fp[2] = {&first[0], &first[1]};
     write_svg(path[SVG], plan, mean, std, base_stats, fp, L, o->steps, path[PROBE]);
     batch_free(&b);
