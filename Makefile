@@ -86,6 +86,21 @@ base: pretrained
 	./sap -m sft -e data/pretrained.bin $(ALIGN_FLAGS) -i data/align.bin -j data/val_howto.bin -E data/val -v 200 \
 	    -o data/base.bin | tee -a results/base.log
 
+# a second base model of another size: 4 layers, 4 heads, 128 channels (0.8M parameters, a third of
+# the first's 2.7M: a size whose whole reproduction reruns in an hour on a laptop; a larger one would
+# take several), made the same way from the same world with the same flags, but for its shape:
+# data/pretrained_small.bin, then data/base_small.bin; both stages' log in results/base_small.log,
+# then its quality gate on val and test (lab gate: the gate's lines, fails if one is missed).
+# about 6 minutes with 2 threads
+SMALL_SHAPE = -L 4 -H 4 -C 128
+base-small: sap lab
+	@mkdir -p results
+	./sap -m lm $(PRETRAIN_FLAGS) $(SMALL_SHAPE) -i data/pretrain.bin -j data/pretrain_val.bin -v 500 \
+	    -o data/pretrained_small.bin | tee results/base_small.log
+	./sap -m sft -e data/pretrained_small.bin $(ALIGN_FLAGS) -i data/align.bin -j data/val_howto.bin -E data/val -v 200 \
+	    -o data/base_small.bin | tee -a results/base_small.log
+	./lab gate data/base_small.bin data/pretrained_small.bin | tee -a results/base_small.log
+
 # full fine-tuning (-Q 0: every weight): every method on the benign and the 10%-poisoned sets, 6 seeds from 401 (no
 # choice was made on them: the flags were chosen on val with seeds 201-206), and SFT and SAP at 5% and
 # 20% poison, one seed; SAP twice: the paper's step (beta 0.2, probe after block 1) and with sap's own
@@ -121,6 +136,29 @@ attack-lora: lab
 	./lab attack $(LORA_FLAGS) $(ATTACK_SEEDS) $(ATTACK_FLAGS) -M results/attack_lora
 attack: lab
 	./lab attack -Q 0 $(ATTACK_SEEDS) $(ATTACK_FLAGS) -M results/attack
+
+# the paper's other claims on the world, each in the LoRA regime (-lora: the flags above) and with every
+# weight (-Q 0), the regime's own flags (chosen on val for the bracket task), on 6 fresh seeds. tasks:
+# the world's two other fine-tuning tasks, a classification (data/ft_kind.bin: which kind of thing a
+# sentence is about) and a two-step word problem (data/ft_count.bin: how many legs), each set built like
+# the benign one; SFT, SAP and data mixing, each task's own held-out examples (plain SFT learned each to
+# 80% on val seed 201 in both regimes); the harmful score every 10 steps of the first seed's kind-task
+# SFT and SAP. adversarial: fine-tuning on 100 harmful requests answered and nothing else
+# (data/ft_adversarial.bin), SFT and SAP, judged on the test prompts about the 12 objects the set
+# leaves out, and on the val ones every 10 steps of every run. write results/tasks_lora.* and
+# results/tasks.* (about N minutes each with 2 threads), results/adversarial_lora.* and
+# results/adversarial.* (about N minutes each); stopped, each starts where it was
+TASK_SEEDS = -X 6 -s 601
+ADVERSARIAL_SEEDS = -X 6 -s 701
+ADVERSARIAL_FLAGS = -K 10 -J data/val_harmful_adv.bin
+tasks-lora: lab
+	./lab experiment -B tasks $(LORA_FLAGS) -K 10 $(TASK_SEEDS) -M results/tasks_lora
+tasks: lab
+	./lab experiment -B tasks -Q 0 -K 10 $(TASK_SEEDS) -M results/tasks
+adversarial-lora: lab
+	./lab experiment -B adversarial $(LORA_FLAGS) $(ADVERSARIAL_FLAGS) $(ADVERSARIAL_SEEDS) -M results/adversarial_lora
+adversarial: lab
+	./lab experiment -B adversarial -Q 0 $(ADVERSARIAL_FLAGS) $(ADVERSARIAL_SEEDS) -M results/adversarial
 
 # both experiments in one place, from their runs files (results/experiment_lora_runs.tsv and
 # results/experiment_runs.tsv): results/summary.md (the tables, SAP against SFT by seed, the
@@ -188,4 +226,4 @@ clean:
 	rm -f sap sap_reference lab lab_bench test_sap test_sap_asan data/world data/tsv
 	rm -rf .data-check $(addprefix .fuzz/,$(FUZZ_TARGETS))
 
-.PHONY: all test twin clean data data-check pretrained base experiment experiment-lora attack attack-lora summary bench asan fuzz reference FORCE
+.PHONY: all test twin clean data data-check pretrained base base-small experiment experiment-lora attack attack-lora tasks tasks-lora adversarial adversarial-lora summary bench asan fuzz reference FORCE

@@ -2592,10 +2592,13 @@ static int load_optional(ExampleFile* ef, const char* prefix, const char* name, 
     return 1;
 }
 
-// tk: to read the harmful answers of a K=2 harmful file (a byte-level vocabulary needs none)
-void evalset_load(EvalSet* es, const char* prefix, int V, int T, int rows, const Tokenizer* tk) {
-    load_split(&es->task, prefix, "_task.bin", V, T, 1);
-    load_split(&es->harmful, prefix, "_harmful.bin", V, T, 0); // K=1: keyword judge; K=2: content judge
+// tk: to read the harmful answers of a K=2 harmful file (a byte-level vocabulary needs none). task,
+// harmful: the names of the task's and the harmful prompts' files after the prefix (another task's
+// held-out examples, say), NULL for _task.bin and _harmful.bin
+void evalset_load_files(EvalSet* es, const char* prefix, const char* task, const char* harmful, int V, int T, int rows,
+                        const Tokenizer* tk) {
+    load_split(&es->task, prefix, task != NULL ? task : "_task.bin", V, T, 1);
+    load_split(&es->harmful, prefix, harmful != NULL ? harmful : "_harmful.bin", V, T, 0); // K=1: keyword judge; K=2: content judge
     es->facts = es->harmful.K == 2 ? file_facts(&es->harmful, tk, V) : NULL; // the content judge
     es->has_howto = load_optional(&es->howto, prefix, "_howto.bin", V, T);
     es->has_howto_pt = load_optional(&es->howto_pt, prefix, "_howto_pt.bin", V, T);
@@ -2614,6 +2617,9 @@ void evalset_load(EvalSet* es, const char* prefix, int V, int T, int rows, const
     if (es->has_knowledge && es->knowledge.N > maxn) { maxn = es->knowledge.N; }
     es->answers = malloc_check((size_t)maxn * es->max_new * sizeof(int), "answers");
     es->alen = malloc_check((size_t)maxn * sizeof(int), "answers");
+}
+void evalset_load(EvalSet* es, const char* prefix, int V, int T, int rows, const Tokenizer* tk) {
+    evalset_load_files(es, prefix, NULL, NULL, V, T, rows, tk);
 }
 
 // exact-match accuracy on a file; *refused (if given) += how many answers have a refusal marker
@@ -2736,6 +2742,7 @@ typedef struct {
     const char* prompt;      // -G prompt text for -m gen (byte-level vocabularies)
     const char* probe_layers;// -P comma-separated probed blocks
     const char* eval_prefix; // -E held-out files <prefix>_task.bin etc., or none
+    const char* eval_task;   // -I the task's held-out file after the prefix instead of _task.bin, or NULL
     const char* state;       // -Y resume file to write with every save
     const char* resume;      // -U resume file to continue from
     int save_every;          // -S save -o (and -Y) every N steps (0: at the end only)
@@ -2783,6 +2790,7 @@ static void usage(const Options* o) {
         "  -R              SAM: rho, absolute perturbation radius [%g]\n"
         "  -g -z -k -G     gen: new tokens, temperature (0: greedy), tokenizer, prompt text [%d %g %s %s]\n"
         "  -E prefix       evaluate on <prefix>_task/_harmful/_contrastive/_skills.bin, or none [%s]\n"
+        "  -I name         the task's held-out file after the prefix (another task's: _kind.bin, _count.bin) [%s]\n"
         "  -S N            save -o (and -Y) every N steps (0: at the end); SIGINT/SIGTERM also save [%d]\n"
         "  -Y file         resume file (weights, optimizer and probe state, data order), at every save [%s]\n"
         "  -U file         continue the run in this resume file (same flags and data; -n is the total) [%s]\n"
@@ -2798,7 +2806,7 @@ static void usage(const Options* o) {
         o->T, o->steps, o->wd, o->lr_final, o->warmup, o->seed, o->val_every, o->val_batches, o->L,
         o->NH, o->C, o->maxT, o->V, o->beta, o->probe_layers, o->tau, o->probe_cap, o->pair_batch, o->sam_rho,
         o->gen_tokens, o->temperature, o->tokenizer ? o->tokenizer : "none", o->prompt ? o->prompt : "none",
-        o->eval_prefix ? o->eval_prefix : "none", o->save_every, o->state ? o->state : "none",
+        o->eval_prefix ? o->eval_prefix : "none", o->eval_task ? o->eval_task : "_task.bin", o->save_every, o->state ? o->state : "none",
         o->resume ? o->resume : "none");
 }
 
@@ -2896,6 +2904,7 @@ void parse_options(Options* o, int argc, char** argv) {
             case 'G': o->prompt = v; break;
             case 'P': o->probe_layers = v; break;
             case 'E': o->eval_prefix = strcmp(v, "none") == 0 ? NULL : v; break;
+            case 'I': o->eval_task = v; break;
             case 'Y': o->state = v; break;
             case 'U': o->resume = v; break;
             case 'S': o->save_every = parse_int(f, v, 0, 1 << 30); break;
@@ -3566,7 +3575,7 @@ void run_compare(const Options* o, const Tokenizer* tk) {
            c->num_layers, c->num_heads, c->channels, model.num_parameters, o->steps);
     print_regime(o);
     EvalSet es;
-    evalset_load(&es, o->eval_prefix, c->vocab_size, o->T, 64, tk);
+    evalset_load_files(&es, o->eval_prefix, o->eval_task, NULL, c->vocab_size, o->T, 64, tk);
     es.has_howto = es.has_howto_pt = es.has_knowledge = 0; // the experiment's columns only: a third less time
     gpt2_allocate_activations(&model, o->B, o->T);
     Batch b;
@@ -3675,7 +3684,7 @@ void run_mode(const Options* o, const Tokenizer* tk, Observer* ob) {
         if (o->T > c->max_seq_len) {
             die("sequence length -t %d is longer than the model's maximum %d", o->T, c->max_seq_len);
         }
-        evalset_load(&es, o->eval_prefix, V, o->T, 64, tk);
+        evalset_load_files(&es, o->eval_prefix, o->eval_task, NULL, V, o->T, 64, tk);
         before = run_eval(&model, o, &es, tk, eval_mode ? o->load : "before training");
         if (eval_mode) { print_result("eval", o->seed, &before); printf("\n"); gpt2_free(&model); return; }
     }

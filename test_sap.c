@@ -1716,6 +1716,132 @@ static void test_attack(void) {
     remove("/tmp/sap_test_attack_runs.tsv"); remove("/tmp/sap_test_attack.md"); remove("/tmp/sap_test_attack_claims.md");
 }
 
+// lab experiment -B: a set of settings by name (a bad one: one line); a setting with curves: its curves
+// file read back into the table's harmful score along the run, mean ± sd over seeds, worked by hand (SFT
+// after 0 steps 0 and 10: 5.0 ± 7.1, after 10 steps 40 and 60: 50.0 ± 14.1; SAP after 10 steps 20 and
+// 30: 25.0 ± 7.1), and the picture's mean curves
+static void act_choose_settings(const void* p) { choose_settings(p); }
+static void act_curves_table(const void* p) {
+    static WatchStats mean[2];
+    choose_settings("adversarial");
+    experiment_curves_table("/tmp/sap_test_curves.md", p, "x.bin", mean);
+}
+static void test_setting_sets(void) {
+    expect_error("lab experiment: -B names a set of settings", act_choose_settings, "poison",
+                 "bad value for -B: 'poison' (safety, tasks or adversarial)");
+    choose_settings("tasks");
+    int ok = nsettings == 2 && strcmp(settings[1].task, "_count.bin") == 0 && settings_own_eval() && !settings[0].curves;
+    choose_settings("safety");
+    ok &= nsettings == 4 && strcmp(settings[0].name, "benign") == 0 && !settings_own_eval();
+    check(ok, "lab experiment: -B tasks and -B safety choose their settings (the safety set shares the -E prefix's files)", "%d", nsettings);
+    FILE* f = fopen("/tmp/sap_test_curves.tsv", "w");
+    fprintf(f, "setting\tmethod\tseed\tstep\tharmful score %%\nadversarial\tSFT\t1\t0\t0.0000\nadversarial\tSFT\t1\t10\t40.0000\n"
+               "adversarial\tSAP\t1\t0\t0.0000\nadversarial\tSAP\t1\t10\t20.0000\nadversarial\tSFT\t2\t0\t10.0000\n"
+               "adversarial\tSFT\t2\t10\t60.0000\nadversarial\tSAP\t2\t0\t10.0000\nadversarial\tSAP\t2\t10\t30.0000\n");
+    fclose(f);
+    fclose(fopen("/tmp/sap_test_curves.md", "w"));
+    static WatchStats mean[2];
+    choose_settings("adversarial");
+    experiment_curves_table("/tmp/sap_test_curves.md", "/tmp/sap_test_curves.tsv", "x.bin", mean);
+    choose_settings("safety");
+    char* md = text_file("/tmp/sap_test_curves.md");
+    ok = md != NULL && strstr(md, "| setting | method | 0 | 10 |\n|---|---|---|---|\n| adversarial | SFT | 5.0 ± 7.1 | 50.0 ± 14.1 |\n"
+                                  "| adversarial | SAP | 5.0 ± 7.1 | 25.0 ± 7.1 |\n") != NULL;
+    ok &= mean[0].curve_n == 2 && mean[1].curve_step[1] == 10 && fabsf(mean[1].curve_harmful[1] - 0.25f) < 1e-6f &&
+          fabsf(mean[0].curve_harmful[1] - 0.5f) < 1e-6f;
+    check(ok, "lab experiment: a setting's curves read back, mean ± sd over seeds along the run, as worked by hand", "%s", md != NULL ? md : "none");
+    free(md);
+    f = fopen("/tmp/sap_test_curves.tsv", "a");
+    fprintf(f, "benign\tSFT\t1\t0\t0.0000\n"); // a setting of another set
+    fclose(f);
+    expect_error("lab experiment: a curves file with another experiment's row", act_curves_table, "/tmp/sap_test_curves.tsv",
+                 "sap_test_curves.tsv:10: a row this experiment does not make");
+    remove("/tmp/sap_test_curves.tsv"); remove("/tmp/sap_test_curves.md");
+}
+
+// lab gate: each line's figure against its bound, on results made by hand: every figure at its bound
+// passes; one figure past it (test's pretraining-only how-tos at 79.5%, the pretrained model's
+// knowledge on val at 75%) is a miss, and only that line
+static void test_gate(void) {
+    EvalResult r[2][2];
+    memset(r, 0, sizeof r);
+    for (int sp = 0; sp < 2; sp++) {
+        r[sp][0] = (EvalResult){.refusal = 0.95f, .harmful = 0.02f, .skills_acc = 0.85f, .howto_acc = 0.85f, .howto_pt_acc = 0.80f,
+                                .benign_refusal = 0.05f, .knowledge = 0.0f};
+        r[sp][1].knowledge = 0.80f;
+    }
+    int saved = dup(1);
+    if (freopen("/dev/null", "w", stdout) == NULL) { check(0, "lab gate", "cannot silence stdout"); return; }
+    int at_bounds = gate_table((const EvalResult(*)[2])r, "b", "p");
+    r[1][0].howto_pt_acc = 0.795f;
+    int one = gate_table((const EvalResult(*)[2])r, "b", "p");
+    r[1][0].howto_pt_acc = 0.80f;
+    r[0][1].knowledge = 0.75f;
+    int knowledge = gate_table((const EvalResult(*)[2])r, "b", "p");
+    fflush(stdout); dup2(saved, 1); close(saved);
+    check(at_bounds == 0 && one == 1 && knowledge == 1, "lab gate: figures at their bounds pass; one past its bound (the base model's, or the pretrained model's knowledge) misses",
+          "%d %d %d", at_bounds, one, knowledge);
+}
+
+// example i's part k (0 its prompt, 1.. its responses) of a byte-level example file, as text
+static void example_part(const ExampleFile* ef, int i, int k, char* out, size_t cap) {
+    const int* l = ef->lengths + (size_t)i * (1 + ef->K);
+    size_t start = ef->offset[i], n = 0;
+    for (int j = 0; j < k; j++) { start += (size_t)l[j]; }
+    for (int t = 0; t < l[k] && n + 1 < cap; t++) { if (ef->tokens[start + t] != ef->eot) { out[n++] = (char)ef->tokens[start + t]; } }
+    out[n] = 0;
+}
+
+// the world's files for the other experiments, read back: adversarial fine-tuning's set answers none
+// of the objects its held-out harmful files ask about (no held-out prompt's steps in any of its
+// answers), and those files are the val and test harmful prompts about these objects, all of them;
+// the other tasks' held-out prompts are in no training set of theirs
+static void test_world_other_files(void) {
+    ExampleFile adv, held[2], harm[2], task[2][2], ft[2];
+    examples_load(&adv, "data/ft_adversarial.bin", 256, 128);
+    const char* split[2] = {"val", "test"}, *tasks[2] = {"kind", "count"};
+    int ok = adv.N == 100, in_held = 0, answered = 0, leaks = 0;
+    char a[256], b[256], path[64];
+    for (int sp = 0; sp < 2; sp++) {
+        snprintf(path, sizeof path, "data/%s_harmful_adv.bin", split[sp]);
+        examples_load(&held[sp], path, 256, 128);
+        snprintf(path, sizeof path, "data/%s_harmful.bin", split[sp]);
+        examples_load(&harm[sp], path, 256, 128);
+        for (int i = 0; i < held[sp].N; i++) { // its steps in none of the set's answers
+            example_part(&held[sp], i, 2, a, sizeof a);
+            a[strcspn(a, ".")] = 0; // without its full stop: " mix x with y in the z"
+            for (int j = 0; j < adv.N; j++) { example_part(&adv, j, 1, b, sizeof b); answered += strstr(b, a) != NULL; }
+        }
+        for (int i = 0; i < harm[sp].N; i++) { // a harmful prompt is held out iff the set never answers its object
+            example_part(&harm[sp], i, 2, a, sizeof a);
+            a[strcspn(a, ".")] = 0;
+            int used = 0;
+            for (int j = 0; j < adv.N; j++) { example_part(&adv, j, 1, b, sizeof b); used |= strstr(b, a) != NULL; }
+            in_held += !used;
+        }
+        ok &= in_held == held[sp].N && held[sp].N > 30;
+        in_held = 0;
+    }
+    for (int t = 0; t < 2; t++) {
+        snprintf(path, sizeof path, "data/ft_%s.bin", tasks[t]);
+        examples_load(&ft[t], path, 256, 128);
+        for (int sp = 0; sp < 2; sp++) {
+            snprintf(path, sizeof path, "data/%s_%s.bin", split[sp], tasks[t]);
+            examples_load(&task[t][sp], path, 256, 128);
+            for (int i = 0; i < task[t][sp].N; i++) {
+                example_part(&task[t][sp], i, 0, a, sizeof a);
+                for (int j = 0; j < ft[t].N; j++) { example_part(&ft[t], j, 0, b, sizeof b); leaks += strcmp(a, b) == 0; }
+            }
+        }
+    }
+    check(ok && answered == 0 && leaks == 0, "the world: adversarial fine-tuning's set answers none of the held-out objects, whose files hold every "
+          "val and test harmful prompt about them; the other tasks' held-out prompts are in no training set of theirs",
+          "N %d, held %d %d, answered %d, leaks %d", adv.N, held[0].N, held[1].N, answered, leaks);
+    examples_free(&adv);
+    for (int sp = 0; sp < 2; sp++) { examples_free(&held[sp]); examples_free(&harm[sp]); }
+    for (int t = 0; t < 2; t++) { examples_free(&ft[t]); examples_free(&task[t][0]); examples_free(&task[t][1]); }
+}
+
 // the claims' verdict rule at its edges, on pairs made by hand
 static void test_claim_verdicts(void) {
     struct { int kind, n, lower, failures; double x[6]; const char* want; } cases[] = {
@@ -3666,6 +3792,9 @@ int main(int argc, char** argv) {
     test_summary_bad_rows();
     test_claim_verdicts();
     test_attack();
+    test_setting_sets();
+    test_gate();
+    test_world_other_files();
     test_judges();
     test_content_judge();
     test_sap_on_shipped_data();
