@@ -992,9 +992,10 @@ static void svg_scores(FILE* f, double x0, double y0, const Plan* plan, double m
         snprintf(text, sizeof text, "base model: %.1f%% harmful", base[0]);
         svg_legend(f, x0 + 176, y0, nsettings, "#000", text);
     }
-    for (int i = 0, row = 0; i < NMETHODS; i++) { // legend: methods by colour, settings by mark
-        int m = method_order[i];
-        if (m != VARIANT || plan->variant != NULL) { svg_legend(f, x0, y0, row++, method_colour[m], methods[m].name); }
+    for (int i = 0, row = 0; i < NMETHODS; i++) { // legend: the methods run, by colour; settings by mark
+        int m = method_order[i], on = 0;
+        for (int s = 0; s < nsettings; s++) { on |= method_on(plan, s, m); }
+        if (on) { svg_legend(f, x0, y0, row++, method_colour[m], methods[m].name); }
     }
     for (int s = 0; s < nsettings; s++) {
         svg_mark(f, settings[s].mark, x0 + 166, y0 + 52 + 14 * s, "#666");
