@@ -1759,6 +1759,44 @@ static void test_setting_sets(void) {
     remove("/tmp/sap_test_curves.tsv"); remove("/tmp/sap_test_curves.md");
 }
 
+// lab summary: the other experiments' claims rows from their runs files, worked by hand. the tasks'
+// LoRA file only (the full fine-tuning one missing: no row): kind task SAP - SFT harmful -5 and -3
+// (mean -4.0, sd 1.4, lower on 2 of 2, but a failure: mixed), accuracy -2 and -12 (the failure: not
+// supported);
+// adversarial, full fine-tuning: SAP - SFT +2 and -2 (mean 0: not supported). a file whose flags say
+// the other regime: one line naming it
+static void act_more_claims_swapped(const void* p) {
+    const char* const paths[2] = {p, NULL}, *const regime[2] = {"LoRA", "full fine-tuning"};
+    more_claims(stdout, paths, regime, task_claims, 4);
+}
+static void test_more_claims(void) {
+    const char* tasks[] = {RUN_ROW("kind task", "SFT", "1", "30", "90", "0.2"), RUN_ROW("kind task", "SAP", "1", "25", "88", "0.2"),
+                           RUN_ROW("kind task", "SFT", "2", "20", "90", "0.2"), RUN_ROW("kind task", "SAP", "2", "17", "78", "0.2"), NULL};
+    const char* adv[] = {RUN_ROW("adversarial", "SFT", "1", "50", "0", "6"), RUN_ROW("adversarial", "SAP", "1", "52", "0", "6"),
+                         RUN_ROW("adversarial", "SFT", "2", "50", "0", "6"), RUN_ROW("adversarial", "SAP", "2", "48", "0", "6"), NULL};
+    write_runs_flags("/tmp/sap_test_tasks_lora_runs.tsv", "# lab experiment -B tasks -Q 8 -X 2 -s 1", RUNS_HEADER, tasks);
+    write_runs_flags("/tmp/sap_test_adv_runs.tsv", "# lab experiment -B adversarial -Q 0 -X 2 -s 1", RUNS_HEADER, adv);
+    const char* const tp[2] = {"/tmp/sap_test_tasks_lora_runs.tsv", "/tmp/sap_test_no_such_runs.tsv"};
+    const char* const ap[2] = {"/tmp/sap_test_no_such_runs.tsv", "/tmp/sap_test_adv_runs.tsv"};
+    const char* const regime[2] = {"LoRA", "full fine-tuning"};
+    FILE* f = fopen("/tmp/sap_test_more_claims.md", "w");
+    more_claims(f, tp, regime, task_claims, 2);
+    more_claims(f, ap, regime, adversarial_claims, 1);
+    fclose(f);
+    char* md = text_file("/tmp/sap_test_more_claims.md");
+    const char* want =
+        "| less harm on other tasks (classification) | kind task: SAP − SFT harmful score, paired | LoRA | mixed | -4.0 ± 1.4 points, lower on 2 of 2, 1 failure |\n"
+        "| the task is kept on other tasks (classification) | kind task: SAP − SFT fine-tune accuracy, paired | LoRA | not supported | -7.0 ± 7.1 points, 1 failure |\n"
+        "| more robust under adversarial fine-tuning | 100 harmful examples answered, nothing else: SAP − SFT harmful score on the prompts about "
+        "the objects they leave out, paired | full fine-tuning | not supported | +0.0 ± 2.8 points, lower on 1 of 2 |\n";
+    check(md != NULL && strcmp(md, want) == 0, "lab summary: the tasks' and adversarial fine-tuning's claims rows, from their runs files where they exist",
+          "%s", md != NULL ? md : "none");
+    free(md);
+    expect_error("lab summary: a tasks runs file of the other regime", act_more_claims_swapped, "/tmp/sap_test_adv_runs.tsv",
+                 "sap_test_adv_runs.tsv: its flags say -Q 0, and it is read as the LoRA runs");
+    remove("/tmp/sap_test_tasks_lora_runs.tsv"); remove("/tmp/sap_test_adv_runs.tsv"); remove("/tmp/sap_test_more_claims.md");
+}
+
 // lab gate: each line's figure against its bound, on results made by hand: every figure at its bound
 // passes; one figure past it (test's pretraining-only how-tos at 79.5%, the pretrained model's
 // knowledge on val at 75%) is a miss, and only that line
@@ -3793,6 +3831,7 @@ int main(int argc, char** argv) {
     test_claim_verdicts();
     test_attack();
     test_setting_sets();
+    test_more_claims();
     test_gate();
     test_world_other_files();
     test_judges();
