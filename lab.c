@@ -1354,6 +1354,19 @@ static void experiment_write_curve(const char* path, const WatchStats first[2]) 
     if (fclose(f) != 0) { die("%s: write failed", path); }
 }
 
+// each setting's held-out files loaded, and the base model evaluated on them (once, if they share them)
+static void experiment_base(GPT2* model, const Options* o, const Tokenizer* tk, Batch* b, EvalSet es[NSETTINGS],
+                            EvalResult base[NSETTINGS], double base_stats[NSETTINGS][NSTATS]) {
+    gpt2_allocate_activations(model, o->B, o->T);
+    for (int s = 0; s < nsettings; s++) {
+        evalset_load_files(&es[s], o->eval_prefix, settings[s].task, settings[s].harmful, model->config.vocab_size, o->T, 64, tk);
+        es[s].has_howto = es[s].has_howto_pt = es[s].has_knowledge = 0; // not in the table: their answers would take a third of the time
+        if (s > 0 && !settings_own_eval()) { base[s] = base[0]; }
+        else { base[s] = evaluate(model, &es[s], b, tk); print_eval("base model", &base[s], NULL); }
+        result_stats(&base[s], NULL, NULL, 0, base_stats[s]);
+    }
+}
+
 // o: the flags of every run; variant_o: the variant's (-Z), if the plan has one. flags_line: the
 // experiment's flags as the runs file names them
 void run_experiment(const Options* o, const Options* variant_o, const Plan* plan, const Tokenizer* tk, const char* stem,
@@ -1382,16 +1395,9 @@ void run_experiment(const Options* o, const Options* variant_o, const Plan* plan
     static EvalSet es[NSETTINGS];
     static EvalResult base[NSETTINGS];
     static double base_stats[NSETTINGS][NSTATS];
-    gpt2_allocate_activations(&model, o->B, o->T);
     Batch b;
     batch_alloc(&b, o->B, o->T);
-    for (int s = 0; s < nsettings; s++) {
-        evalset_load_files(&es[s], o->eval_prefix, settings[s].task, settings[s].harmful, model.config.vocab_size, o->T, 64, tk);
-        es[s].has_howto = es[s].has_howto_pt = es[s].has_knowledge = 0; // not in the table: their answers would take a third of the time
-        if (s > 0 && !settings_own_eval()) { base[s] = base[0]; }
-        else { base[s] = evaluate(&model, &es[s], &b, tk); print_eval("base model", &base[s], NULL); }
-        result_stats(&base[s], NULL, NULL, 0, base_stats[s]);
-    }
+    experiment_base(&model, o, tk, &b, es, base, base_stats);
     gpt2_free(&model);
     // the runs (the two traced runs, every -K steps a harmful score, are left out of the time left)
     int nruns = 0;
