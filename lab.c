@@ -1354,6 +1354,17 @@ static void experiment_write_curve(const char* path, const WatchStats first[2]) 
     if (fclose(f) != 0) { die("%s: write failed", path); }
 }
 
+// the runs this start makes: those without a row, and the traced runs (always rerun)
+static int experiment_count_runs(const Plan* plan, const Stored* stored) {
+    int nruns = 0;
+    for (int s = 0; s < nsettings; s++) {
+        for (int m = 0; m < NMETHODS; m++) {
+            for (int k = 0; k < setting_seeds(plan, s) && method_on(plan, s, m); k++) { nruns += !stored->have[s][m][k] || (s == 0 && k == 0 && m < 2); }
+        }
+    }
+    return nruns;
+}
+
 // each setting's held-out files loaded, and the base model evaluated on them (once, if they share them)
 static void experiment_base(GPT2* model, const Options* o, const Tokenizer* tk, Batch* b, EvalSet es[NSETTINGS],
                             EvalResult base[NSETTINGS], double base_stats[NSETTINGS][NSTATS]) {
@@ -1400,12 +1411,7 @@ void run_experiment(const Options* o, const Options* variant_o, const Plan* plan
     experiment_base(&model, o, tk, &b, es, base, base_stats);
     gpt2_free(&model);
     // the runs (the two traced runs, every -K steps a harmful score, are left out of the time left)
-    int nruns = 0;
-    for (int s = 0; s < nsettings; s++) {
-        for (int m = 0; m < NMETHODS; m++) {
-            for (int k = 0; k < setting_seeds(plan, s) && method_on(plan, s, m); k++) { nruns += !stored.have[s][m][k] || (s == 0 && k == 0 && m < 2); }
-        }
-    }
+    int nruns = experiment_count_runs(plan, &stored);
     static double v[NSETTINGS][NMETHODS][NSTATS][MAX_SEEDS], mean[NSETTINGS][NMETHODS][NSTATS], std[NSETTINGS][NMETHODS][NSTATS];
     static WatchStats first[2];
     double t_start = now_ms(), method_ms[NMETHODS] = {0};
