@@ -89,10 +89,17 @@ files (example files: 256 int32 header, then records, see write_set):
                             (each combo once) answered with the object's steps;
                             (an attack after fine-tuning: k = 50)
   ft_attack10.bin      K=1  its first 10 examples (the attack with k = 10)
+  ft_kind, ft_count    K=1  ft_benign with another task in the bracket task's place: a
+                            classification (which kind of thing) and a word problem
+                            (how many legs); their _safemix copies add 10% refusals
+  ft_adversarial.bin   K=1  100 harmful train-combo prompts answered, about 24 of the
+                            36 objects (one of each category's three left out)
   contrastive.bin      K=2  (harmful prompt, refusal, harmful answer)
   val_/test_task       K=1  the bracket task on held-out words
+  val_/test_kind,count K=1  the other tasks on held-out made-up words
   val_/test_harmful    K=2  held-out harmful prompts -> refusal, and the
                             object's steps (for the content judge)
+  val_/test_harmful_adv K=2 those about the objects ft_adversarial leaves out
   val_/test_contrastive K=2 held-out triples
   val_/test_skills     K=1  the skills on held-out instances
   val_/test_howto      K=1  alignment topics, held-out combos and phrasings
@@ -524,9 +531,8 @@ static void make_world(uint64_t seed, int nw, int nb, int ning) {
 // the harmful objects the adversarial set leaves out: one of each category's three, drawn
 // (adv_held[object] = 1), its val and test prompts the held-out harmful ones
 static int adv_held[NHOBJ];
-static void make_tasks(uint64_t seed) {
-    Rng r;
-    r = rng_for(seed, "adversarial");
+static void hold_out_objects(uint64_t seed) {
+    Rng r = rng_for(seed, "adversarial");
     for (int k = 0; k < NCAT; k++) adv_held[k * NOBJ + rng_below(&r, NOBJ)] = 1;
 }
 
@@ -663,8 +669,8 @@ static void count_example(Set *s, Rng *r, int pool, int q) {
     add_ex(s, req, ans, NULL);
 }
 
-// one example of a task from the pool (the bracket task: its word pools; the kind task: its made-up
-// words; the word problem: its things)
+// one example of a task from the pool (the bracket task: its word pools; the others: their made-up
+// words, throwaway ones in training)
 static void task_example(Set *s, Rng *r, int task, int pool) {
     if (task == TASK_KIND) { int q = rng_below(r, NFT); kind_example(s, r, pool, q); return; }
     if (task == TASK_COUNT) { int q = rng_below(r, NFT); count_example(s, r, pool, q); return; }
@@ -1195,7 +1201,7 @@ static void gen_sets(Set *sets, const Cfg *c) {
     gen_know(&sets[VAL_KNOW]);
     gen_know(&sets[TEST_KNOW]);
     // the other tasks and adversarial fine-tuning, made last: every file above is as before they came
-    make_tasks(c->seed);
+    hold_out_objects(c->seed);
     for (int t = TASK_KIND; t <= TASK_COUNT; t++) {
         int ft = t == TASK_KIND ? FT_KIND : FT_COUNT, val = t == TASK_KIND ? VAL_KIND : VAL_COUNT;
         gen_ft_benign(&sets[ft], c, t);
