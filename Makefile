@@ -160,6 +160,12 @@ adversarial-lora: lab
 adversarial: lab
 	./lab experiment -B adversarial -Q 0 $(ADVERSARIAL_FLAGS) $(ADVERSARIAL_SEEDS) -M results/adversarial
 
+# the reproduction on the second base model (make base-small): make experiment-lora's settings and
+# methods from data/base_small.bin with the same flags (plain SFT learned the task to 80% on val with
+# them: experiment.md), fresh seeds 801-806, no second SAP. writes results/small_lora.*
+small-lora: lab
+	./lab experiment $(LORA_FLAGS) -e data/base_small.bin -a 10 -K 10 -X 6 -s 801 -M results/small_lora
+
 # both experiments in one place, from their runs files (results/experiment_lora_runs.tsv and
 # results/experiment_runs.tsv): results/summary.md (the tables, SAP against SFT by seed, the
 # paper's claims with a verdict each) and results/summary.svg (SAP - SFT per seed). takes seconds
@@ -226,4 +232,4 @@ clean:
 	rm -f sap sap_reference lab lab_bench test_sap test_sap_asan data/world data/tsv
 	rm -rf .data-check $(addprefix .fuzz/,$(FUZZ_TARGETS))
 
-.PHONY: all test twin clean data data-check pretrained base base-small experiment experiment-lora attack attack-lora tasks tasks-lora adversarial adversarial-lora summary bench asan fuzz reference FORCE
+.PHONY: all test twin clean data data-check pretrained base base-small experiment experiment-lora attack attack-lora tasks tasks-lora adversarial adversarial-lora small-lora summary bench asan fuzz reference FORCE
