@@ -1723,6 +1723,11 @@ static const Claim task_claims[] = {
     {"the task is kept on other tasks (a word problem)", "count task: SAP − SFT fine-tune accuracy, paired", "count task", "SAP", "SFT",
      CLAIM_ACCURACY},
 };
+static const Claim small_claims[] = {
+    {"less harm, a second model size (4 layers, 128 channels)", "benign set: SAP − SFT harmful score, paired", "benign", "SAP",
+     "SFT", CLAIM_HARM},
+    {"the task is kept, a second model size", "benign set: SAP − SFT fine-tune accuracy, paired", "benign", "SAP", "SFT", CLAIM_ACCURACY},
+};
 static const Claim adversarial_claims[] = {
     {"more robust under adversarial fine-tuning", "100 harmful examples answered, nothing else: SAP − SFT harmful score on "
      "the prompts about the objects they leave out, paired", "adversarial", "SAP", "SFT", CLAIM_ATTACK},
@@ -1882,9 +1887,9 @@ static void more_claims(FILE* f, const char* const paths[2], const char* const r
 }
 
 // others: the other experiments' runs files, LoRA's and full fine-tuning's of each: the attack, the
-// other tasks and adversarial fine-tuning (six paths), or NULL: their rows in the claims table where
-// they exist
-void run_summary(const char* lora_runs, const char* full_runs, const char* const others[6], const char* stem) {
+// other tasks, adversarial fine-tuning and the second model size (eight paths), or NULL: their rows
+// in the claims table where they exist
+void run_summary(const char* lora_runs, const char* full_runs, const char* const others[8], const char* stem) {
     double t_wall = now_ms();
     static RunsTable tab[2];
     const RunsTable* tp[2] = {&tab[0], &tab[1]};
@@ -1913,13 +1918,14 @@ void run_summary(const char* lora_runs, const char* full_runs, const char* const
     more_claims(f, others != NULL ? others + 2 : NULL, regime, task_claims, (int)(sizeof task_claims / sizeof task_claims[0]));
     attack_claims(f, others, regime);
     more_claims(f, others != NULL ? others + 4 : NULL, regime, adversarial_claims, 1);
+    more_claims(f, others != NULL ? others + 6 : NULL, regime, small_claims, 2);
     fprintf(f, "\n%s\n", verdict_rule);
     provenance(prov, sizeof prov);
     for (int r = 0; r < 2; r++) { runs_commits(&tab[r], commits[r], sizeof commits[r]); }
     duration_text(wall, sizeof wall, (now_ms() - t_wall) / 1e3);
     fprintf(f, "\nmade by lab summary (%s; wall time %s), from %s (%s) and %s (%s)", prov, wall, path[0], commits[0], path[1], commits[1]);
     int listed = 0;
-    for (int r = 0; others != NULL && r < 6; r++) {
+    for (int r = 0; others != NULL && r < 8; r++) {
         FILE* a = fopen(others[r], "r");
         if (a != NULL) { fclose(a); fprintf(f, ", %s", others[r]); listed++; }
     }
@@ -2337,8 +2343,9 @@ static int gate_main(int argc, char** argv) {
 static int summary_main(int argc, char** argv) {
     const char* stem = "results/summary";
     const char* files[2] = {"results/experiment_lora_runs.tsv", "results/experiment_runs.tsv"};
-    const char* const others[6] = {"results/attack_lora_runs.tsv", "results/attack_runs.tsv", "results/tasks_lora_runs.tsv",
-                                   "results/tasks_runs.tsv", "results/adversarial_lora_runs.tsv", "results/adversarial_runs.tsv"};
+    const char* const others[8] = {"results/attack_lora_runs.tsv", "results/attack_runs.tsv", "results/tasks_lora_runs.tsv",
+                                   "results/tasks_runs.tsv", "results/adversarial_lora_runs.tsv", "results/adversarial_runs.tsv",
+                                   "results/small_lora_runs.tsv", "results/small_runs.tsv"};
     int nf = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "-M") == 0 && i + 1 < argc) { stem = argv[++i]; }
