@@ -148,7 +148,7 @@ attack: lab
 # (data/ft_adversarial.bin), SFT and SAP, judged on the test prompts about the 12 objects the set
 # leaves out, and on the val ones every 10 steps of every run. write results/tasks_lora.* and
 # results/tasks.* (24 minutes each with 2 threads), results/adversarial_lora.* and
-# results/adversarial.* (about N minutes each); stopped, each starts where it was
+# results/adversarial.* (12 minutes each); stopped, each starts where it was
 TASK_SEEDS = -X 6 -s 601
 ADVERSARIAL_SEEDS = -X 6 -s 701
 ADVERSARIAL_FLAGS = -K 10 -J data/val_harmful_adv.bin
