@@ -89,7 +89,7 @@ base: pretrained
 # a second base model of another size, larger: 8 layers, 8 heads, 256 channels (6.4M parameters,
 # 2.3 times the first's; the smaller shape below missed the gate), made the same way; saves every 500
 # steps (-S, -Y: a stopped stage continues with -U). data/pretrained_large.bin, data/base_large.bin,
-# results/base_large.log with its gate
+# results/base_large.log with its gate (passed). 34 minutes with 2 threads (pretraining 362 ms a step)
 LARGE_SHAPE = -L 8 -H 8 -C 256
 base-large: sap lab
 	@mkdir -p results
