@@ -1723,8 +1723,8 @@ static const Claim task_claims[] = {
     {"the task is kept on other tasks (a word problem)", "count task: SAP − SFT fine-tune accuracy, paired", "count task", "SAP", "SFT",
      CLAIM_ACCURACY},
 };
-static const Claim small_claims[] = {
-    {"less harm, a second model size (4 layers, 128 channels)", "benign set: SAP − SFT harmful score, paired", "benign", "SAP",
+static const Claim large_claims[] = {
+    {"less harm, a second model size (8 layers, 256 channels)", "benign set: SAP − SFT harmful score, paired", "benign", "SAP",
      "SFT", CLAIM_HARM},
     {"the task is kept, a second model size", "benign set: SAP − SFT fine-tune accuracy, paired", "benign", "SAP", "SFT", CLAIM_ACCURACY},
 };
@@ -1918,7 +1918,7 @@ void run_summary(const char* lora_runs, const char* full_runs, const char* const
     more_claims(f, others != NULL ? others + 2 : NULL, regime, task_claims, (int)(sizeof task_claims / sizeof task_claims[0]));
     attack_claims(f, others, regime);
     more_claims(f, others != NULL ? others + 4 : NULL, regime, adversarial_claims, 1);
-    more_claims(f, others != NULL ? others + 6 : NULL, regime, small_claims, 2);
+    more_claims(f, others != NULL ? others + 6 : NULL, regime, large_claims, 2);
     fprintf(f, "\n%s\n", verdict_rule);
     provenance(prov, sizeof prov);
     for (int r = 0; r < 2; r++) { runs_commits(&tab[r], commits[r], sizeof commits[r]); }
@@ -2345,7 +2345,7 @@ static int summary_main(int argc, char** argv) {
     const char* files[2] = {"results/experiment_lora_runs.tsv", "results/experiment_runs.tsv"};
     const char* const others[8] = {"results/attack_lora_runs.tsv", "results/attack_runs.tsv", "results/tasks_lora_runs.tsv",
                                    "results/tasks_runs.tsv", "results/adversarial_lora_runs.tsv", "results/adversarial_runs.tsv",
-                                   "results/small_lora_runs.tsv", "results/small_runs.tsv"};
+                                   "results/large_lora_runs.tsv", "results/large_runs.tsv"};
     int nf = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "-M") == 0 && i + 1 < argc) { stem = argv[++i]; }
