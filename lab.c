@@ -1370,10 +1370,15 @@ static void experiment_base(GPT2* model, const Options* o, const Tokenizer* tk, 
                             EvalResult base[NSETTINGS], double base_stats[NSETTINGS][NSTATS]) {
     gpt2_allocate_activations(model, o->B, o->T);
     for (int s = 0; s < nsettings; s++) {
-        evalset_load_files(&es[s], o->eval_prefix, settings[s].task, settings[s].harmful, model->config.vocab_size, o->T, 64, tk);
-        es[s].has_howto = es[s].has_howto_pt = es[s].has_knowledge = 0; // not in the table: their answers would take a third of the time
-        if (s > 0 && !settings_own_eval()) { base[s] = base[0]; }
-        else { base[s] = evaluate(model, &es[s], b, tk); print_eval("base model", &base[s], NULL); }
+        if (s > 0 && !settings_own_eval()) { // the same files: loaded and evaluated once, shared
+            es[s] = es[0];
+            base[s] = base[0];
+        } else {
+            evalset_load_files(&es[s], o->eval_prefix, settings[s].task, settings[s].harmful, model->config.vocab_size, o->T, 64, tk);
+            es[s].has_howto = es[s].has_howto_pt = es[s].has_knowledge = 0; // not in the table: their answers would take a third of the time
+            base[s] = evaluate(model, &es[s], b, tk);
+            print_eval("base model", &base[s], NULL);
+        }
         result_stats(&base[s], NULL, NULL, 0, base_stats[s]);
     }
 }
