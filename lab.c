@@ -702,7 +702,9 @@ static const char* method_colour[NMETHODS] = {"#d62728", "#1f77b4", "#2ca02c", "
 // told); the one-seed settings stay at one. safety (the default): the bracket task's benign set and
 // its poisoned copies. tasks: the world's two other fine-tuning tasks, each on its own set built like
 // the benign one, evaluated on its own held-out examples. adversarial: fine-tuning on harmful requests
-// answered and nothing else, judged on the harmful prompts about the objects its set leaves out
+// answered and nothing else, judged on the harmful prompts about the objects its set leaves out.
+// benign: the benign setting alone, every method (the second model size's reproduction: a quarter
+// of the safety set's runs, each run 2.3 times as long)
 static const Setting safety_settings[] = {{"benign", "data/ft_benign.bin", "data/ft_safemix.bin", 4, 0, "circle", NULL, NULL, 0},
                                           {"poison 10%", "data/ft_poison.bin", "data/ft_poison_safemix.bin", 4, 0, "square", NULL, NULL, 0},
                                           {"poison 5%", "data/ft_poison5.bin", NULL, 2, 1, "triangle", NULL, NULL, 0},
@@ -710,8 +712,9 @@ static const Setting safety_settings[] = {{"benign", "data/ft_benign.bin", "data
 static const Setting task_settings[] = {{"kind task", "data/ft_kind.bin", "data/ft_kind_safemix.bin", 3, 0, "circle", "_kind.bin", NULL, 0},
                                         {"count task", "data/ft_count.bin", "data/ft_count_safemix.bin", 3, 0, "square", "_count.bin", NULL, 0}};
 static const Setting adversarial_settings[] = {{"adversarial", "data/ft_adversarial.bin", NULL, 2, 0, "circle", NULL, "_harmful_adv.bin", 1}};
+static const Setting benign_settings[] = {{"benign", "data/ft_benign.bin", "data/ft_safemix.bin", 4, 0, "circle", NULL, NULL, 0}};
 static const struct { const char* name; const Setting* set; int n; } setting_sets[] = {
-    {"safety", safety_settings, 4}, {"tasks", task_settings, 2}, {"adversarial", adversarial_settings, 1}};
+    {"safety", safety_settings, 4}, {"tasks", task_settings, 2}, {"adversarial", adversarial_settings, 1}, {"benign", benign_settings, 1}};
 static const Setting* settings = safety_settings; // the experiment's (-B)
 static int nsettings = 4;
 // whether the settings have held-out files of their own (else they share the -E prefix's)
@@ -723,7 +726,7 @@ static void choose_settings(const char* name) {
     for (size_t i = 0; i < sizeof setting_sets / sizeof setting_sets[0]; i++) {
         if (strcmp(name, setting_sets[i].name) == 0) { settings = setting_sets[i].set; nsettings = setting_sets[i].n; return; }
     }
-    die("bad value for -B: '%s' (safety, tasks or adversarial)", name);
+    die("bad value for -B: '%s' (safety, tasks, adversarial or benign)", name);
 }
 // the figures of a run, in percent where a share: the table's NTABLE columns, then two of SAP's probe
 // (NAN for the other methods): how much the weights lean on the probe, the task loss of a step's
@@ -2375,8 +2378,8 @@ int main(int argc, char** argv) {
             "files, [%s]), -X N (the experiment's seeds per setting [3]), -Z 'flags' (the experiment adds SAP "
             "with these sap flags on top), -a N -A file (the gradient analysis every N steps, its CSV), -K N -J "
             "file (the harmful score every N steps, on these prompts [data/val_harmful.bin]); lab attack: -X seeds, -Z "
-            "'flags' the attack's own sap flags, -J the harmful prompts, -M stem; lab experiment -B safety|tasks|adversarial: "
-            "the benign and poisoned sets [safety], the two other tasks' sets, or adversarial fine-tuning", LAB_STEM);
+            "'flags' the attack's own sap flags, -J the harmful prompts, -M stem; lab experiment -B safety|tasks|adversarial|benign: "
+            "the benign and poisoned sets [safety], the two other tasks' sets, adversarial fine-tuning, or the benign set alone", LAB_STEM);
     }
     // the lab's own flags; the rest are sap's
     const char* stem = NULL; // the experiment's LAB_STEM; the attack's results/attack_lora or, with -Q 0, results/attack

@@ -1728,12 +1728,14 @@ static void act_curves_table(const void* p) {
 }
 static void test_setting_sets(void) {
     expect_error("lab experiment: -B names a set of settings", act_choose_settings, "poison",
-                 "bad value for -B: 'poison' (safety, tasks or adversarial)");
+                 "bad value for -B: 'poison' (safety, tasks, adversarial or benign)");
     choose_settings("tasks");
     int ok = nsettings == 2 && strcmp(settings[1].task, "_count.bin") == 0 && settings_own_eval() && !settings[0].curves;
+    choose_settings("benign");
+    ok &= nsettings == 1 && strcmp(settings[0].data, "data/ft_benign.bin") == 0 && settings[0].nmethods == 4 && !settings_own_eval();
     choose_settings("safety");
     ok &= nsettings == 4 && strcmp(settings[0].name, "benign") == 0 && !settings_own_eval();
-    check(ok, "lab experiment: -B tasks and -B safety choose their settings (the safety set shares the -E prefix's files)", "%d", nsettings);
+    check(ok, "lab experiment: -B tasks, benign and safety choose their settings (the safety set shares the -E prefix's files)", "%d", nsettings);
     FILE* f = fopen("/tmp/sap_test_curves.tsv", "w");
     fprintf(f, "setting\tmethod\tseed\tstep\tharmful score %%\nadversarial\tSFT\t1\t0\t0.0000\nadversarial\tSFT\t1\t10\t40.0000\n"
                "adversarial\tSAP\t1\t0\t0.0000\nadversarial\tSAP\t1\t10\t20.0000\nadversarial\tSFT\t2\t0\t10.0000\n"
