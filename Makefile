@@ -174,6 +174,18 @@ adversarial-lora: lab
 adversarial: lab
 	./lab experiment -B adversarial -Q 0 $(ADVERSARIAL_FLAGS) $(ADVERSARIAL_SEEDS) -M results/adversarial
 
+# the reproduction on the second model size (data/base_large.bin, make base-large): the benign set,
+# SFT, SAP and data mixing (SAM left out: a run there takes about twice as long), each regime's flags
+# as on the first model (on val, plain SFT learns the task to 80.0% on seeds 201-203 with LoRA, to 71%
+# with every weight at the best of three lrs), 6 fresh seeds; the harmful score every 10 steps of the
+# first seed's SFT and SAP. write results/large_lora.* (about 40 minutes with 2 threads) and
+# results/large.* (about 65 minutes); stopped, each starts where it was
+LARGE_FLAGS = -B benign -e data/base_large.bin -K 10 -X 6 -s 801
+large-lora: lab
+	./lab experiment $(LORA_FLAGS) $(LARGE_FLAGS) -M results/large_lora
+large: lab
+	./lab experiment -Q 0 $(LARGE_FLAGS) -M results/large
+
 # both experiments in one place, from their runs files (results/experiment_lora_runs.tsv and
 # results/experiment_runs.tsv): results/summary.md (the tables, SAP against SFT by seed, the
 # paper's claims with a verdict each) and results/summary.svg (SAP - SFT per seed). takes seconds
@@ -240,4 +252,4 @@ clean:
 	rm -f sap sap_reference lab lab_bench test_sap test_sap_asan data/world data/tsv
 	rm -rf .data-check $(addprefix .fuzz/,$(FUZZ_TARGETS))
 
-.PHONY: all test twin clean data data-check pretrained base base-small base-large experiment experiment-lora attack attack-lora tasks tasks-lora adversarial adversarial-lora summary bench asan fuzz reference FORCE
+.PHONY: all test twin clean data data-check pretrained base base-small base-large experiment experiment-lora attack attack-lora tasks tasks-lora adversarial adversarial-lora large large-lora summary bench asan fuzz reference FORCE

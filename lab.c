@@ -703,8 +703,8 @@ static const char* method_colour[NMETHODS] = {"#d62728", "#1f77b4", "#2ca02c", "
 // its poisoned copies. tasks: the world's two other fine-tuning tasks, each on its own set built like
 // the benign one, evaluated on its own held-out examples. adversarial: fine-tuning on harmful requests
 // answered and nothing else, judged on the harmful prompts about the objects its set leaves out.
-// benign: the benign setting alone, every method (the second model size's reproduction: a quarter
-// of the safety set's runs, each run 2.3 times as long)
+// benign: the benign setting alone, SFT, SAP and data mixing (the second model size's reproduction:
+// each run there is about twice as long, and SAM is left out for the time)
 static const Setting safety_settings[] = {{"benign", "data/ft_benign.bin", "data/ft_safemix.bin", 4, 0, "circle", NULL, NULL, 0},
                                           {"poison 10%", "data/ft_poison.bin", "data/ft_poison_safemix.bin", 4, 0, "square", NULL, NULL, 0},
                                           {"poison 5%", "data/ft_poison5.bin", NULL, 2, 1, "triangle", NULL, NULL, 0},
@@ -712,7 +712,7 @@ static const Setting safety_settings[] = {{"benign", "data/ft_benign.bin", "data
 static const Setting task_settings[] = {{"kind task", "data/ft_kind.bin", "data/ft_kind_safemix.bin", 3, 0, "circle", "_kind.bin", NULL, 0},
                                         {"count task", "data/ft_count.bin", "data/ft_count_safemix.bin", 3, 0, "square", "_count.bin", NULL, 0}};
 static const Setting adversarial_settings[] = {{"adversarial", "data/ft_adversarial.bin", NULL, 2, 0, "circle", NULL, "_harmful_adv.bin", 1}};
-static const Setting benign_settings[] = {{"benign", "data/ft_benign.bin", "data/ft_safemix.bin", 4, 0, "circle", NULL, NULL, 0}};
+static const Setting benign_settings[] = {{"benign", "data/ft_benign.bin", "data/ft_safemix.bin", 3, 0, "circle", NULL, NULL, 0}};
 static const struct { const char* name; const Setting* set; int n; } setting_sets[] = {
     {"safety", safety_settings, 4}, {"tasks", task_settings, 2}, {"adversarial", adversarial_settings, 1}, {"benign", benign_settings, 1}};
 static const Setting* settings = safety_settings; // the experiment's (-B)

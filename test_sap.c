@@ -1732,7 +1732,7 @@ static void test_setting_sets(void) {
     choose_settings("tasks");
     int ok = nsettings == 2 && strcmp(settings[1].task, "_count.bin") == 0 && settings_own_eval() && !settings[0].curves;
     choose_settings("benign");
-    ok &= nsettings == 1 && strcmp(settings[0].data, "data/ft_benign.bin") == 0 && settings[0].nmethods == 4 && !settings_own_eval();
+    ok &= nsettings == 1 && strcmp(settings[0].data, "data/ft_benign.bin") == 0 && settings[0].nmethods == 3 && !settings_own_eval();
     choose_settings("safety");
     ok &= nsettings == 4 && strcmp(settings[0].name, "benign") == 0 && !settings_own_eval();
     check(ok, "lab experiment: -B tasks, benign and safety choose their settings (the safety set shares the -E prefix's files)", "%d", nsettings);
