@@ -1832,6 +1832,30 @@ static void example_part(const ExampleFile* ef, int i, int k, char* out, size_t 
     out[n] = 0;
 }
 
+// sap -I: the flag names another task's held-out file after the -E prefix, and the evaluation set
+// holds that file's examples in the task's place (data/val_kind.bin, not data/val_task.bin); the
+// rest of the set is the prefix's own
+static void test_eval_task_flag(void) {
+    const char* argv[] = {"sap", "-m", "sft", "-E", "data/val", "-I", "_kind.bin"};
+    Options o;
+    parse_options(&o, 7, (char**)argv);
+    EvalSet es, plain;
+    evalset_load_files(&es, o.eval_prefix, o.eval_task, NULL, 256, 128, 64, NULL);
+    evalset_load(&plain, "data/val", 256, 128, 64, NULL);
+    ExampleFile kind;
+    examples_load(&kind, "data/val_kind.bin", 256, 128);
+    size_t ntok = kind.offset[kind.N - 1]; // every record's tokens: the last one's start and its lengths
+    for (int k = 0; k <= kind.K; k++) { ntok += (size_t)kind.lengths[(kind.N - 1) * (1 + kind.K) + k]; }
+    int ok = strcmp(o.eval_task, "_kind.bin") == 0 && es.task.N == kind.N && es.task.K == kind.K &&
+             memcmp(es.task.lengths, kind.lengths, (size_t)kind.N * (1 + kind.K) * sizeof(int)) == 0 &&
+             memcmp(es.task.tokens, kind.tokens, ntok * sizeof(uint16_t)) == 0;
+    ok &= memcmp(plain.task.tokens, kind.tokens, 64 * sizeof(uint16_t)) != 0; // the bracket task's differ
+    ok &= es.harmful.N == plain.harmful.N && es.skills.N == plain.skills.N && es.pairs.N == plain.pairs.N;
+    check(ok, "sap -I _kind.bin: the evaluation's task examples are data/val_kind.bin's, the rest the -E prefix's", "N %d of %d",
+          es.task.N, kind.N);
+    examples_free(&kind);
+}
+
 // the world's files for the other experiments, read back: adversarial fine-tuning's set answers none
 // of the objects its held-out harmful files ask about (no held-out prompt's steps in any of its
 // answers), and those files are the val and test harmful prompts about these objects, all of them;
@@ -3836,6 +3860,7 @@ int main(int argc, char** argv) {
     test_more_claims();
     test_gate();
     test_world_other_files();
+    test_eval_task_flag();
     test_judges();
     test_content_judge();
     test_sap_on_shipped_data();
