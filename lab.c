@@ -746,6 +746,12 @@ static int method_on(const Plan* plan, int s, int m) {
     return m == VARIANT ? plan->variant != NULL : m < settings[s].nmethods;
 }
 
+// whether method m runs in any setting of the experiment
+static int method_in_plan(const Plan* plan, int m) {
+    for (int s = 0; s < nsettings; s++) { if (method_on(plan, s, m)) { return 1; } }
+    return 0;
+}
+
 static void mean_std(const double* x, int n, double* mean, double* std) {
     double m = 0.0, v = 0.0;
     for (int i = 0; i < n; i++) { m += x[i]; }
@@ -833,7 +839,8 @@ static void cells_spread(FILE* f, const double* x, int n, const char* fmt) {
 
 // for each setting with several seeds: every seed's harmful score and fine-tune accuracy per method,
 // then each method against SFT paired by seed (the same data order), with the failures: seeds on
-// which its fine-tune accuracy is more than 10 points below SFT's; and SAP's probe per seed
+// which its fine-tune accuracy is more than 10 points below SFT's; and SAP's probe per seed, where
+// the analysis (-a) measured it
 static void write_paired(FILE* f, const Plan* plan, int seed0, double v[NSETTINGS][NMETHODS][NSTATS][MAX_SEEDS]) {
     for (int s = 0; s < nsettings; s++) {
         int n = setting_seeds(plan, s);
@@ -870,6 +877,11 @@ static void write_paired(FILE* f, const Plan* plan, int seed0, double v[NSETTING
             cells_spread(f, da, n, "%+.1f");
             fprintf(f, " %d |\n", failures);
         }
+        int analysed = 0; // the probe's figures come from the analysis (-a)
+        for (int m = 0; m < NMETHODS; m++) {
+            for (int k = 0; k < n && method_on(plan, s, m); k++) { analysed |= isfinite(v[s][m][10][k]) || isfinite(v[s][m][11][k]); }
+        }
+        if (!analysed) { continue; }
         fprintf(f, "\n%s, SAP's probe per seed. lean: how much more the task loss of a step's batch is without the "
                    "probe than with it (the weights lean on the probe), mean over the analysed steps of the second "
                    "half; probe / stream: the probe's largest RMS over the stream's at the probed block\n\n| seed |",
@@ -1329,10 +1341,16 @@ static void experiment_write_table(const char* path, const char* runs_path, cons
     }
     fprintf(f, "\n%d seeds from %d (one where the setting says so); mean ± standard deviation over seeds. every run: %d steps of %d examples, lr %g "
                "(cosine to %g x), from %s, evaluated on %s_*.bin. SAP: rho %g, beta %g, tau %g, probe after block %s, "
-               "%d triples per step. SAM: rho %g. SFT + safety data: the set with refusals mixed in. residual stream RMS "
-               "at the probed block (first %s run): SFT %.3f, SAP %.3f, the probe's RMS there %.3f.\n",
+               "%d triples per step.",
             plan->seeds, o->seed, o->steps, o->B, o->lr, o->lr_final, o->load, o->eval_prefix, o->rho, o->beta, o->tau,
-            o->probe_layers, o->pair_batch, o->sam_rho, settings[0].name, first[0].resid_rms, first[1].resid_rms, first[1].probe_rms);
+            o->probe_layers, o->pair_batch);
+    if (method_in_plan(plan, 3)) { fprintf(f, " SAM: rho %g.", o->sam_rho); }
+    if (method_in_plan(plan, 2)) { fprintf(f, " SFT + safety data: the set with refusals mixed in."); }
+    if (isfinite(first[1].resid_rms)) { // with the analysis (-a)
+        fprintf(f, " residual stream RMS at the probed block (first %s run): SFT %.3f, SAP %.3f, the probe's RMS there %.3f.",
+                settings[0].name, first[0].resid_rms, first[1].resid_rms, first[1].probe_rms);
+    }
+    fprintf(f, "\n");
     if (plan->variant != NULL) {
         fprintf(f, "%s: SAP with these flags on top of the others: rho %g, beta %g, tau %g, probe after block %s.\n",
                 methods[VARIANT].name, variant_o->rho, variant_o->beta, variant_o->tau, variant_o->probe_layers);

@@ -1438,6 +1438,21 @@ static void test_runs_file(void) {
     const char* want = "| SAP | -5.0 ± 10.0 | -15.0 | +5.0 | 2 of 3 | -12.0 ± 15.7 | -30.0 | -1.0 | 1 |";
     check(strstr(copy, want) != NULL && strstr(copy, "| 1338 | 40.0 / 90.0 | 45.0 / 60.0 |") != NULL,
           "experiment paired table: SAP - SFT per seed, its spread and the failures", "missing %s", want);
+    int probe_table = strstr(copy, "SAP's probe per seed") != NULL; // the lean and probe / stream measured (0 here)
+    free(copy); free(t);
+    // without the analysis (-a) the lean and the probe's size are NAN: no table of them
+    for (int k = 0; k < 3; k++) {
+        for (int m = 0; m < NMETHODS; m++) { v[0][m][10][k] = v[0][m][11][k] = v[1][m][10][k] = v[1][m][11][k] = NAN; }
+    }
+    f = fopen(tpath, "w");
+    write_paired(f, &plan, 1337, v);
+    fclose(f);
+    t = (char*)read_file(tpath, &n);
+    copy = malloc(n + 1);
+    memcpy(copy, t, n);
+    copy[n] = 0;
+    check(probe_table && strstr(copy, "SAP's probe per seed") == NULL && strstr(copy, want) != NULL,
+          "experiment paired table: SAP's probe per seed where the analysis measured it, else left out", "%d", probe_table);
     free(copy); free(t);
     remove(tpath);
 }
