@@ -178,8 +178,8 @@ adversarial: lab
 # SFT, SAP and data mixing (SAM left out: a run there takes about twice as long), each regime's flags
 # as on the first model (on val, plain SFT learns the task to 80.0% on seeds 201-203 with LoRA, to 71%
 # with every weight at the best of three lrs), 6 fresh seeds; the harmful score every 10 steps of the
-# first seed's SFT and SAP. write results/large_lora.* (about 40 minutes with 2 threads) and
-# results/large.* (about 65 minutes); stopped, each starts where it was
+# first seed's SFT and SAP. write results/large_lora.* and results/large.* (41 minutes each with 2
+# threads); stopped, each starts where it was
 LARGE_FLAGS = -B benign -e data/base_large.bin -K 10 -X 6 -s 801
 large-lora: lab
 	./lab experiment $(LORA_FLAGS) $(LARGE_FLAGS) -M results/large_lora
@@ -188,7 +188,8 @@ large: lab
 
 # both experiments in one place, from their runs files (results/experiment_lora_runs.tsv and
 # results/experiment_runs.tsv): results/summary.md (the tables, SAP against SFT by seed, the
-# paper's claims with a verdict each) and results/summary.svg (SAP - SFT per seed). takes seconds
+# paper's claims with a verdict each, with the rows of the attack, tasks, adversarial and large
+# experiments where their runs files exist) and results/summary.svg (SAP - SFT per seed). takes seconds
 summary: lab
 	./lab summary
 
