@@ -1344,8 +1344,8 @@ static void experiment_write_table(const char* path, const char* runs_path, cons
                "%d triples per step.",
             plan->seeds, o->seed, o->steps, o->B, o->lr, o->lr_final, o->load, o->eval_prefix, o->rho, o->beta, o->tau,
             o->probe_layers, o->pair_batch);
-    if (method_in_plan(plan, 3)) { fprintf(f, " SAM: rho %g.", o->sam_rho); }
-    if (method_in_plan(plan, 2)) { fprintf(f, " SFT + safety data: the set with refusals mixed in."); }
+    if (method_in_plan(plan, 3)) { fprintf(f, " SAM: rho %g.", o->sam_rho); } // methods[3]: SAM
+    if (method_in_plan(plan, 2)) { fprintf(f, " SFT + safety data: the set with refusals mixed in."); } // methods[2]: mixing
     if (isfinite(first[1].resid_rms)) { // with the analysis (-a)
         fprintf(f, " residual stream RMS at the probed block (first %s run): SFT %.3f, SAP %.3f, the probe's RMS there %.3f.",
                 settings[0].name, first[0].resid_rms, first[1].resid_rms, first[1].probe_rms);
