@@ -691,8 +691,9 @@ typedef struct {
     int curves;          // 1: every run's harmful score every -K steps, into <stem>_curves.tsv (else the traced runs')
 } Setting;
 
-// MAX_SEEDS: the most seeds a setting can have (-X); VARIANT: the method index of a second SAP (-Z)
-enum { MAX_SEEDS = 16, NMETHODS = 5, VARIANT = 4, NSETTINGS = 4, NTABLE = 10, NSTATS = 12 };
+// MAX_SEEDS: the most seeds a setting can have (-X); MIXING, SAM, VARIANT: the method indices of data
+// mixing, SAM and a second SAP (-Z)
+enum { MAX_SEEDS = 16, NMETHODS = 5, MIXING = 2, SAM = 3, VARIANT = 4, NSETTINGS = 4, NTABLE = 10, NSTATS = 12 };
 static Method methods[NMETHODS] = {{"SFT", "sft", 0, 1.0}, {"SAP", "sap", 0, 2.7},
                                    {"SFT + safety data", "sft", 1, 1.05}, {"SAM", "sam", 0, 2.0},
                                    {"SAP variant", "sap", 0, 2.7}}; // its name becomes "SAP <its flags>"
@@ -877,9 +878,10 @@ static void write_paired(FILE* f, const Plan* plan, int seed0, double v[NSETTING
             cells_spread(f, da, n, "%+.1f");
             fprintf(f, " %d |\n", failures);
         }
-        int analysed = 0; // the probe's figures come from the analysis (-a)
+        int analysed = 0; // the lean and probe / stream come from the analysis (-a): NAN without it
         for (int m = 0; m < NMETHODS; m++) {
-            for (int k = 0; k < n && method_on(plan, s, m); k++) { analysed |= isfinite(v[s][m][10][k]) || isfinite(v[s][m][11][k]); }
+            if (!method_on(plan, s, m)) { continue; }
+            for (int k = 0; k < n; k++) { analysed |= isfinite(v[s][m][10][k]); }
         }
         if (!analysed) { continue; }
         fprintf(f, "\n%s, SAP's probe per seed. lean: how much more the task loss of a step's batch is without the "
@@ -1344,8 +1346,8 @@ static void experiment_write_table(const char* path, const char* runs_path, cons
                "%d triples per step.",
             plan->seeds, o->seed, o->steps, o->B, o->lr, o->lr_final, o->load, o->eval_prefix, o->rho, o->beta, o->tau,
             o->probe_layers, o->pair_batch);
-    if (method_in_plan(plan, 3)) { fprintf(f, " SAM: rho %g.", o->sam_rho); } // methods[3]: SAM
-    if (method_in_plan(plan, 2)) { fprintf(f, " SFT + safety data: the set with refusals mixed in."); } // methods[2]: mixing
+    if (method_in_plan(plan, SAM)) { fprintf(f, " SAM: rho %g.", o->sam_rho); }
+    if (method_in_plan(plan, MIXING)) { fprintf(f, " SFT + safety data: the set with refusals mixed in."); }
     if (isfinite(first[1].resid_rms)) { // with the analysis (-a)
         fprintf(f, " residual stream RMS at the probed block (first %s run): SFT %.3f, SAP %.3f, the probe's RMS there %.3f.",
                 settings[0].name, first[0].resid_rms, first[1].resid_rms, first[1].probe_rms);
